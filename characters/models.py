@@ -1,0 +1,191 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+
+# Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
+LIST_FIELDS = ("id", "code", "name", "label", "description", "thumbnail", "owner_id", "updated_at")
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=60)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Tags are matched case-insensitively (V2 spec), so "Fantasy" and "fantasy" are one.
+            models.UniqueConstraint(Lower("name"), name="tag_name_ci_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CharacterQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "CharacterQuerySet":
+        """Active characters the user may see: public ones and their own."""
+        qs = self.filter(is_active=True)
+        if user.is_authenticated:
+            return qs.filter(models.Q(visibility=Character.Visibility.PUBLIC) | models.Q(owner=user))
+        return qs.filter(visibility=Character.Visibility.PUBLIC)
+
+    def for_list(self) -> "CharacterQuerySet":
+        """Only the columns a gallery card needs, with tags in one extra query."""
+        return self.only(*LIST_FIELDS).prefetch_related(
+            models.Prefetch("tags", queryset=Tag.objects.only("id", "name"))
+        )
+
+
+class Character(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Everyone on this instance"
+        PRIVATE = "private", "Only the owner"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # No index of its own: character_owner_hash_idx starts with owner.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        db_index=False,
+        help_text="Empty for characters the instance provides to everyone.",
+    )
+    visibility = models.CharField(
+        max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    # The card's fields (V2 names in comments where ours differ).
+    name = models.CharField(max_length=200)
+    nickname = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    personality = models.TextField(blank=True)
+    scenario = models.TextField(blank=True)
+    first_message = models.TextField(blank=True)  # first_mes
+    alternate_greetings = models.JSONField(default=list, blank=True)
+    example_dialogue = models.TextField(blank=True)  # mes_example
+    system_prompt = models.TextField(blank=True)
+    post_history_instructions = models.TextField(blank=True)
+    creator_notes = models.TextField(blank=True)
+    creator = models.CharField(max_length=200, blank=True)
+    character_version = models.CharField(max_length=100, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="characters")
+    # The strategy's examples: a free label to group characters by, and a switch to hide one.
+    label = models.CharField(max_length=60, blank=True, db_default="", default="")
+    is_active = models.BooleanField(default=True)
+    # Kept verbatim so an exported card gives back what was imported.
+    extensions = models.JSONField(default=dict, blank=True)
+    card_extra = models.JSONField(
+        default=dict, blank=True, help_text="Unknown card keys, kept for export."
+    )
+    avatar = models.ImageField(upload_to="avatars/", blank=True)
+    # Made once when the avatar is set; list pages never touch the full image.
+    thumbnail = models.ImageField(upload_to="thumbnails/", blank=True)
+    source_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CharacterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # The strategy's composite: gallery filtered by label, ordered by name.
+            models.Index(fields=["label", "name"], name="character_label_name_idx"),
+            # Gallery default listing: active characters ordered by name.
+            models.Index(fields=["is_active", "name"], name="character_active_name_idx"),
+            # Card import skips a card already imported by this owner (content hash).
+            models.Index(fields=["owner", "source_hash"], name="character_owner_hash_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(visibility__in=["public", "private"]),
+                name="character_visibility_valid",
+            ),
+            models.CheckConstraint(condition=~models.Q(name=""), name="character_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("characters:detail", args=[self.code])
+
+    @property
+    def display_name(self) -> str:
+        """What {{char}} becomes: the V3 nickname when set."""
+        return self.nickname or self.name
+
+    def greetings(self) -> list[str]:
+        """The first message and the alternate greetings, in swipe order, empty ones dropped."""
+        greetings = [self.first_message] if self.first_message else []
+        greetings += [g for g in self.alternate_greetings if isinstance(g, str) and g.strip()]
+        return greetings
+
+
+class Lorebook(models.Model):
+    """A set of entries: a character's embedded book, or a global one a chat can attach."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    character = models.OneToOneField(
+        Character, null=True, blank=True, on_delete=models.CASCADE, related_name="lorebook"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    scan_depth = models.PositiveIntegerField(default=4)
+    token_budget = models.PositiveIntegerField(default=512)
+    recursive_scanning = models.BooleanField(default=False)
+    extensions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or (f"{self.character} (lorebook)" if self.character_id else "Lorebook")
+
+
+class LorebookEntry(models.Model):
+    class Position(models.TextChoices):
+        BEFORE_CHAR = "before_char", "Before the character"
+        AFTER_CHAR = "after_char", "After the character"
+
+    # No index of its own: lore_book_enabled_order_idx starts with lorebook.
+    lorebook = models.ForeignKey(
+        Lorebook, on_delete=models.CASCADE, related_name="entries", db_index=False
+    )
+    uid = models.CharField(max_length=100, blank=True, help_text="The entry's id in its source.")
+    name = models.CharField(max_length=200, blank=True)
+    comment = models.TextField(blank=True)
+    keys = models.JSONField(default=list, blank=True)
+    secondary_keys = models.JSONField(default=list, blank=True)
+    content = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    constant = models.BooleanField(default=False)
+    selective = models.BooleanField(default=False)
+    case_sensitive = models.BooleanField(default=False)
+    use_regex = models.BooleanField(default=False)
+    insertion_order = models.IntegerField(default=100)
+    priority = models.IntegerField(default=10)
+    position = models.CharField(
+        max_length=20, choices=Position.choices, default=Position.BEFORE_CHAR
+    )
+    extensions = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "lorebook entries"
+        ordering = ["insertion_order", "id"]
+        indexes = [
+            # Prompt building reads a book's enabled entries in insertion order.
+            models.Index(
+                fields=["lorebook", "enabled", "insertion_order"], name="lore_book_enabled_order_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or ", ".join(self.keys[:3]) or f"entry {self.pk}"

