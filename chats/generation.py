@@ -49,6 +49,8 @@ class LiveReply:
     text: str = ""
     done: bool = False
     future: object = None
+    # Set once the row holds the final text (a cancelled future reports done before that).
+    finished: threading.Event = field(default_factory=threading.Event)
     subscribers: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -121,11 +123,8 @@ def request_stop(message_id: int) -> None:
 def wait_for(message_id: int, timeout: float = 60) -> None:
     """Block until a reply generated in this process is finished (for commands and tests)."""
     live = Runner.live.get(message_id)
-    if live is not None and live.future is not None:
-        try:
-            live.future.result(timeout=timeout)
-        except BaseException:  # cancelled or failed: the row says how it ended
-            pass
+    if live is not None:
+        live.finished.wait(timeout)
 
 
 def _db(fn):
@@ -245,6 +244,7 @@ async def _generate(live: LiveReply, overrides: dict) -> None:
             logger.exception("could not save the end of message %s", message_id)
         live.publish(Event("done"))
         Runner.live.pop(message_id, None)
+        live.finished.set()
 
 
 async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterator[Event]:

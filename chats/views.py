@@ -3,7 +3,8 @@ import json
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -77,7 +78,7 @@ def chat_detail(request, code):
         "chats/detail.html",
         {
             "session": session,
-            "messages": messages,
+            "chat_messages": messages,
             "has_older": has_older,
             "oldest_seq": messages[0].seq if messages else 0,
             "engine_label": _engine_label(site),
@@ -104,7 +105,7 @@ def chat_older(request, code):
     has_older = len(rows) > size
     messages = rows[:size][::-1]
     html = render_to_string(
-        "chats/message_list.html", {"messages": messages, "session": session}, request=request
+        "chats/message_list.html", {"chat_messages": messages, "session": session}, request=request
     )
     return JsonResponse(
         {
@@ -202,7 +203,7 @@ async def message_stream(request, code, seq):
     """Server-Sent Events for one reply: the text so far, each new piece, then the final HTML."""
     user = await request.auser()
     if not user.is_authenticated:
-        return HttpResponseRedirect(f"{settings.LOGIN_URL}?next={request.path}")
+        return redirect_to_login(request.get_full_path())
 
     @sync_to_async
     def lookup():

@@ -2,6 +2,7 @@ import asyncio
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -39,6 +40,8 @@ class ConnectionProfileForm(forms.ModelForm):
 @admin.register(ConnectionProfile)
 class ConnectionProfileAdmin(admin.ModelAdmin):
     form = ConnectionProfileForm
+    # Local model servers are usually plain http.
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     list_display = ("name", "mode", "base_url", "model", "has_key", "context_size")
     search_fields = ("name", "base_url", "model")
     actions = ["test_connection"]

@@ -8,6 +8,13 @@ from django.db import models, transaction
 SITE_SETTINGS_CACHE_KEY = "site-settings:v1"
 
 
+def invalidate_site_settings() -> None:
+    """Drop the cached settings row: now for this process, and again after commit so no worker
+    re-caches the old row in between."""
+    cache.delete(SITE_SETTINGS_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(SITE_SETTINGS_CACHE_KEY))
+
+
 class ConnectionProfile(models.Model):
     """An OpenAI-compatible server the instance can send prompts to."""
 
@@ -56,6 +63,16 @@ class ConnectionProfile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # The cached settings row carries the active profile with it.
+        invalidate_site_settings()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        invalidate_site_settings()
+        return result
 
     def sampling(self) -> dict:
         params = {
@@ -133,10 +150,7 @@ class SiteSettings(models.Model):
     def save(self, *args, **kwargs):
         self.pk = 1
         super().save(*args, **kwargs)
-        # Every worker reads the cache, so deleting the key is the invalidation: now for this
-        # process, and again after commit so no worker re-caches the old row in between.
-        cache.delete(SITE_SETTINGS_CACHE_KEY)
-        transaction.on_commit(lambda: cache.delete(SITE_SETTINGS_CACHE_KEY))
+        invalidate_site_settings()
 
     def delete(self, *args, **kwargs):
         raise ValueError("The site settings row cannot be deleted.")

@@ -11,23 +11,7 @@ import os
 import httpx
 import pytest
 
-try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
-    from tiny_model import TINY_REPLY, write_tiny_gguf
-except ImportError:
-    try:  # tests is a package and the project root is on sys.path
-        from tests.tiny_model import TINY_REPLY, write_tiny_gguf
-    except ImportError:  # e.g. --import-mode=importlib: load the sibling file directly
-        import importlib.util
-        import pathlib
-        import sys
-
-        _spec = importlib.util.spec_from_file_location(
-            "tiny_model", pathlib.Path(__file__).with_name("tiny_model.py")
-        )
-        _mod = importlib.util.module_from_spec(_spec)
-        sys.modules["tiny_model"] = _mod
-        _spec.loader.exec_module(_mod)
-        TINY_REPLY, write_tiny_gguf = _mod.TINY_REPLY, _mod.write_tiny_gguf
+from tests.tiny_model import TINY_REPLY, write_tiny_gguf
 
 xllamacpp = pytest.importorskip("xllamacpp")
 

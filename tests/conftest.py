@@ -1,0 +1,211 @@
+"""Shared fixtures: named users, the tiny llama.cpp engine, and a loopback server that misbehaves."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.cache import cache
+
+from tests.tiny_model import TINY_REPLY, write_tiny_gguf
+
+
+def _clear_cache() -> None:
+    """Empty this environment's cache keys only (a shared Redis may hold other environments')."""
+    from django.conf import settings
+
+    if "redis" in settings.CACHES["default"]["BACKEND"].lower():
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    _clear_cache()
+    yield
+    _clear_cache()
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("olivia", password="pw-olivia-123")
+
+
+@pytest.fixture
+def other(django_user_model):
+    return django_user_model.objects.create_user("mallory", password="pw-mallory-123")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root", password="pw-root-123")
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+# --- the tiny engine ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str:
+    return write_tiny_gguf(tmp_path_factory.mktemp("engine") / "tiny.gguf")
+
+
+def start_llama_server(model_path: str, *, n_ctx: int = 2048, api_keys: list[str] | None = None):
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = model_path
+    params.n_ctx = n_ctx
+    params.port = 0
+    params.n_parallel = 1
+    params.cpuparams.n_threads = 1
+    params.verbosity = 1
+    if api_keys:
+        params.api_keys = api_keys
+    return xllamacpp.Server(params)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_url(tiny_model_path):
+    """llama.cpp's real server with the tiny model, as an OpenAI-compatible base URL (…/v1)."""
+    server = start_llama_server(tiny_model_path)
+    yield server.listening_address.rstrip("/") + "/v1"
+    del server
+
+
+@pytest.fixture
+def tiny_builtin(db, tiny_model_path):
+    """Point the built-in engine at the tiny model, so tests run the built-in code path."""
+    from chats.engines import BuiltinServer
+    from settings_app.models import SiteSettings
+
+    site = SiteSettings.load()
+    site.builtin_model_path = tiny_model_path
+    site.builtin_max_tokens = 64
+    site.save()
+    yield site
+    BuiltinServer.stop()
+
+
+@pytest.fixture
+def make_profile(db):
+    """Create a connection profile and make it the instance's active engine."""
+    from settings_app.models import ConnectionProfile, SiteSettings
+
+    def make(base_url: str, **fields) -> ConnectionProfile:
+        fields.setdefault("name", f"profile {ConnectionProfile.objects.count() + 1}")
+        fields.setdefault("max_tokens", 64)
+        profile = ConnectionProfile.objects.create(base_url=base_url, **fields)
+        site = SiteSettings.load()
+        site.active_profile = profile
+        site.save()
+        return profile
+
+    return make
+
+
+# --- a loopback OpenAI-compatible server that misbehaves on purpose ----------------------------
+
+
+class ScriptedServer:
+    """Streams `pieces` one every `delay` seconds; `mode` makes it fail in a chosen way."""
+
+    def __init__(self):
+        self.pieces = ["Once", " upon", " a", " time"]
+        self.delay = 0.05
+        self.mode = "ok"
+        self.requests: list[dict] = []
+        self.disconnected = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"data": [{"id": "scripted"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                outer.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+                outer.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.mode.startswith("http"):
+            status = int(self.mode[4:])
+            body = json.dumps({"error": {"message": "scripted failure", "type": "server_error"}})
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body.encode())
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        try:
+            if self.mode == "silent":
+                time.sleep(self.delay)
+                return
+            if self.mode == "malformed":
+                h.wfile.write(b"data: {not json\n\n")
+                h.wfile.flush()
+                return
+            for i, piece in enumerate(self.pieces):
+                chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                h.wfile.flush()
+                if self.mode == "drop" and i == 1:
+                    return  # the connection closes mid-reply
+                time.sleep(self.delay)
+            end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            h.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.disconnected.set()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted_server():
+    server = ScriptedServer()
+    yield server
+    server.close()
+
+
+__all__ = ["TINY_REPLY"]

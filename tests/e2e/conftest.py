@@ -1,0 +1,141 @@
+"""Browser tests: the app served by uvicorn on loopback, driven in Debian's Chromium by Playwright.
+
+The server runs in a subprocess with its own SQLite file and the tiny test model as its built-in
+engine. Skipped, with the reason printed, when Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.getenv("RPCHAT_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_collection_modifyitems(config, items):
+    if Path(CHROMIUM).exists():
+        return
+    if os.getenv("RPCHAT_REQUIRE_BROWSER") == "1":
+        raise pytest.UsageError(f"Chromium is required (RPCHAT_REQUIRE_BROWSER=1) but {CHROMIUM} is missing")
+    reason = f"Chromium not found at {CHROMIUM}: browser tests skipped (apt-get install chromium)"
+    for item in items:
+        if "e2e" in item.nodeid.split("/"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    def __init__(self, base_url: str, env: dict, var_dir: Path):
+        self.base_url = base_url
+        self.env = env
+        self.var_dir = var_dir
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory, tiny_model_path):
+    var_dir = tmp_path_factory.mktemp("e2e-var")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")}
+    env.update(
+        RPCHAT_VAR_DIR=str(var_dir),
+        RPCHAT_BUILTIN_MODEL=tiny_model_path,
+        CACHE_KEY_PREFIX="rpchat-e2e",
+        DEBUG="0",
+        RPCHAT_STREAM_PERSIST_INTERVAL="0.1",
+        PYTHONUNBUFFERED="1",
+    )
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    application = App(base_url, env, var_dir)
+    application.manage("migrate", "--no-input", "-v0")
+    application.manage("seed_demo")
+    application.manage("collectstatic", "--no-input", "-v0")
+    log = open(var_dir / "server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "rpchat.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("the app did not start:\n" + (var_dir / "server.log").read_text())
+        time.sleep(0.2)
+    yield application
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    }
+
+
+@pytest.fixture
+def shot(page):
+    """Save a screenshot of the page to test-artifacts/ (git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def signed_up(page, app):
+    """Sign up a fresh user through the page; returns the username."""
+    username = f"user{next(_counter)}_{os.getpid()}"
+    page.goto(app.base_url + "/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill("a-long-pass-phrase-7")
+    page.get_by_label("Password confirmation").fill("a-long-pass-phrase-7")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/characters/")
+    return username
