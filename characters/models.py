@@ -26,7 +26,7 @@ class Tag(models.Model):
 class CharacterQuerySet(models.QuerySet):
     def visible_to(self, user) -> "CharacterQuerySet":
         """Active characters the user may see: public ones and their own."""
-        qs = self.filter(is_active=True)
+        qs = self.filter(is_active=True, deleted_at__isnull=True)
         if user.is_authenticated:
             return qs.filter(models.Q(visibility=Character.Visibility.PUBLIC) | models.Q(owner=user))
         return qs.filter(visibility=Character.Visibility.PUBLIC)
@@ -83,6 +83,12 @@ class Character(models.Model):
     # Made once when the avatar is set; list pages never touch the full image.
     thumbnail = models.ImageField(upload_to="thumbnails/", blank=True)
     source_hash = models.CharField(max_length=64, blank=True)
+    # Global lorebooks this character always brings into its chats.
+    lorebooks = models.ManyToManyField(
+        "Lorebook", blank=True, related_name="attached_characters"
+    )
+    # Soft delete: hidden everywhere at once, purged by `manage.py prune` after a grace period.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -155,6 +161,13 @@ class LorebookEntry(models.Model):
         BEFORE_CHAR = "before_char", "Before the character"
         AFTER_CHAR = "after_char", "After the character"
 
+    class Logic(models.IntegerChoices):
+        # SillyTavern's selectiveLogic numbering.
+        AND_ANY = 0, "Primary and any secondary key"
+        NOT_ALL = 1, "Primary and not all secondary keys"
+        NOT_ANY = 2, "Primary and no secondary key"
+        AND_ALL = 3, "Primary and all secondary keys"
+
     # No index of its own: lore_book_enabled_order_idx starts with lorebook.
     lorebook = models.ForeignKey(
         Lorebook, on_delete=models.CASCADE, related_name="entries", db_index=False
@@ -168,6 +181,7 @@ class LorebookEntry(models.Model):
     enabled = models.BooleanField(default=True)
     constant = models.BooleanField(default=False)
     selective = models.BooleanField(default=False)
+    selective_logic = models.PositiveSmallIntegerField(choices=Logic.choices, default=Logic.AND_ANY)
     case_sensitive = models.BooleanField(default=False)
     use_regex = models.BooleanField(default=False)
     insertion_order = models.IntegerField(default=100)

@@ -54,6 +54,28 @@ class ChatSession(models.Model):
     branch_seq = models.PositiveIntegerField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Author's note: inserted `author_note_depth` messages from the end, every `frequency` turns.
+    author_note = models.TextField(blank=True)
+    author_note_depth = models.PositiveSmallIntegerField(default=4)
+    author_note_frequency = models.PositiveSmallIntegerField(
+        default=1, help_text="Insert every N user messages; 0 never."
+    )
+    author_note_role = models.CharField(
+        max_length=10,
+        choices=[("system", "System"), ("user", "User"), ("assistant", "Character")],
+        default="system",
+    )
+    # Group chats: who answers next.
+    is_group = models.BooleanField(default=False)
+    turn_strategy = models.CharField(
+        max_length=10,
+        choices=[("mention", "Whoever is mentioned, else in turn"), ("list", "In list order"), ("manual", "I choose")],
+        default="mention",
+    )
+    # Global lorebooks attached to this chat only.
+    lorebooks = models.ManyToManyField("characters.Lorebook", blank=True, related_name="chats")
+    # Imported chat metadata (SillyTavern's chat_metadata), kept so an export gives it back.
+    metadata = models.JSONField(default=dict, blank=True)
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -75,6 +97,27 @@ class ChatSession(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("chats:detail", args=[self.code])
+
+
+class ChatMember(models.Model):
+    """A character taking part in a group chat, in speaking order."""
+
+    # No index of its own: chatmember_session_character_uniq starts with session.
+    session = models.ForeignKey(
+        ChatSession, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0)
+    muted = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "character"], name="chatmember_session_character_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character_id} in {self.session_id}"
 
 
 class MessageQuerySet(models.QuerySet):
@@ -106,6 +149,10 @@ class Message(models.Model):
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=10, choices=Role.choices)
     speaker = models.CharField(max_length=200, blank=True)
+    # Who spoke, in group chats (the chat's character otherwise).
+    character = models.ForeignKey(
+        Character, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     content = models.TextField(blank=True)
     token_count = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)

@@ -15,6 +15,29 @@ def invalidate_site_settings() -> None:
     transaction.on_commit(lambda: cache.delete(SITE_SETTINGS_CACHE_KEY))
 
 
+class InstructTemplate(models.Model):
+    """How text-completions mode wraps each turn (ChatML, Llama 3, Mistral, ...). Editable in admin."""
+
+    name = models.CharField(max_length=100, unique=True)
+    system_prefix = models.TextField(blank=True)
+    system_suffix = models.TextField(blank=True)
+    user_prefix = models.TextField(blank=True)
+    user_suffix = models.TextField(blank=True)
+    assistant_prefix = models.TextField(blank=True)
+    assistant_suffix = models.TextField(blank=True)
+    # Put before the whole prompt once (e.g. Llama 3's <|begin_of_text|>).
+    prompt_prefix = models.TextField(blank=True)
+    # Where a system message is not supported, it is sent as a user turn.
+    system_as_user = models.BooleanField(default=False)
+    stop_strings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ConnectionProfile(models.Model):
     """An OpenAI-compatible server the instance can send prompts to."""
 
@@ -50,6 +73,13 @@ class ConnectionProfile(models.Model):
     )
     stop_strings = models.JSONField(default=list, blank=True, help_text="A JSON list of strings.")
     seed = models.BigIntegerField(null=True, blank=True)
+    instruct_template = models.ForeignKey(
+        InstructTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Text-completions mode: how turns are wrapped. Empty means ChatML.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -199,3 +229,21 @@ class Persona(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiToken(models.Model):
+    """A per-user token for the JSON API. Only a hash is stored; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # sha256 of the token, hex. Looked up on every API request (unique index).
+    token_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12, help_text="The token's first characters, to tell tokens apart.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
