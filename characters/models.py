@@ -7,6 +7,12 @@ from django.urls import reverse
 
 # Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
 LIST_FIELDS = ("id", "code", "name", "label", "description", "thumbnail", "owner_id", "updated_at")
+# Card text no list or chat page shows; deferred when a character is joined to another query.
+LONG_FIELDS = (
+    "description", "personality", "scenario", "first_message", "alternate_greetings",
+    "example_dialogue", "system_prompt", "post_history_instructions", "creator_notes",
+    "extensions", "card_extra",
+)
 
 
 class Tag(models.Model):

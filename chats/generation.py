@@ -27,7 +27,7 @@ from django.utils import timezone
 from settings_app.models import SiteSettings
 
 from . import engines
-from .models import ChatSession, Message
+from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt, estimate_tokens
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ class LiveReply:
                 except RuntimeError:  # that page's loop is gone
                     self.subscribers.remove((loop, queue))
 
+    def reset(self, text: str) -> None:
+        """Start from existing text (continuing a reply): followers get it as a snapshot."""
+        with self.lock:
+            self.text = text
+            for loop, queue in list(self.subscribers):
+                loop.call_soon_threadsafe(queue.put_nowait, Event("snapshot", text))
+
     def subscribe(self) -> tuple[asyncio.Queue, str, bool]:
         queue: asyncio.Queue = asyncio.Queue()
         with self.lock:
@@ -102,13 +109,19 @@ class Runner:
             return cls._loop
 
 
-def start_generation(message_id: int, *, overrides: dict | None = None) -> LiveReply:
-    """Generate the reply row `message_id` (status streaming) in the background."""
+MODES = ("reply", "regenerate", "continue")
+
+
+def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
+    """Generate the reply row `message_id` (status streaming) in the background.
+
+    `continue` extends the row's existing text; `regenerate` writes a new swipe (the row's active
+    alternative, created by the caller).
+    """
+    assert mode in MODES, mode
     live = LiveReply(message_id)
     Runner.live[message_id] = live
-    live.future = asyncio.run_coroutine_threadsafe(
-        _generate(live, overrides or {}), Runner.loop()
-    )
+    live.future = asyncio.run_coroutine_threadsafe(_generate(live, mode), Runner.loop())
     return live
 
 
@@ -141,26 +154,55 @@ def _db(fn):
 
 
 @_db
-def _prepare(message_id: int):
+def _prepare(message_id: int, mode: str):
     reply = Message.objects.select_related(
-        "session", "session__character", "session__persona", "session__user"
+        "session", "session__character", "session__persona", "session__user", "character"
     ).get(pk=message_id)
     session = reply.session
     site = SiteSettings.load()
     config = engines.resolve_engine(site)
+    prompt = prompt_for(
+        session=session,
+        character=reply.character or session.character,
+        site=site,
+        config=config,
+        before_seq=reply.seq,
+        continue_text=reply.content if mode == "continue" else "",
+    )
+    return reply, config, prompt
+
+
+def prompt_for(*, session, character, site, config, before_seq, continue_text="", impersonate=False):
+    """The prompt for a reply (or an impersonation) in `session`, for the engine `config`."""
     persona = session.persona
     user_name = persona.name if persona else (session.user.get_username() or site.default_user_name)
-    prompt = build_prompt(
+    members = []
+    if session.is_group:
+        members = [m.character for m in session.members.select_related("character")]
+    profile = site.active_profile
+    return build_prompt(
         session=session,
-        character=session.character,
+        character=character,
         user_name=user_name,
         persona_description=persona.description if persona else "",
         site=site,
         context_size=config.context_size,
         reply_tokens=int(config.sampling.get("max_tokens") or 0),
-        before_seq=reply.seq,
+        before_seq=before_seq,
+        mode=config.mode,
+        template=profile.instruct_template if profile else None,
+        continue_text=continue_text,
+        impersonate=impersonate,
+        members=members,
     )
-    return reply, config, prompt
+
+
+def engine_request(config, prompt) -> dict:
+    """The arguments stream_completion needs for this prompt."""
+    if config.mode == "text":
+        stop = list(dict.fromkeys([*prompt.stop, *config.sampling.get("stop", [])]))
+        return {"prompt": prompt.text, "overrides": {"stop": stop} if stop else {}}
+    return {"messages": prompt.messages}
 
 
 @_db
@@ -171,37 +213,61 @@ def _save_progress(message_id: int, text: str) -> None:
 
 
 @_db
-def _finish(message_id: int, *, text: str, status: str, error: str = "", meta: dict) -> None:
+def _finish(
+    message_id: int, *, text: str, status: str, error: str = "", meta: dict, prompt: dict | None
+) -> None:
     now = timezone.now()
     with transaction.atomic():
-        reply = Message.objects.select_for_update().only("id", "session_id", "meta").get(pk=message_id)
+        reply = (
+            Message.objects.select_for_update()
+            .only("id", "session_id", "meta", "alternative_index", "alternative_count")
+            .get(pk=message_id)
+        )
+        tokens = estimate_tokens(text)
         Message.objects.filter(pk=message_id).update(
             content=text,
-            token_count=estimate_tokens(text),
+            token_count=tokens,
             status=status,
             error=error,
+            finish_reason=meta.get("finish_reason", ""),
             version=F("version") + 1,
             meta={**reply.meta, **meta},
             updated_at=now,
         )
+        if prompt is not None:
+            PromptSnapshot.objects.update_or_create(message_id=message_id, defaults={"data": prompt})
+        if reply.alternative_count:
+            # The active swipe mirrors the message's text.
+            MessageAlternative.objects.filter(message_id=message_id, index=reply.alternative_index).update(
+                content=text, token_count=tokens, meta=meta
+            )
         ChatSession.objects.filter(pk=reply.session_id).update(last_message_at=now)
     cache.delete(STOP_KEY.format(message_id))
 
 
-async def _generate(live: LiveReply, overrides: dict) -> None:
+async def _generate(live: LiveReply, mode: str) -> None:
     message_id = live.message_id
     text = ""
     meta: dict = {}
+    prompt_data = None
     status, error = Message.Status.COMPLETE, ""
     started = time.monotonic()
     first_token_at = None
     pieces = 0
     try:
-        reply, config, prompt = await _prepare(message_id)
-        meta = {"engine": config.label, "prompt": prompt.as_meta()}
+        reply, config, prompt = await _prepare(message_id, mode)
+        meta = {
+            "engine": config.label,
+            "mode": config.mode,
+            "parameters": dict(config.sampling),
+        }
+        prompt_data = prompt.as_meta()
+        if mode == "continue":
+            text = reply.content
+            live.reset(text)
         last_save = time.monotonic()
         interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
-        stream = engines.stream_completion(config, messages=prompt.messages, overrides=overrides)
+        stream = engines.stream_completion(config, **engine_request(config, prompt))
         # aclosing: a stop or an error closes the connection, which makes the engine stop too.
         async with aclosing(stream):
             async for item in stream:
@@ -239,12 +305,42 @@ async def _generate(live: LiveReply, overrides: dict) -> None:
             if gen_seconds > 0 and pieces > 1:
                 meta["tokens_per_second"] = round(pieces / gen_seconds, 1)
         try:
-            await _finish(message_id, text=text, status=status, error=error, meta=meta)
+            await _finish(
+                message_id, text=text, status=status, error=error, meta=meta, prompt=prompt_data
+            )
         except Exception:
             logger.exception("could not save the end of message %s", message_id)
         live.publish(Event("done"))
         Runner.live.pop(message_id, None)
         live.finished.set()
+
+
+@_db
+def _impersonation_prompt(session_id: int):
+    session = ChatSession.objects.select_related("character", "persona", "user").get(pk=session_id)
+    site = SiteSettings.load()
+    config = engines.resolve_engine(site)
+    prompt = prompt_for(
+        session=session,
+        character=session.character,
+        site=site,
+        config=config,
+        before_seq=session.last_seq + 1,
+        impersonate=True,
+    )
+    return config, prompt
+
+
+async def impersonate(session: ChatSession) -> str:
+    """The model's draft of the user's next message (not stored)."""
+    config, prompt = await _impersonation_prompt(session.pk)
+    text = ""
+    stream = engines.stream_completion(config, **engine_request(config, prompt))
+    async with aclosing(stream):
+        async for item in stream:
+            if isinstance(item, engines.Delta):
+                text += item.text
+    return text.strip()
 
 
 async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterator[Event]:

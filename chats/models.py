@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from characters.models import Character
+from characters.models import LONG_FIELDS, Character
 from settings_app.models import Persona
 
 
@@ -15,24 +15,7 @@ class ChatSessionQuerySet(models.QuerySet):
 
     def with_character(self) -> "ChatSessionQuerySet":
         """Join the character's list columns, for the chat list and the chat page header."""
-        return self.select_related("character").defer(
-            *(
-                f"character__{f}"
-                for f in (
-                    "description",
-                    "personality",
-                    "scenario",
-                    "first_message",
-                    "alternate_greetings",
-                    "example_dialogue",
-                    "system_prompt",
-                    "post_history_instructions",
-                    "creator_notes",
-                    "extensions",
-                    "card_extra",
-                )
-            )
-        )
+        return self.select_related("character").defer(*(f"character__{f}" for f in LONG_FIELDS))
 
 
 class ChatSession(models.Model):
@@ -122,8 +105,10 @@ class ChatMember(models.Model):
 
 class MessageQuerySet(models.QuerySet):
     def for_page(self) -> "MessageQuerySet":
-        """The columns a rendered message needs; generation metadata stays deferred."""
-        return self.defer("meta", "client_token")
+        """The columns a rendered message needs, with its speaker's short columns joined."""
+        return self.select_related("character").defer(
+            "meta", "client_token", *(f"character__{f}" for f in LONG_FIELDS)
+        )
 
     def in_prompt(self) -> "MessageQuerySet":
         """Messages the model may see: not hidden, not failed."""
@@ -164,6 +149,8 @@ class Message(models.Model):
     alternative_index = models.PositiveSmallIntegerField(default=0)
     alternative_count = models.PositiveSmallIntegerField(default=0)
     client_token = models.CharField(max_length=64, blank=True)
+    # stop, length, stopped (by the user): shown with the message, so not buried in meta.
+    finish_reason = models.CharField(max_length=20, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -230,3 +217,19 @@ class MessageAlternative(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message} alt {self.index}"
+
+
+class PromptSnapshot(models.Model):
+    """Exactly what was sent to the engine for a reply, for the prompt inspector.
+
+    Kept apart from the message so that no page that lists messages ever reads it.
+    """
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="prompt_snapshot"
+    )
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"prompt of {self.message_id}"

@@ -1,17 +1,20 @@
-"""Building the prompt for a reply: card, persona, then as much recent history as fits.
+"""Building the prompt for a reply: card, persona, lore, then as much recent history as fits.
 
-The history is read newest first with the stored token counts, and reading stops once the budget is
-spent, so the cost follows the context window, never the length of the chat.
+The history is read newest first with the stored token counts in one query, and reading stops once
+the budget is spent, so the cost follows the context window, never the length of the chat. The same
+rows are the lorebook's scan window.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from characters.models import Character
-from settings_app.models import SiteSettings
+from settings_app.models import InstructTemplate, SiteSettings
 
+from . import lore
 from .macros import MacroContext, expand
 from .models import ChatSession, Message
 
@@ -19,6 +22,17 @@ from .models import ChatSession, Message
 PER_MESSAGE_OVERHEAD = 4
 # Rows read per history query; budget / overhead bounds how many messages can ever fit.
 MAX_HISTORY_ROWS = 2000
+
+CHATML = InstructTemplate(
+    name="ChatML",
+    system_prefix="<|im_start|>system\n",
+    system_suffix="<|im_end|>\n",
+    user_prefix="<|im_start|>user\n",
+    user_suffix="<|im_end|>\n",
+    assistant_prefix="<|im_start|>assistant\n",
+    assistant_suffix="<|im_end|>\n",
+    stop_strings=["<|im_end|>", "<|im_start|>"],
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -38,10 +52,14 @@ class PromptPart:
 @dataclass
 class Prompt:
     messages: list[dict]
+    text: str = ""  # text-completions mode: the whole prompt as one string
+    stop: list[str] = field(default_factory=list)
     parts: list[PromptPart] = field(default_factory=list)
     budget: int = 0
     history_included: int = 0
     history_dropped_for_budget: bool = False
+    lore_activated: list[str] = field(default_factory=list)
+    lore_dropped: list[str] = field(default_factory=list)
 
     @property
     def used(self) -> int:
@@ -51,19 +69,26 @@ class Prompt:
         """What the reply's metadata keeps, for the prompt inspector."""
         return {
             "messages": self.messages,
+            "text": self.text,
+            "stop": self.stop,
             "budget": self.budget,
             "used": self.used,
             "history_included": self.history_included,
             "history_dropped_for_budget": self.history_dropped_for_budget,
+            "lore_activated": self.lore_activated,
+            "lore_dropped_for_budget": self.lore_dropped,
             "parts": [p.__dict__ for p in self.parts],
         }
+
+
+_ORIGINAL = re.compile(r"\{\{original\}\}", re.IGNORECASE)
 
 
 def _override(card_value: str, instance_value: str) -> str:
     """V2 rule: a card's prompt replaces the instance's unless empty; {{original}} keeps it."""
     if not card_value.strip():
         return instance_value
-    return card_value.replace("{{original}}", instance_value).replace("{{Original}}", instance_value)
+    return _ORIGINAL.sub(lambda _: instance_value, card_value)
 
 
 def split_examples(example_dialogue: str) -> list[str]:
@@ -81,21 +106,50 @@ def build_prompt(
     context_size: int,
     reply_tokens: int,
     before_seq: int,
+    mode: str = "chat",
+    template: InstructTemplate | None = None,
+    continue_text: str = "",
+    impersonate: bool = False,
+    members: list[Character] | None = None,
 ) -> Prompt:
-    """The chat-completions messages for the reply at `before_seq`."""
+    """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string."""
     ctx = MacroContext(char=character.display_name, user=user_name, chat_seed=str(session.code))
 
-    def macro(text: str, original: str = "") -> str:
-        return expand(text, MacroContext(ctx.char, ctx.user, ctx.chat_seed, original))
+    def macro(text: str) -> str:
+        return expand(text, ctx)
 
     budget = max(context_size - reply_tokens, 0)
     system_prompt = macro(_override(character.system_prompt, site.system_prompt))
+    post_history = macro(
+        _override(character.post_history_instructions, site.post_history_instructions)
+    )
+    if impersonate:
+        post_history = (
+            f"Write {ctx.user}'s next message in this chat, in {ctx.user}'s voice, as {ctx.user} "
+            "would write it. Write only that message."
+        )
+    group = [m for m in (members or []) if m.pk != character.pk]
+
+    # History first (one query); its newest rows are also the lorebook's scan window.
+    rows = _history_rows(session, before_seq=before_seq, budget=budget)
+    recent = [content for _, content, _, _ in rows]
+    activation = lore.activate(
+        lore.entries_for(session=session, character=character),
+        recent=recent,
+        estimate=estimate_tokens,
+    )
+
     sections = [
         ("system prompt", system_prompt),
+        ("lore (before character)", macro("\n".join(activation.before_char))),
         ("description", macro(character.description)),
-        ("personality", macro(character.personality) and f"{ctx.char}'s personality: {macro(character.personality)}"),
-        ("scenario", macro(character.scenario) and f"Scenario: {macro(character.scenario)}"),
-        ("persona", macro(persona_description) and f"About {ctx.user}: {macro(persona_description)}"),
+        ("personality", character.personality and f"{ctx.char}'s personality: {macro(character.personality)}"),
+        ("scenario", character.scenario and f"Scenario: {macro(character.scenario)}"),
+        ("lore (after character)", macro("\n".join(activation.after_char))),
+        ("group", group and "Also in this chat: " + "; ".join(
+            f"{m.display_name}: {expand(m.description, MacroContext(m.display_name, ctx.user))}"[:600] for m in group
+        )),
+        ("persona", persona_description and f"About {ctx.user}: {macro(persona_description)}"),
     ]
     parts: list[PromptPart] = []
     system_blocks: list[str] = []
@@ -103,15 +157,17 @@ def build_prompt(
         if text:
             system_blocks.append(text)
             parts.append(PromptPart(name, estimate_tokens(text) + 1))
-    post_history = macro(
-        _override(character.post_history_instructions, site.post_history_instructions)
-    )
     if post_history:
         parts.append(PromptPart("post-history instructions", estimate_tokens(post_history) + PER_MESSAGE_OVERHEAD))
+    note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
+    if note:
+        parts.append(PromptPart("author's note", estimate_tokens(note) + PER_MESSAGE_OVERHEAD))
+    if continue_text:
+        parts.append(PromptPart("reply being continued", estimate_tokens(continue_text) + PER_MESSAGE_OVERHEAD))
     fixed = sum(p.tokens for p in parts) + PER_MESSAGE_OVERHEAD
     remaining = budget - fixed
 
-    history, dropped = _history(session, before_seq=before_seq, budget=remaining)
+    history, dropped = _fit(rows, budget=remaining, named=bool(members))
     history_tokens = sum(tokens for _, tokens in history)
     parts.append(PromptPart(f"chat history ({len(history)} messages)", history_tokens))
     remaining -= history_tokens
@@ -133,39 +189,90 @@ def build_prompt(
 
     messages = [{"role": "system", "content": "\n\n".join(system_blocks)}]
     messages += [m for m, _ in history]
+    if note:
+        depth = min(session.author_note_depth, len(history))
+        messages.insert(len(messages) - depth, {"role": session.author_note_role, "content": note})
     if post_history:
         messages.append({"role": "system", "content": post_history})
-    return Prompt(
+    if continue_text:
+        messages.append({"role": "assistant", "content": continue_text})
+
+    prompt = Prompt(
         messages=messages,
         parts=parts,
         budget=budget,
         history_included=len(history),
         history_dropped_for_budget=dropped,
+        lore_activated=activation.activated,
+        lore_dropped=activation.dropped_for_budget,
     )
+    if mode == "text":
+        prompt.text, prompt.stop = render_text(
+            messages, template or CHATML, continue_text=bool(continue_text), impersonate=impersonate
+        )
+    return prompt
 
 
-def _history(session: ChatSession, *, before_seq: int, budget: int) -> tuple[list, bool]:
-    """Newest messages before `before_seq` that fit the budget, oldest first. One query."""
+def render_text(
+    messages: list[dict], template: InstructTemplate, *, continue_text: bool, impersonate: bool
+) -> tuple[str, list[str]]:
+    """One string in the template's instruct format, ending where the model should write."""
+    out = [template.prompt_prefix]
+    body = messages[:-1] if continue_text else messages
+    for message in body:
+        role = message["role"]
+        if role == "system" and template.system_as_user:
+            role = "user"
+        prefix = getattr(template, f"{role}_prefix")
+        suffix = getattr(template, f"{role}_suffix")
+        out.append(f"{prefix}{message['content']}{suffix}")
+    if impersonate:
+        out.append(template.user_prefix)
+    else:
+        out.append(template.assistant_prefix)
+        if continue_text:
+            out.append(messages[-1]["content"])
+    return "".join(out), list(template.stop_strings or [])
+
+
+def _note_due(session: ChatSession, before_seq: int) -> bool:
+    frequency = session.author_note_frequency
+    if frequency <= 0:
+        return False
+    # One turn is a user message and a reply.
+    return (before_seq // 2) % frequency == 0
+
+
+def _history_rows(session: ChatSession, *, before_seq: int, budget: int) -> list[tuple]:
+    """Newest prompt-visible messages before `before_seq`, newest first: one keyset query."""
     if budget <= 0:
-        return [], True
+        return []
     limit = min(budget // PER_MESSAGE_OVERHEAD + 1, MAX_HISTORY_ROWS)
-    rows = (
+    return list(
         Message.objects.in_prompt()
         .filter(session=session, seq__lt=before_seq)
         .order_by("-seq")
-        .values_list("role", "content", "token_count")[:limit]
+        .values_list("role", "content", "token_count", "speaker")[:limit]
     )
+
+
+def _fit(rows: list[tuple], *, budget: int, named: bool) -> tuple[list, bool]:
+    """The newest rows that fit the budget, oldest first. In group chats each line is named."""
     picked = []
     spent = 0
     dropped = False
-    for role, content, tokens in rows:
+    for role, content, tokens, speaker in rows:
         cost = tokens + PER_MESSAGE_OVERHEAD
+        if named and speaker:
+            content = f"{speaker}: {content}"
+            cost += estimate_tokens(speaker) + 1
         if spent + cost > budget:
             dropped = True
             break
         spent += cost
         picked.append(({"role": role, "content": content}, cost))
     else:
-        dropped = len(rows) == limit
+        limit = min(max(budget, 0) // PER_MESSAGE_OVERHEAD + 1, MAX_HISTORY_ROWS)
+        dropped = len(rows) >= limit and budget > 0
     picked.reverse()
     return picked, dropped

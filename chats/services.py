@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
 from django.utils import timezone
 
 from characters.models import Character
@@ -12,7 +12,7 @@ from settings_app.models import Persona, SiteSettings
 
 from . import generation
 from .macros import MacroContext, expand
-from .models import ChatSession, Message, MessageAlternative
+from .models import ChatMember, ChatSession, Message, MessageAlternative
 from .prompt import estimate_tokens
 
 
@@ -76,8 +76,46 @@ def chat_start(*, user, character: Character, persona: Persona | None = None) ->
     return session
 
 
+def _last_speaker_id(session: ChatSession) -> int | None:
+    return (
+        Message.objects.filter(session=session, role=Message.Role.ASSISTANT)
+        .order_by("-seq")
+        .values_list("character_id", flat=True)
+        .first()
+    )
+
+
+def next_speaker(session: ChatSession, *, content: str = "", chosen: Character | None = None) -> Character:
+    """Who answers next: in a group, by mention, in list order, or the user's choice."""
+    if not session.is_group:
+        return session.character
+    members = [m for m in session.members.select_related("character") if not m.muted]
+    if not members:
+        raise ValueError("Every character in this chat is muted. Unmute one to get a reply.")
+    characters = [m.character for m in members]
+    if chosen is not None:
+        if chosen.pk not in {c.pk for c in characters}:
+            raise ValueError("That character is not taking part in this chat (or is muted).")
+        return chosen
+    if session.turn_strategy == "mention" and content:
+        lowered = content.lower()
+        mentioned = [
+            (lowered.find(name.lower()), c)
+            for c in characters
+            for name in {c.display_name, c.name, c.name.split()[0]}
+            if name and name.lower() in lowered
+        ]
+        if mentioned:
+            return min(mentioned, key=lambda pair: pair[0])[1]
+    last = _last_speaker_id(session)
+    ids = [c.pk for c in characters]
+    if last in ids:
+        return characters[(ids.index(last) + 1) % len(characters)]
+    return characters[0]
+
+
 def message_send(
-    *, session: ChatSession, user, content: str, client_token: str = ""
+    *, session: ChatSession, user, content: str, client_token: str = "", speaker: Character | None = None
 ) -> tuple[Message, Message]:
     """Store the user's message and an empty streaming reply, then generate the reply.
 
@@ -94,7 +132,7 @@ def message_send(
         existing = _sent_with_token(session, client_token)
         if existing:
             return existing
-    character = session.character
+    character = next_speaker(session, content=content, chosen=speaker)
     try:
         with transaction.atomic():
             first = _take_seqs(session, 2)
@@ -114,6 +152,7 @@ def message_send(
                 seq=first + 1,
                 role=Message.Role.ASSISTANT,
                 speaker=character.display_name,
+                character=character,
                 status=Message.Status.STREAMING,
             )
             transaction.on_commit(lambda: generation.start_generation(reply.pk))
@@ -170,3 +209,246 @@ def message_select_alternative(*, message: Message, index: int, version: int) ->
             raise EditConflict
     message.refresh_from_db()
     return message
+
+
+def _ensure_idle(session: ChatSession) -> None:
+    if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
+        raise ChatBusy
+
+
+def reply_request(*, session: ChatSession, speaker: Character | None = None) -> Message:
+    """A reply with no new user message: the next (or the chosen) character speaks."""
+    character = next_speaker(session, chosen=speaker)
+    try:
+        with transaction.atomic():
+            seq = _take_seqs(session, 1)
+            _ensure_idle(session)
+            reply = Message.objects.create(
+                session=session,
+                seq=seq,
+                role=Message.Role.ASSISTANT,
+                speaker=character.display_name,
+                character=character,
+                status=Message.Status.STREAMING,
+            )
+            transaction.on_commit(lambda: generation.start_generation(reply.pk))
+    except IntegrityError:
+        raise ChatBusy from None
+    return reply
+
+
+def _is_last(message: Message) -> bool:
+    return not Message.objects.filter(session_id=message.session_id, seq__gt=message.seq).exists()
+
+
+def reply_regenerate(*, message: Message) -> Message:
+    """Write a new swipe for the chat's last reply; the earlier ones stay reachable."""
+    if message.role != Message.Role.ASSISTANT or not _is_last(message):
+        raise ValueError("Only the last reply can be regenerated.")
+    try:
+        with transaction.atomic():
+            ChatSession.objects.select_for_update().only("id").get(pk=message.session_id)
+            _ensure_idle(message.session)
+            current = Message.objects.select_for_update().get(pk=message.pk)
+            count = current.alternative_count
+            if count == 0:
+                MessageAlternative.objects.create(
+                    message=current, index=0, content=current.content, token_count=current.token_count
+                )
+                count = 1
+            MessageAlternative.objects.create(message=current, index=count)
+            Message.objects.filter(pk=current.pk).update(
+                status=Message.Status.STREAMING,
+                content="",
+                error="",
+                alternative_index=count,
+                alternative_count=count + 1,
+                version=F("version") + 1,
+                updated_at=timezone.now(),
+            )
+            transaction.on_commit(lambda: generation.start_generation(current.pk, mode="regenerate"))
+    except IntegrityError:
+        raise ChatBusy from None
+    message.refresh_from_db()
+    return message
+
+
+def reply_continue(*, message: Message) -> Message:
+    """Have the model extend the chat's last reply."""
+    if message.role != Message.Role.ASSISTANT or not _is_last(message):
+        raise ValueError("Only the last reply can be continued.")
+    if message.status == Message.Status.STREAMING:
+        raise ChatBusy
+    try:
+        with transaction.atomic():
+            _ensure_idle(message.session)
+            Message.objects.filter(pk=message.pk).update(
+                status=Message.Status.STREAMING, error="", version=F("version") + 1, updated_at=timezone.now()
+            )
+            transaction.on_commit(lambda: generation.start_generation(message.pk, mode="continue"))
+    except IntegrityError:
+        raise ChatBusy from None
+    message.refresh_from_db()
+    return message
+
+
+def message_edit(*, message: Message, content: str, version: int) -> Message:
+    """Replace a message's text, refused (EditConflict) when it changed since `version`."""
+    content = content.strip()
+    if not content:
+        raise ValueError("A message cannot be empty; delete it instead.")
+    if len(content) > settings.RPCHAT["MAX_MESSAGE_CHARS"]:
+        raise ValueError("The message is longer than the limit.")
+    tokens = estimate_tokens(content)
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, version=version).exclude(
+            status=Message.Status.STREAMING
+        ).update(content=content, token_count=tokens, version=F("version") + 1, updated_at=timezone.now())
+        if not updated:
+            raise EditConflict
+        if message.alternative_count:
+            MessageAlternative.objects.filter(message=message, index=message.alternative_index).update(
+                content=content, token_count=tokens
+            )
+    message.refresh_from_db()
+    return message
+
+
+def message_set_hidden(*, message: Message, hidden: bool, version: int) -> Message:
+    """Keep a message in the chat but out of (or back in) the prompt."""
+    updated = Message.objects.filter(pk=message.pk, version=version).update(
+        hidden=hidden, version=F("version") + 1, updated_at=timezone.now()
+    )
+    if not updated:
+        raise EditConflict
+    message.refresh_from_db()
+    return message
+
+
+def message_delete(*, message: Message, and_after: bool = False) -> int:
+    """Delete a message, or it and everything after it. Returns how many were deleted."""
+    with transaction.atomic():
+        ChatSession.objects.select_for_update().only("id").get(pk=message.session_id)
+        rows = Message.objects.filter(session_id=message.session_id)
+        rows = rows.filter(seq__gte=message.seq) if and_after else rows.filter(pk=message.pk)
+        if rows.filter(status=Message.Status.STREAMING).exists():
+            raise ChatBusy
+        # Plain DELETEs with a subquery: Django's collector would load every row into memory first.
+        MessageAlternative.objects.filter(message__in=rows.values("pk"))._raw_delete(rows.db)
+        deleted = rows._raw_delete(rows.db)
+        ChatSession.objects.filter(pk=message.session_id).update(message_count=F("message_count") - deleted)
+    return deleted
+
+
+def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
+    """A new chat holding this one's history up to `at_seq`, copied in SQL, linked to its parent."""
+    with transaction.atomic():
+        branch = ChatSession.objects.create(
+            user=session.user,
+            character=session.character,
+            persona=session.persona,
+            title=f"{session.title or 'Chat'} (branch at #{at_seq})"[:200],
+            parent=session,
+            branch_seq=at_seq,
+            author_note=session.author_note,
+            author_note_depth=session.author_note_depth,
+            author_note_frequency=session.author_note_frequency,
+            author_note_role=session.author_note_role,
+            is_group=session.is_group,
+            turn_strategy=session.turn_strategy,
+        )
+        branch.lorebooks.set(session.lorebooks.all())
+        ChatMember.objects.bulk_create(
+            ChatMember(session=branch, character_id=m.character_id, position=m.position, muted=m.muted)
+            for m in session.members.all()
+        )
+        copied = _copy_messages(source=session, target=branch, up_to_seq=at_seq)
+        ChatSession.objects.filter(pk=branch.pk).update(
+            message_count=copied, last_seq=at_seq if copied else 0, last_message_at=timezone.now()
+        )
+    branch.refresh_from_db()
+    return branch
+
+
+def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) -> int:
+    """INSERT ... SELECT of messages and their swipes: no row passes through Python."""
+    message = Message._meta.db_table
+    alternative = MessageAlternative._meta.db_table
+    columns = [
+        "seq", "role", "speaker", "character_id", "content", "token_count", "status", "error",
+        "version", "hidden", "alternative_index", "alternative_count", "client_token", "meta",
+        "created_at", "updated_at",
+    ]
+    cols = ", ".join(columns)
+    # The branch's messages were not sent with the parent's idempotency keys.
+    select = ", ".join("''" if c == "client_token" else c for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {message} (session_id, {cols}) "  # noqa: S608 - names from the models
+            f"SELECT %s, {select} FROM {message} "
+            "WHERE session_id = %s AND seq <= %s AND status <> 'streaming' ORDER BY seq",
+            [target.pk, source.pk, up_to_seq],
+        )
+        copied = cursor.rowcount
+        cursor.execute(
+            f"INSERT INTO {alternative} (message_id, \"index\", content, token_count, meta, created_at) "  # noqa: S608
+            f"SELECT dst.id, alt.\"index\", alt.content, alt.token_count, alt.meta, alt.created_at "
+            f"FROM {alternative} alt "
+            f"JOIN {message} src ON src.id = alt.message_id "
+            f"JOIN {message} dst ON dst.session_id = %s AND dst.seq = src.seq "
+            "WHERE src.session_id = %s AND src.seq <= %s",
+            [target.pk, source.pk, up_to_seq],
+        )
+    return copied
+
+
+def chat_update(*, session: ChatSession, **fields) -> ChatSession:
+    """Change a chat's own settings (title, persona, author's note, group turn strategy)."""
+    allowed = {
+        "title", "persona", "author_note", "author_note_depth", "author_note_frequency",
+        "author_note_role", "turn_strategy",
+    }
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"Cannot change {', '.join(sorted(unknown))} here.")
+    for name, value in fields.items():
+        setattr(session, name, value)
+    session.save(update_fields=list(fields))
+    return session
+
+
+def chat_archive(*, session: ChatSession, archived: bool) -> None:
+    ChatSession.objects.filter(pk=session.pk).update(archived_at=timezone.now() if archived else None)
+
+
+def chat_delete(*, session: ChatSession) -> None:
+    """Soft delete: the chat disappears at once and is purged by `manage.py prune` later."""
+    ChatSession.objects.filter(pk=session.pk).update(deleted_at=timezone.now())
+
+
+def chat_restore(*, session: ChatSession) -> None:
+    ChatSession.objects.filter(pk=session.pk).update(deleted_at=None)
+
+
+def member_add(*, session: ChatSession, character: Character) -> ChatMember:
+    """Add a character to the chat, making it a group chat."""
+    with transaction.atomic():
+        if not session.is_group:
+            ChatMember.objects.get_or_create(session=session, character=session.character, defaults={"position": 0})
+            ChatSession.objects.filter(pk=session.pk).update(is_group=True)
+            session.is_group = True
+        position = (session.members.aggregate(m=Max("position"))["m"] or 0) + 1
+        member, _ = ChatMember.objects.get_or_create(
+            session=session, character=character, defaults={"position": position}
+        )
+    return member
+
+
+def member_set_muted(*, session: ChatSession, character_id: int, muted: bool) -> None:
+    ChatMember.objects.filter(session=session, character_id=character_id).update(muted=muted)
+
+
+def member_remove(*, session: ChatSession, character_id: int) -> None:
+    if character_id == session.character_id:
+        raise ValueError("The chat's main character cannot be removed; mute it instead.")
+    ChatMember.objects.filter(session=session, character_id=character_id).delete()

@@ -2,8 +2,10 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -14,7 +16,7 @@ from characters.views import get_character_for_user
 from rpchat.pagination import page_number, page_of
 from settings_app.models import SiteSettings
 
-from . import generation, services
+from . import engines, forms, generation, services
 from .engines import BUILTIN_LABEL
 from .models import ChatSession, Message
 
@@ -32,6 +34,35 @@ def _render_message(request, session: ChatSession, message: Message) -> str:
     return render_to_string(
         "chats/message.html", {"message": message, "session": session}, request=request
     )
+
+
+def _chosen_speaker(request, session: ChatSession):
+    """The character the user picked to answer (group chats), if any, scoped to this chat."""
+    code = request.POST.get("speaker", "")
+    if not code or not session.is_group:
+        return None
+    member = session.members.select_related("character").filter(character__code=code).first()
+    if member is None:
+        raise Http404("No such character in this chat.")
+    return member.character
+
+
+def _conflict() -> JsonResponse:
+    return JsonResponse(
+        {"error": "This message changed in another tab or window. Reload the chat to see the latest version."},
+        status=409,
+    )
+
+
+def _busy() -> JsonResponse:
+    return JsonResponse({"error": "A reply is still being written. Wait for it or stop it first."}, status=409)
+
+
+def _version(request) -> int:
+    try:
+        return int(request.POST["version"])
+    except (KeyError, ValueError):
+        raise BadRequest("Give the version of the message you are changing.") from None
 
 
 def _engine_label(site: SiteSettings) -> str:
@@ -66,23 +97,34 @@ def chat_new(request, character_code):
 @login_required
 @require_GET
 def chat_detail(request, code):
-    session = _get_session_for_user(request, code)
+    session = get_object_or_404(
+        ChatSession.objects.for_user(request.user)
+        .with_character()
+        .select_related("persona", "parent")
+        .defer("parent__metadata", "parent__author_note", "persona__description"),
+        code=code,
+    )
     size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
     # Newest page: one keyset query on (session, seq), at any chat length.
     newest = list(Message.objects.for_page().filter(session=session).order_by("-seq")[: size + 1])
     has_older = len(newest) > size
-    messages = newest[:size][::-1]
+    page_messages = newest[:size][::-1]
     site = SiteSettings.load()
     return render(
         request,
         "chats/detail.html",
         {
             "session": session,
-            "chat_messages": messages,
+            "chat_messages": page_messages,
             "has_older": has_older,
-            "oldest_seq": messages[0].seq if messages else 0,
+            "oldest_seq": page_messages[0].seq if page_messages else 0,
             "engine_label": _engine_label(site),
             "max_chars": settings.RPCHAT["MAX_MESSAGE_CHARS"],
+            "members": session.members.select_related("character").only(
+                "id", "muted", "character__id", "character__name", "character__code"
+            )
+            if session.is_group
+            else [],
         },
     )
 
@@ -103,15 +145,15 @@ def chat_older(request, code):
         .order_by("-seq")[: size + 1]
     )
     has_older = len(rows) > size
-    messages = rows[:size][::-1]
+    page_messages = rows[:size][::-1]
     html = render_to_string(
-        "chats/message_list.html", {"chat_messages": messages, "session": session}, request=request
+        "chats/message_list.html", {"chat_messages": page_messages, "session": session}, request=request
     )
     return JsonResponse(
         {
             "html": html,
             "has_older": has_older,
-            "oldest_seq": messages[0].seq if messages else before,
+            "oldest_seq": page_messages[0].seq if page_messages else before,
         }
     )
 
@@ -126,13 +168,12 @@ def message_send(request, code):
             user=request.user,
             content=request.POST.get("content", ""),
             client_token=request.POST.get("client_token", ""),
+            speaker=_chosen_speaker(request, session),
         )
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     except services.ChatBusy:
-        return JsonResponse(
-            {"error": "A reply is still being written. Wait for it or stop it first."}, status=409
-        )
+        return _busy()
     return JsonResponse(
         {
             "html": _render_message(request, session, user_message)
@@ -240,3 +281,208 @@ async def message_stream(request, code, seq):
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _message_response(request, session: ChatSession, message: Message) -> JsonResponse:
+    return JsonResponse(
+        {
+            "html": _render_message(request, session, message),
+            "stream_url": reply_stream_url(session, message) if message.is_streaming else "",
+        }
+    )
+
+
+@login_required
+@require_POST
+def message_edit(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        message = services.message_edit(
+            message=message, content=request.POST.get("content", ""), version=_version(request)
+        )
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.EditConflict:
+        return _conflict()
+    return _message_response(request, session, message)
+
+
+@login_required
+@require_POST
+def message_hide(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        message = services.message_set_hidden(
+            message=message, hidden=request.POST.get("hidden") == "1", version=_version(request)
+        )
+    except services.EditConflict:
+        return _conflict()
+    return _message_response(request, session, message)
+
+
+@login_required
+@require_POST
+def message_delete(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        deleted = services.message_delete(message=message, and_after=request.POST.get("and_after") == "1")
+    except services.ChatBusy:
+        return _busy()
+    return JsonResponse({"deleted": deleted, "from_seq": message.seq, "and_after": request.POST.get("and_after") == "1"})
+
+
+@login_required
+@require_POST
+def message_regenerate(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        message = services.reply_regenerate(message=message)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.ChatBusy:
+        return _busy()
+    return _message_response(request, session, message)
+
+
+@login_required
+@require_POST
+def message_continue(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        message = services.reply_continue(message=message)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.ChatBusy:
+        return _busy()
+    return _message_response(request, session, message)
+
+
+@login_required
+@require_POST
+def message_branch(request, code, seq):
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    branch = services.chat_branch(session=session, at_seq=message.seq)
+    return JsonResponse({"url": branch.get_absolute_url()})
+
+
+@login_required
+@require_GET
+def message_prompt(request, code, seq):
+    """The prompt inspector: exactly what was sent to the engine for this reply."""
+    session = _get_session_for_user(request, code)
+    message = get_object_or_404(Message.objects.select_related("prompt_snapshot"), session=session, seq=seq)
+    snapshot = getattr(message, "prompt_snapshot", None)
+    return render(
+        request,
+        "chats/prompt.html",
+        {"session": session, "message": message, "prompt": snapshot.data if snapshot else None, "meta": message.meta},
+    )
+
+
+@login_required
+@require_POST
+def chat_reply(request, code):
+    """Ask for a reply without writing a message (a group member's turn, or "go on")."""
+    session = _get_session_for_user(request, code)
+    try:
+        reply = services.reply_request(session=session, speaker=_chosen_speaker(request, session))
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.ChatBusy:
+        return _busy()
+    return JsonResponse(
+        {"html": _render_message(request, session, reply), "stream_url": reply_stream_url(session, reply)}
+    )
+
+
+async def chat_impersonate(request, code):
+    """The model writes the user's next message; it goes into the input box, not the chat."""
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only."}, status=405)
+    user = await request.auser()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "Log in first."}, status=401)
+    session = await sync_to_async(_get_session_for_user)(request, code)
+    try:
+        text = await generation.impersonate(session)
+    except engines.EngineError as exc:
+        return JsonResponse({"error": str(exc)}, status=502)
+    return JsonResponse({"text": text})
+
+
+@login_required
+def chat_settings(request, code):
+    session = _get_session_for_user(request, code)
+    form = forms.ChatSettingsForm(request.POST or None, instance=session, user=request.user)
+    member_form = forms.AddMemberForm(user=request.user, session=session)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        session.lorebooks.set(form.cleaned_data["lorebooks"])
+        messages.success(request, "Chat settings saved.")
+        return redirect(session)
+    members = session.members.select_related("character").only(
+        "id", "muted", "position", "character__id", "character__name", "character__code"
+    )
+    return render(
+        request,
+        "chats/settings.html",
+        {"session": session, "form": form, "member_form": member_form, "members": members},
+    )
+
+
+@login_required
+@require_POST
+def chat_members(request, code):
+    session = _get_session_for_user(request, code)
+    action = request.POST.get("action")
+    try:
+        if action == "add":
+            form = forms.AddMemberForm(request.POST, user=request.user, session=session)
+            if not form.is_valid():
+                messages.error(request, "Pick a character you can see to add.")
+                return redirect("chats:settings", code=session.code)
+            services.member_add(session=session, character=form.cleaned_data["character"])
+        else:
+            character_id = int(request.POST.get("character_id", "0"))
+            if action in ("mute", "unmute"):
+                services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
+            elif action == "remove":
+                services.member_remove(session=session, character_id=character_id)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("chats:settings", code=session.code)
+
+
+@login_required
+@require_POST
+def chat_archive(request, code):
+    session = _get_session_for_user(request, code)
+    archived = request.POST.get("archived", "1") == "1"
+    services.chat_archive(session=session, archived=archived)
+    messages.success(request, "Chat archived." if archived else "Chat moved back to your chats.")
+    return redirect("chats:list")
+
+
+@login_required
+def chat_delete(request, code):
+    session = _get_session_for_user(request, code)
+    if request.method == "POST":
+        services.chat_delete(session=session)
+        messages.success(request, f"“{session}” was deleted. You can restore it from Deleted chats for a while.")
+        return redirect("chats:list")
+    return render(request, "chats/confirm_delete.html", {"session": session})
+
+
+@login_required
+@require_GET
+def message_source(request, code, seq):
+    """A message's raw text and version, for editing it in place."""
+    session = _get_session_for_user(request, code)
+    message = get_object_or_404(Message.objects.only("content", "version", "status"), session=session, seq=seq)
+    return JsonResponse({"content": message.content, "version": message.version, "status": message.status})

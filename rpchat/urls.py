@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
+    path("personas/", include("settings_app.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -37,6 +37,11 @@ class InstructTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # The cached settings row carries the active profile and its template.
+        invalidate_site_settings()
+
 
 class ConnectionProfile(models.Model):
     """An OpenAI-compatible server the instance can send prompts to."""
@@ -190,7 +195,7 @@ class SiteSettings(models.Model):
         """The settings row, from the cache when possible; created with defaults on first use."""
         obj = cache.get(SITE_SETTINGS_CACHE_KEY)
         if obj is None:
-            obj = cls.objects.select_related("active_profile").filter(pk=1).first()
+            obj = cls.objects.select_related("active_profile__instruct_template").filter(pk=1).first()
             if obj is None:
                 obj, _ = cls.objects.get_or_create(pk=1)
             cache.set(SITE_SETTINGS_CACHE_KEY, obj, timeout=None)

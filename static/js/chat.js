@@ -1,5 +1,6 @@
 // The chat page: send, follow streaming replies (and re-attach after a reload), stop, retry,
-// swipe, and load older messages. Server-rendered HTML comes back from each endpoint.
+// swipe and regenerate, continue, edit in place, hide, branch, delete, impersonate, group turns,
+// and load older messages. Every endpoint answers with server-rendered HTML of the message.
 (function () {
   "use strict";
   const chat = document.getElementById("chat");
@@ -9,25 +10,30 @@
   const input = document.getElementById("content");
   const errorBox = document.getElementById("composer-error");
   const olderButton = document.getElementById("load-older");
+  const speaker = document.getElementById("speaker");
   const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
   const base = chat.dataset.baseUrl;
   const streams = new Map();
 
   function showError(text) {
-    errorBox.textContent = text;
+    errorBox.textContent = text || "";
     errorBox.hidden = !text;
   }
 
   async function post(url, data) {
-    const body = new URLSearchParams(data || {});
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { "X-CSRFToken": csrf, "X-Requested-With": "fetch" },
-      body: body,
-      credentials: "same-origin",
-    });
+    let response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        headers: { "X-CSRFToken": csrf, "X-Requested-With": "fetch" },
+        body: new URLSearchParams(data || {}),
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      return { error: "Could not reach the server. Check your connection and try again." };
+    }
     let payload = {};
-    try { payload = await response.json(); } catch (e) { payload = { error: "The server sent an unexpected answer (HTTP " + response.status + ")." }; }
+    try { payload = await response.json(); } catch (e) { payload = {}; }
     if (!response.ok && !payload.error) payload.error = "The request failed (HTTP " + response.status + ").";
     return payload;
   }
@@ -46,7 +52,7 @@
   }
 
   function isNearBottom() {
-    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 120;
+    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
   }
 
   function follow(article) {
@@ -69,13 +75,19 @@
       source.close();
       streams.delete(seq);
       if (!streams.size) document.body.classList.remove("generating");
-      const data = JSON.parse(e.data);
       const current = document.getElementById("m" + seq) || article;
-      replaceMessage(current, data.html);
+      replaceMessage(current, JSON.parse(e.data).html);
     });
-    source.onerror = function () {
-      // EventSource reconnects by itself; each reconnection starts with a snapshot.
-    };
+  }
+
+  function followAll(root) {
+    (root || list).querySelectorAll("article[data-stream-url]").forEach(follow);
+  }
+
+  function appendAndFollow(html) {
+    list.append(fragment(html));
+    window.scrollTo(0, document.body.scrollHeight);
+    followAll();
   }
 
   function newToken() {
@@ -83,6 +95,8 @@
     return String(Date.now()) + Math.random().toString(16).slice(2);
   }
 
+  // Sending. The token stays the same until a send succeeds, so a double click or a retry after a
+  // dropped connection sends the message once.
   let sending = false;
   let token = newToken();
   form.addEventListener("submit", async function (event) {
@@ -91,54 +105,153 @@
     if (!content || sending) return;
     sending = true;
     showError("");
-    form.querySelector("#send").disabled = true;
-    try {
-      const result = await post(chat.dataset.sendUrl, { content: content, client_token: token });
-      if (result.error) {
-        showError(result.error);
-        return;
-      }
-      token = newToken();
-      input.value = "";
-      list.append(fragment(result.html));
-      window.scrollTo(0, document.body.scrollHeight);
-      list.querySelectorAll("article[data-stream-url]").forEach(follow);
-    } catch (e) {
-      showError("Could not reach the server. Your message is still in the box; try again.");
-    } finally {
-      sending = false;
-      form.querySelector("#send").disabled = false;
+    document.getElementById("send").disabled = true;
+    const data = { content: content, client_token: token };
+    if (speaker && speaker.value) data.speaker = speaker.value;
+    const result = await post(chat.dataset.sendUrl, data);
+    sending = false;
+    document.getElementById("send").disabled = false;
+    if (result.error) {
+      showError(result.error);
+      return;
     }
+    token = newToken();
+    input.value = "";
+    appendAndFollow(result.html);
   });
+
+  function lastOwnMessage() {
+    const own = list.querySelectorAll("article.message.user:not([data-status=streaming])");
+    return own.length ? own[own.length - 1] : null;
+  }
 
   input.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       form.requestSubmit();
     } else if (event.key === "Escape") {
-      const streaming = list.querySelector("article[data-status=streaming] [data-action=stop]");
-      if (streaming) streaming.click();
+      const stop = list.querySelector("article[data-status=streaming] [data-action=stop]");
+      if (stop) stop.click();
+    } else if (event.key === "ArrowUp" && !input.value) {
+      const mine = lastOwnMessage();
+      if (mine) {
+        event.preventDefault();
+        startEdit(mine);
+      }
     }
   });
 
-  list.addEventListener("click", async function (event) {
-    const button = event.target.closest("button[data-action]");
-    if (!button) return;
-    const article = button.closest("article.message");
+  const impersonate = document.getElementById("impersonate");
+  if (impersonate) {
+    impersonate.addEventListener("click", async function () {
+      impersonate.disabled = true;
+      impersonate.setAttribute("aria-busy", "true");
+      showError("");
+      const result = await post(impersonate.dataset.url);
+      impersonate.disabled = false;
+      impersonate.removeAttribute("aria-busy");
+      if (result.error) return showError(result.error);
+      input.value = result.text;
+      input.focus();
+    });
+  }
+
+  const letSpeak = document.getElementById("let-speak");
+  if (letSpeak) {
+    letSpeak.addEventListener("click", async function () {
+      const result = await post(letSpeak.dataset.url, speaker && speaker.value ? { speaker: speaker.value } : {});
+      if (result.error) return showError(result.error);
+      appendAndFollow(result.html);
+    });
+  }
+
+  // Editing in place: the raw text comes from the server, the version guards against other tabs.
+  async function startEdit(article) {
+    if (article.querySelector("form.edit")) return;
     const seq = article.dataset.seq;
-    const url = base + "messages/" + seq + "/" + button.dataset.action + "/";
-    button.disabled = true;
-    if (button.dataset.action === "stop") {
-      await post(url);
+    const response = await fetch(base + "messages/" + seq + "/source/", { credentials: "same-origin" });
+    if (!response.ok) return showError("Could not load the message to edit it.");
+    const source = await response.json();
+    const content = article.querySelector(".content");
+    const editor = document.createElement("form");
+    editor.className = "edit";
+    editor.innerHTML =
+      '<label class="visually-hidden" for="edit-' + seq + '">Edit message ' + seq + "</label>" +
+      '<textarea id="edit-' + seq + '" rows="4"></textarea>' +
+      '<div class="edit-buttons"><button type="submit" class="primary">Save</button> <button type="button" data-cancel>Cancel</button></div>' +
+      '<p class="error" role="alert" hidden></p>';
+    const area = editor.querySelector("textarea");
+    area.value = source.content;
+    content.hidden = true;
+    content.after(editor);
+    area.focus();
+    function cancel() { editor.remove(); content.hidden = false; }
+    editor.querySelector("[data-cancel]").addEventListener("click", cancel);
+    area.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") cancel();
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) editor.requestSubmit();
+    });
+    editor.addEventListener("submit", async function (e) {
+      e.preventDefault();
+      const result = await post(base + "messages/" + seq + "/edit/", { content: area.value, version: article.dataset.version });
+      if (result.error) {
+        const box = editor.querySelector(".error");
+        box.textContent = result.error;
+        box.hidden = false;
+        return;
+      }
+      replaceMessage(article, result.html);
+    });
+  }
+
+  list.addEventListener("click", async function (event) {
+    const control = event.target.closest("[data-action]");
+    if (!control) return;
+    const article = control.closest("article.message");
+    const seq = article.dataset.seq;
+    let action = control.dataset.action;
+    const url = function (name) { return base + "messages/" + seq + "/" + name + "/"; };
+    const menu = control.closest("details");
+    if (menu) menu.open = false;
+    showError("");
+
+    if (action === "edit") return startEdit(article);
+    if (action === "stop") {
+      control.disabled = true;
+      await post(url("stop"));
       return;
     }
-    const data = button.dataset.action === "swipe"
-      ? { index: button.dataset.index, version: article.dataset.version }
-      : {};
-    const result = await post(url, data);
-    if (result.error) {
-      button.disabled = false;
-      showError(result.error);
+    let data = {};
+    if (action === "swipe") {
+      const index = Number(control.dataset.index);
+      const count = Number(control.dataset.count || 0);
+      if (control.classList.contains("swipe-next") && index >= Math.max(count, 1)) {
+        action = "regenerate";  // swiping past the last alternative writes a new one
+      } else {
+        data = { index: index, version: article.dataset.version };
+      }
+    } else if (action === "hide") {
+      data = { hidden: control.dataset.hidden, version: article.dataset.version };
+    } else if (action === "delete") {
+      const andAfter = control.dataset.andAfter === "1";
+      const question = andAfter ? "Delete this message and every message after it?" : "Delete this message?";
+      if (!window.confirm(question)) return;
+      data = { and_after: andAfter ? "1" : "0" };
+    }
+    control.disabled = true;
+    const result = await post(url(action), data);
+    control.disabled = false;
+    if (result.error) return showError(result.error);
+    if (action === "branch") {
+      window.location.assign(result.url);
+      return;
+    }
+    if (action === "delete") {
+      const from = Number(result.from_seq);
+      list.querySelectorAll("article.message").forEach(function (el) {
+        const s = Number(el.dataset.seq);
+        if (s === from || (result.and_after && s > from)) el.remove();
+      });
       return;
     }
     const fresh = replaceMessage(article, result.html);
@@ -167,6 +280,6 @@
     });
   }
 
-  list.querySelectorAll("article[data-stream-url]").forEach(follow);
+  followAll();
   window.scrollTo(0, document.body.scrollHeight);
 })();

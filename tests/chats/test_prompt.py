@@ -88,9 +88,10 @@ def test_building_a_prompt_costs_the_same_queries_at_10_and_100000_messages(owne
     big = make_chat(user=owner, character=make_character(), messages=100_000)
     SiteSettings.load()
     small.character, big.character  # loaded with the chat when generating (select_related)
-    with django_assert_num_queries(1):  # one keyset read of the newest messages
+    # one keyset read of the newest messages, one read of the applicable lorebook entries
+    with django_assert_num_queries(2):
         short = build(small)
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):
         long = build(big)
     assert short.history_included == 10
     assert long.messages[-1]["content"] == "Message 100000"

@@ -1,0 +1,46 @@
+from django import forms
+
+from characters.models import Character, Lorebook
+from settings_app.models import Persona
+
+from .models import ChatSession
+
+
+class ChatSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ChatSession
+        fields = [
+            "title", "persona", "author_note", "author_note_depth", "author_note_frequency",
+            "author_note_role", "turn_strategy",
+        ]
+        widgets = {"author_note": forms.Textarea(attrs={"rows": 3})}
+        labels = {
+            "persona": "Persona (who you are in this chat)",
+            "author_note_depth": "Insert the note this many messages from the end",
+            "author_note_frequency": "Insert it every N turns (0: never)",
+            "author_note_role": "Send the note as",
+            "turn_strategy": "In a group, who answers next",
+        }
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["persona"].queryset = Persona.objects.filter(user=user)
+        self.fields["persona"].empty_label = "None (use my username)"
+        self.fields["lorebooks"] = forms.ModelMultipleChoiceField(
+            queryset=Lorebook.objects.filter(owner=user, character__isnull=True),
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            label="Global lorebooks in this chat",
+            initial=self.instance.lorebooks.all() if self.instance.pk else None,
+        )
+
+
+class AddMemberForm(forms.Form):
+    character = forms.ModelChoiceField(queryset=Character.objects.none(), label="Add a character")
+
+    def __init__(self, *args, user, session, **kwargs):
+        super().__init__(*args, **kwargs)
+        present = [session.character_id, *session.members.values_list("character_id", flat=True)]
+        self.fields["character"].queryset = (
+            Character.objects.visible_to(user).exclude(pk__in=present).only("id", "name").order_by("name")
+        )

@@ -1,0 +1,15 @@
+from django import forms
+
+from .models import Persona
+
+
+class PersonaForm(forms.ModelForm):
+    class Meta:
+        model = Persona
+        fields = ["name", "description", "is_default"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 4})}
+        labels = {"is_default": "Use this persona for new chats"}
+        help_texts = {
+            "name": "What {{user}} becomes in prompts and cards.",
+            "description": "What the model knows about you (sent with every prompt).",
+        }
