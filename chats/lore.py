@@ -121,6 +121,8 @@ def activate(
             active[e.pk] = e
         rounds += 1
 
+    if not active:
+        return result
     # Over budget, the lowest priority goes first (V2 spec), then the latest inserted.
     chosen = sorted(active.values(), key=lambda e: (e.insertion_order, e.pk))
     limit = budget if budget is not None else min(e.lorebook.token_budget for e in chosen)

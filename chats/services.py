@@ -374,14 +374,11 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
     """INSERT ... SELECT of messages and their swipes: no row passes through Python."""
     message = Message._meta.db_table
     alternative = MessageAlternative._meta.db_table
-    columns = [
-        "seq", "role", "speaker", "character_id", "content", "token_count", "status", "error",
-        "version", "hidden", "alternative_index", "alternative_count", "client_token", "meta",
-        "created_at", "updated_at",
-    ]
-    cols = ", ".join(columns)
+    # Every column but the key and the chat, from the model: a new field is copied too.
+    columns = [f.column for f in Message._meta.concrete_fields if f.name not in ("id", "session")]
     # The branch's messages were not sent with the parent's idempotency keys.
-    select = ", ".join("''" if c == "client_token" else c for c in columns)
+    select = ", ".join("''" if c == "client_token" else f'"{c}"' for c in columns)
+    cols = ", ".join(f'"{c}"' for c in columns)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {message} (session_id, {cols}) "  # noqa: S608 - names from the models

@@ -141,6 +141,10 @@ DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'
 _default_db = dj_database_url.parse(DATABASE_URL)
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     _default_db["OPTIONS"] = {**SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
+    # Tests use a file, not the in-memory default: shared-cache memory databases lock whole tables
+    # and ignore the busy timeout, so the generation thread and the test would fail where WAL works.
+    _worker = os.getenv("PYTEST_XDIST_WORKER", "main")
+    _default_db["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
 elif _default_db["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool; Django requires CONN_MAX_AGE 0 with it.
     _default_db["CONN_MAX_AGE"] = 0

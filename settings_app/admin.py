@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from .models import ConnectionProfile, Persona, SiteSettings
+from .models import ConnectionProfile, InstructTemplate, Persona, SiteSettings
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -46,7 +46,7 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url", "model")
     actions = ["test_connection"]
     fieldsets = (
-        (None, {"fields": ("name", "mode", "base_url", "model", "api_key", "clear_api_key")}),
+        (None, {"fields": ("name", "mode", "base_url", "model", "api_key", "clear_api_key", "instruct_template")}),
         (
             "Sampling",
             {
@@ -71,19 +71,27 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
 
     @admin.action(description="Test connection (list the server's models)")
     def test_connection(self, request, queryset):
+        for profile in queryset:
+            self._report_connection(request, profile)
+
+    def response_change(self, request, obj):
+        if "_test_connection" in request.POST:
+            self._report_connection(request, obj)
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def _report_connection(self, request, profile: ConnectionProfile) -> None:
+        # The engine client lives in chats; settings_app must not import it at module level.
         from chats.engines import EngineConfig, EngineError, list_models
 
-        for profile in queryset:
-            config = EngineConfig(
-                label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key
-            )
-            try:
-                models = asyncio.run(list_models(config))
-            except EngineError as exc:
-                self.message_user(request, f"{profile.name}: {exc}", messages.ERROR)
-            else:
-                names = ", ".join(models[:10]) or "no models listed"
-                self.message_user(request, f"{profile.name}: connected. Models: {names}", messages.SUCCESS)
+        config = EngineConfig(label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key)
+        try:
+            models = asyncio.run(list_models(config))
+        except EngineError as exc:
+            self.message_user(request, f"{profile.name}: {exc}", messages.ERROR)
+        else:
+            names = ", ".join(models[:10]) or "no models listed"
+            self.message_user(request, f"{profile.name}: connected. Models: {names}", messages.SUCCESS)
 
 
 @admin.register(SiteSettings)
@@ -124,3 +132,15 @@ class PersonaAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     search_fields = ("name", "user__username")
+
+
+@admin.register(InstructTemplate)
+class InstructTemplateAdmin(admin.ModelAdmin):
+    list_display = ("name", "system_as_user")
+    search_fields = ("name",)
+    fieldsets = (
+        (None, {"fields": ("name", "prompt_prefix", "system_as_user", "stop_strings")}),
+        ("System", {"fields": ("system_prefix", "system_suffix")}),
+        ("User", {"fields": ("user_prefix", "user_suffix")}),
+        ("Character", {"fields": ("assistant_prefix", "assistant_suffix")}),
+    )

@@ -27,6 +27,12 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Uploaded avatars go to a folder of the test's own, never the instance's var/media."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     _clear_cache()
     yield
@@ -209,3 +215,12 @@ def scripted_server():
 
 
 __all__ = ["TINY_REPLY"]
+
+
+@pytest.fixture
+def instruct_presets(db):
+    """The shipped instruct templates (transactional tests flush what the migration seeded)."""
+    from settings_app.models import InstructTemplate
+    from settings_app.presets import ensure_presets
+
+    ensure_presets(InstructTemplate)

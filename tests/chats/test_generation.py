@@ -214,3 +214,22 @@ def test_an_empty_or_overlong_message_is_refused_with_a_reason(owner_client, cha
     assert response.status_code == 400
     assert "limit is 10" in response.json()["error"]
     assert chat.messages.count() == 0
+
+
+def test_text_completions_mode_streams_from_the_real_server(
+    owner_client, chat, make_profile, tiny_engine_url, instruct_presets
+):
+    from settings_app.models import InstructTemplate
+
+    make_profile(tiny_engine_url, mode="text", instruct_template=InstructTemplate.objects.get(name="ChatML"))
+    send(owner_client, chat)
+    reply = finish(chat)
+    assert (reply.content, reply.finish_reason) == (TINY_REPLY, "stop")
+
+
+def test_stop_strings_end_the_reply(owner_client, chat, make_profile, tiny_engine_url):
+    make_profile(tiny_engine_url, mode="text", stop_strings=[" tiny"])
+    send(owner_client, chat)
+    reply = finish(chat)
+    assert reply.content == "Hello, traveler! I am a"
+    assert reply.finish_reason == "stop"
