@@ -10,6 +10,7 @@ this process, else by polling its row (a reply started by another worker).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -48,8 +49,8 @@ class LiveReply:
     message_id: int
     text: str = ""
     done: bool = False
-    future: object = None
-    # Set once the row holds the final text (a cancelled future reports done before that).
+    task: asyncio.Task | None = None
+    # Set once the row holds the final text, however the task ended.
     finished: threading.Event = field(default_factory=threading.Event)
     subscribers: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,7 +122,14 @@ def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
     assert mode in MODES, mode
     live = LiveReply(message_id)
     Runner.live[message_id] = live
-    live.future = asyncio.run_coroutine_threadsafe(_generate(live, mode), Runner.loop())
+    loop = Runner.loop()
+
+    def spawn():
+        # A fresh context: the caller's (a request's) must not leak into a task that outlives it;
+        # asgiref keeps the request's executor in a context variable.
+        live.task = loop.create_task(_generate(live, mode), context=contextvars.Context())
+
+    loop.call_soon_threadsafe(spawn, context=contextvars.Context())
     return live
 
 
@@ -129,8 +137,9 @@ def request_stop(message_id: int) -> None:
     """Stop a reply wherever it is being generated: here at once, on other workers via the cache."""
     cache.set(STOP_KEY.format(message_id), 1, timeout=600)
     live = Runner.live.get(message_id)
-    if live is not None and live.future is not None:
-        live.future.cancel()
+    if live is not None:
+        # Runs after spawn() (call_soon is first in, first out), so the task exists.
+        Runner.loop().call_soon_threadsafe(lambda: live.task and live.task.cancel())
 
 
 def wait_for(message_id: int, timeout: float = 60) -> None:
@@ -285,7 +294,7 @@ async def _generate(live: LiveReply, mode: str) -> None:
                     last_save = time.monotonic()
                     await _save_progress(message_id, text)
                     # A stop asked for on another worker arrives through the cache.
-                    if await sync_to_async(cache.get)(STOP_KEY.format(message_id)):
+                    if await sync_to_async(cache.get, thread_sensitive=False)(STOP_KEY.format(message_id)):
                         raise asyncio.CancelledError
         if meta.get("finish_reason") == "length":
             meta["notice"] = "The reply reached the length limit and may end mid-sentence."

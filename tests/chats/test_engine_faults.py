@@ -1,0 +1,153 @@
+"""Engine faults against a real loopback server that misbehaves on purpose: nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from chats import generation
+from chats.models import Message
+from tests.factories import make_character, make_chat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def chat(owner):
+    return make_chat(user=owner, character=make_character(name="Wren"), messages=2)
+
+
+def send_and_finish(client, chat, content="Still there?") -> Message:
+    response = client.post(reverse("chats:send", args=[chat.code]), {"content": content})
+    assert response.status_code == 200
+    reply = chat.messages.get(seq=response.json()["reply_seq"])
+    generation.wait_for(reply.pk, timeout=30)
+    reply.refresh_from_db()
+    assert chat.messages.get(seq=reply.seq - 1).content == content  # the user's message is kept
+    return reply
+
+
+@pytest.fixture
+def short_timeouts(settings):
+    settings.RPCHAT = {**settings.RPCHAT, "ENGINE_FIRST_TOKEN_TIMEOUT": 0.5, "ENGINE_STALL_TIMEOUT": 0.5}
+
+
+def test_a_timeout_before_the_first_token(owner_client, chat, make_profile, scripted_server, short_timeouts):
+    scripted_server.mode = "silent"
+    scripted_server.delay = 3
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    assert reply.status == "error"
+    assert "sent nothing for 0 seconds" in reply.error or "sent nothing" in reply.error
+
+
+def test_a_stall_mid_stream_keeps_the_partial_reply(owner_client, chat, make_profile, scripted_server, short_timeouts):
+    scripted_server.pieces = ["Half", " a", " reply", "<stall>"]
+    scripted_server.delay = 0.05
+    original = scripted_server.handle
+
+    def stalling(h):
+        scripted_server.pieces = ["Half", " a", " reply"]
+        scripted_server.delay = 0.01
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        import json
+        import time
+
+        for piece in scripted_server.pieces:
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            h.wfile.flush()
+        time.sleep(2)
+
+    scripted_server.handle = stalling
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    scripted_server.handle = original
+    assert (reply.status, reply.content) == ("incomplete", "Half a reply")
+    assert "stopped sending" in reply.error
+    page = owner_client.get(chat.get_absolute_url()).content.decode()
+    assert "This reply is incomplete." in page and 'data-action="retry"' in page
+
+
+def test_malformed_sse(owner_client, chat, make_profile, scripted_server):
+    scripted_server.mode = "malformed"
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    assert reply.status == "error"
+    assert "not JSON" in reply.error
+
+
+def test_a_connection_dropped_mid_reply(owner_client, chat, make_profile, scripted_server):
+    scripted_server.mode = "drop"
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    assert (reply.status, reply.content) == ("incomplete", "Once upon")
+    assert "closed before the reply finished" in reply.error or "dropped" in reply.error
+
+
+@pytest.mark.parametrize("status", [400, 429, 500, 502])
+def test_http_errors_with_a_body(owner_client, chat, make_profile, scripted_server, status):
+    scripted_server.mode = f"http{status}"
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    assert reply.status == "error"
+    assert f"HTTP {status}" in reply.error and "scripted failure" in reply.error
+
+
+def test_a_dns_failure(owner_client, chat, make_profile):
+    make_profile("http://no-such-host.invalid/v1")
+    reply = send_and_finish(owner_client, chat)
+    assert reply.status == "error"
+    assert "Could not connect to the model server" in reply.error
+
+
+def test_a_failed_reply_can_be_retried_and_then_succeeds(owner_client, chat, make_profile, scripted_server):
+    scripted_server.mode = "drop"
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    scripted_server.mode = "ok"
+    owner_client.post(reverse("chats:message_retry", args=[chat.code, reply.seq]))
+    generation.wait_for(reply.pk)
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.error) == ("complete", "Once upon a time", "")
+
+
+def test_a_page_that_reattaches_mid_reply_gets_every_token(owner, owner_client, chat, make_profile, scripted_server):
+    import json
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    scripted_server.pieces = [f"w{i} " for i in range(30)]
+    scripted_server.delay = 0.03
+    make_profile(scripted_server.url)
+    response = owner_client.post(reverse("chats:send", args=[chat.code]), {"content": "Tell me"})
+    reply = chat.messages.get(seq=response.json()["reply_seq"])
+    live = generation.Runner.live[reply.pk]
+    while live.text.count("w") < 5:  # the first tab saw a few tokens, then the page reloads
+        live.finished.wait(0.01)
+    aclient = AsyncClient()
+    aclient.force_login(owner)
+
+    async def consume():
+        resp = await aclient.get(response.json()["stream_url"])
+        body = b""
+        async for chunk in resp.streaming_content:
+            body += chunk
+        return body.decode()
+
+    events = [b for b in async_to_sync(consume)().split("\n\n") if b.startswith("event:")]
+    text = ""
+    for block in events:
+        kind = block.split("\n")[0].split(": ")[1]
+        data = json.loads(block.split("data: ", 1)[1])
+        if kind == "snapshot":
+            text = data["text"]
+        elif kind == "delta":
+            text += data["text"]
+    assert events[0].startswith("event: snapshot")
+    assert text == "".join(scripted_server.pieces)
+    reply.refresh_from_db()
+    assert reply.content == text
