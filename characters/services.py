@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from .models import Character
@@ -42,3 +43,12 @@ def character_set_avatar(*, character: Character, data: bytes, save: bool = True
     character.thumbnail.save(name, ContentFile(buffer.getvalue()), save=False)
     if save:
         character.save(update_fields=["avatar", "thumbnail", "updated_at"])
+
+
+def character_soft_delete(*, character: Character) -> None:
+    """Hide the character everywhere at once; `manage.py prune` purges it after the grace period."""
+    Character.objects.filter(pk=character.pk).update(deleted_at=timezone.now())
+
+
+def character_restore(*, character: Character) -> None:
+    Character.objects.filter(pk=character.pk).update(deleted_at=None)

@@ -9,4 +9,6 @@ urlpatterns = [
     path("<uuid:code>/", views.detail, name="detail"),
     path("<uuid:code>/avatar/", views.avatar, name="avatar"),
     path("<uuid:code>/thumbnail/", views.thumbnail, name="thumbnail"),
+    path("<uuid:code>/delete/", views.character_delete, name="delete"),
+    path("<uuid:code>/restore/", views.character_restore, name="restore"),
 ]

@@ -2,11 +2,15 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from rpchat.pagination import page_number, page_of
 
 from .models import Character, Tag
+from .services import character_restore as character_restore_service
+from .services import character_soft_delete
 
 
 def get_character_for_user(request, code) -> Character:
@@ -79,3 +83,32 @@ def avatar(request, code):
 @login_required
 def thumbnail(request, code):
     return _image(request, code, "thumbnail")
+
+
+def _get_own_character(request, code, *, deleted: bool = False) -> Character:
+    """A character the user owns (only owners delete and restore), or 404."""
+    return get_object_or_404(
+        Character, owner=request.user, code=code, deleted_at__isnull=not deleted
+    )
+
+
+@login_required
+def character_delete(request, code):
+    character = _get_own_character(request, code)
+    if request.method == "POST":
+        character_soft_delete(character=character)
+        messages.success(
+            request,
+            f"“{character.name}” was deleted. You can restore it from Trash for {settings.RPCHAT['TRASH_DAYS']} days.",
+        )
+        return redirect("characters:gallery")
+    return render(request, "characters/confirm_delete.html", {"character": character})
+
+
+@login_required
+@require_POST
+def character_restore(request, code):
+    character = _get_own_character(request, code, deleted=True)
+    character_restore_service(character=character)
+    messages.success(request, f"“{character.name}” is back.")
+    return redirect(character)

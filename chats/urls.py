@@ -6,6 +6,7 @@ app_name = "chats"
 
 urlpatterns = [
     path("", views.chat_list, name="list"),
+    path("trash/", views.trash, name="trash"),
     path("new/<uuid:character_code>/", views.chat_new, name="new"),
     path("<uuid:code>/", views.chat_detail, name="detail"),
     path("<uuid:code>/older/", views.chat_older, name="older"),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("<uuid:code>/members/", views.chat_members, name="members"),
     path("<uuid:code>/archive/", views.chat_archive, name="archive"),
     path("<uuid:code>/delete/", views.chat_delete, name="delete"),
+    path("<uuid:code>/restore/", views.chat_restore, name="restore"),
     path("<uuid:code>/messages/<int:seq>/stream/", views.message_stream, name="message_stream"),
     path("<uuid:code>/messages/<int:seq>/stop/", views.message_stop, name="message_stop"),
     path("<uuid:code>/messages/<int:seq>/retry/", views.message_retry, name="message_retry"),

@@ -474,7 +474,10 @@ def chat_delete(request, code):
     session = _get_session_for_user(request, code)
     if request.method == "POST":
         services.chat_delete(session=session)
-        messages.success(request, f"“{session}” was deleted. You can restore it from Deleted chats for a while.")
+        messages.success(
+            request,
+            f"“{session}” was deleted. You can restore it from Trash for {settings.RPCHAT['TRASH_DAYS']} days.",
+        )
         return redirect("chats:list")
     return render(request, "chats/confirm_delete.html", {"session": session})
 
@@ -486,3 +489,35 @@ def message_source(request, code, seq):
     session = _get_session_for_user(request, code)
     message = get_object_or_404(Message.objects.only("content", "version", "status"), session=session, seq=seq)
     return JsonResponse({"content": message.content, "version": message.version, "status": message.status})
+
+
+@login_required
+@require_GET
+def trash(request):
+    """Deleted chats and characters the user can still restore."""
+    from characters.models import Character
+
+    chats = (
+        ChatSession.objects.filter(user=request.user, deleted_at__isnull=False)
+        .with_character()
+        .order_by("-deleted_at")[:200]
+    )
+    characters = (
+        Character.objects.filter(owner=request.user, deleted_at__isnull=False)
+        .only("code", "name", "deleted_at")
+        .order_by("-deleted_at")[:200]
+    )
+    return render(
+        request,
+        "chats/trash.html",
+        {"chats": chats, "characters": characters, "days": settings.RPCHAT["TRASH_DAYS"]},
+    )
+
+
+@login_required
+@require_POST
+def chat_restore(request, code):
+    session = get_object_or_404(ChatSession, user=request.user, code=code, deleted_at__isnull=False)
+    services.chat_restore(session=session)
+    messages.success(request, f"“{session}” is back in your chats.")
+    return redirect(session)

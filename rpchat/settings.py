@@ -258,6 +258,8 @@ RPCHAT = {
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
     "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
+    # Deleted chats and characters can be restored for this many days, then `prune` purges them.
+    "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
 }
