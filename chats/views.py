@@ -1,4 +1,5 @@
 import json
+from functools import wraps
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from characters.views import get_character_for_user
+from rpchat import ratelimit
 from rpchat.pagination import page_number, page_of
 from settings_app.models import SiteSettings
 
@@ -63,6 +65,35 @@ def _version(request) -> int:
         return int(request.POST["version"])
     except (KeyError, ValueError):
         raise BadRequest("Give the version of the message you are changing.") from None
+
+
+def _generation_wait(request) -> int | None:
+    """Count one generation for the user; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit(
+        "generate", str(request.user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60
+    )
+
+
+def _too_fast(wait: int) -> JsonResponse:
+    limit = settings.RPCHAT["GENERATIONS_PER_MINUTE"]
+    response = JsonResponse(
+        {"error": f"This instance allows {limit} replies a minute per person. Try again in {wait} seconds."},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def generation_limited(view):
+    """Refuse with 429 when the user asks for replies faster than GENERATIONS_PER_MINUTE."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if wait := _generation_wait(request):
+            return _too_fast(wait)
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def _engine_label(site: SiteSettings) -> str:
@@ -160,6 +191,7 @@ def chat_older(request, code):
 
 @login_required
 @require_POST
+@generation_limited
 def message_send(request, code):
     session = _get_session_for_user(request, code)
     try:
@@ -200,6 +232,7 @@ def message_stop(request, code, seq):
 
 @login_required
 @require_POST
+@generation_limited
 def message_retry(request, code, seq):
     session = _get_session_for_user(request, code)
     message = _get_message(session, seq)
@@ -336,6 +369,7 @@ def message_delete(request, code, seq):
 
 @login_required
 @require_POST
+@generation_limited
 def message_regenerate(request, code, seq):
     session = _get_session_for_user(request, code)
     message = _get_message(session, seq)
@@ -350,6 +384,7 @@ def message_regenerate(request, code, seq):
 
 @login_required
 @require_POST
+@generation_limited
 def message_continue(request, code, seq):
     session = _get_session_for_user(request, code)
     message = _get_message(session, seq)
@@ -387,6 +422,7 @@ def message_prompt(request, code, seq):
 
 @login_required
 @require_POST
+@generation_limited
 def chat_reply(request, code):
     """Ask for a reply without writing a message (a group member's turn, or "go on")."""
     session = _get_session_for_user(request, code)
@@ -409,6 +445,8 @@ async def chat_impersonate(request, code):
     if not user.is_authenticated:
         return JsonResponse({"error": "Log in first."}, status=401)
     session = await sync_to_async(_get_session_for_user)(request, code)
+    if wait := await sync_to_async(_generation_wait)(request):
+        return _too_fast(wait)
     try:
         text = await generation.impersonate(session)
     except engines.EngineError as exc:

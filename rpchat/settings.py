@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rpchat.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "rpchat.urls"
@@ -258,6 +259,12 @@ RPCHAT = {
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
     "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
+    # Failed logins allowed per username and address in LOGIN_WINDOW seconds.
+    "LOGIN_ATTEMPTS": envint("RPCHAT_LOGIN_ATTEMPTS", "10"),
+    "LOGIN_WINDOW": envint("RPCHAT_LOGIN_WINDOW", "900"),
+    # Replies (sends, regenerations, continues, impersonations) a user may ask for per minute.
+    "GENERATIONS_PER_MINUTE": envint("RPCHAT_GENERATIONS_PER_MINUTE", "20"),
+    "MAX_LOREBOOK_ENTRIES": envint("RPCHAT_MAX_LOREBOOK_ENTRIES", "2000"),
     # Deleted chats and characters can be restored for this many days, then `prune` purges them.
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),
     # How often a streaming reply's text is written to its row while it grows.

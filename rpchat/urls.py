@@ -8,7 +8,7 @@ from . import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="characters:gallery"), name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("characters/", include("characters.urls")),

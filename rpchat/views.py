@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -9,6 +11,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET
 
 from settings_app.models import SiteSettings
+
+from . import ratelimit
 
 
 class SignupForm(UserCreationForm):
@@ -34,3 +38,31 @@ def signup(request):
 @require_GET
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, refusing a username and address after too many failures in a window."""
+
+    def _key(self) -> str:
+        username = (self.request.POST.get("username") or "").lower()[:150]
+        return f"{self.request.META.get('REMOTE_ADDR', '')}:{username}"
+
+    def post(self, request, *args, **kwargs):
+        opts = settings.RPCHAT
+        wait = ratelimit.blocked("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
+        if wait:
+            minutes = max(1, round(wait / 60))
+            response = render(
+                request,
+                "registration/login.html",
+                {"form": self.get_form(), "locked_out": minutes},
+                status=429,
+            )
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        opts = settings.RPCHAT
+        ratelimit.hit("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
+        return super().form_invalid(form)

@@ -201,6 +201,14 @@ class SiteSettings(models.Model):
             cache.set(SITE_SETTINGS_CACHE_KEY, obj, timeout=None)
         return obj
 
+    @classmethod
+    def for_request(cls, request) -> "SiteSettings":
+        """load(), once per request (the template context and the CSP header both need it)."""
+        cached = getattr(request, "_site_settings", None)
+        if cached is None:
+            cached = request._site_settings = cls.load()
+        return cached
+
     @property
     def uses_builtin_model(self) -> bool:
         return self.active_profile_id is None

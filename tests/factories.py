@@ -41,7 +41,7 @@ def add_messages(session: ChatSession, count: int, *, start_seq: int | None = No
     now = timezone.now()
     batch = []
     for seq in range(first, first + count):
-        content = text.format(seq=seq)
+        content = text.replace("{seq}", str(seq))
         batch.append(
             Message(
                 session=session,

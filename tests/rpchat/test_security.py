@@ -1,0 +1,172 @@
+"""Security across the site: CSP, rate limits, deploy checks, and every URL walked as an outsider."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from settings_app.models import Persona, SiteSettings
+from tests.factories import make_character, make_chat
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "OWNER-ONLY-SECRET-TEXT"
+
+
+def test_every_page_sends_a_strict_content_security_policy(owner_client):
+    policy = owner_client.get(reverse("characters:gallery"))["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "img-src 'self' data:;" in policy + ";"
+    site = SiteSettings.load()
+    site.allow_external_media = True
+    site.save()
+    assert "img-src 'self' data: https:" in owner_client.get(reverse("characters:gallery"))["Content-Security-Policy"]
+
+
+def test_templates_have_no_inline_script_or_handlers():
+    for path in (ROOT / "templates").rglob("*.html"):
+        text = path.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in tag, f"inline script in {path}"
+        assert not re.search(r"\son[a-z]+\s*=", text), f"event handler attribute in {path}"
+
+
+def test_logins_are_refused_after_too_many_failures(client, owner, settings):
+    settings.RPCHAT = {**settings.RPCHAT, "LOGIN_ATTEMPTS": 3}
+    url = reverse("login")
+    for _ in range(3):
+        assert client.post(url, {"username": "olivia", "password": "wrong"}).status_code == 200
+    locked = client.post(url, {"username": "olivia", "password": "pw-olivia-123"})
+    assert locked.status_code == 429
+    assert "Too many failed attempts" in locked.content.decode()
+    assert int(locked["Retry-After"]) > 0
+    # Another username from the same address is not locked out.
+    assert client.post(url, {"username": "someone", "password": "x"}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_are_limited_per_user_per_minute(owner_client, owner, settings, tiny_builtin):
+    from chats import generation
+
+    settings.RPCHAT = {**settings.RPCHAT, "GENERATIONS_PER_MINUTE": 2}
+    chat = make_chat(user=owner, character=make_character())
+    url = reverse("chats:send", args=[chat.code])
+    for i in range(2):
+        response = owner_client.post(url, {"content": f"m{i}"})
+        assert response.status_code == 200
+        generation.wait_for(chat.messages.get(seq=response.json()["reply_seq"]).pk)
+    refused = owner_client.post(url, {"content": "one too many"})
+    assert refused.status_code == 429
+    assert "2 replies a minute" in refused.json()["error"]
+    assert not chat.messages.filter(content="one too many").exists()
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "DEBUG": "0",
+        "RPCHAT_HTTPS": "1",
+        "SECRET_KEY": "x7" * 30 + "-production-key-for-the-deploy-check",
+        "ALLOWED_HOSTS": "chat.example.org",
+        "RPCHAT_VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_the_server_binds_to_loopback_by_default():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.M)
+
+
+# --- every URL, as another user and as an anonymous visitor -----------------------------------------
+
+PUBLIC = {"login", "logout", "signup", "healthz", "home"}
+
+
+def _patterns(resolver=None, namespace=""):
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            if entry.app_name == "admin" or str(entry.pattern).startswith(("__debug__", "silk")):
+                continue
+            ns = entry.namespace or namespace
+            yield from _patterns(entry, f"{ns}:" if entry.namespace else namespace)
+        elif isinstance(entry, URLPattern) and entry.name:
+            yield f"{namespace}{entry.name}", entry
+
+
+@pytest.fixture
+def owned(owner):
+    character = make_character(owner=owner, public=False, name=SECRET, description=SECRET)
+    chat = make_chat(user=owner, character=character, messages=3, text=SECRET + " {seq}")
+    persona = Persona.objects.create(user=owner, name=SECRET, description=SECRET)
+    return {"chat": chat, "character": character, "persona": persona}
+
+
+def _kwargs(name: str, entry: URLPattern, owned) -> dict:
+    namespace = name.split(":")[0]
+    by_namespace = {"chats": owned["chat"], "characters": owned["character"], "personas": owned["persona"], "api": owned["chat"]}
+    kwargs = {}
+    for param in entry.pattern.converters:
+        if param == "seq":
+            kwargs[param] = 1
+        elif param == "character_code":
+            kwargs[param] = owned["character"].code
+        elif param == "code":
+            kwargs[param] = by_namespace[namespace].code
+        else:
+            raise AssertionError(f"the URL walk does not know how to fill <{param}> in {name}: teach it")
+    return kwargs
+
+
+def test_every_url_refuses_another_users_data(client, other, owned):
+    client.force_login(other)
+    walked = 0
+    for name, entry in _patterns():
+        if name in PUBLIC:
+            continue
+        kwargs = _kwargs(name, entry, owned)
+        if not kwargs:
+            continue  # lists: scoped by the user, checked below
+        url = reverse(name, kwargs=kwargs)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url, {"content": "x", "version": 1, "index": 0, "action": "add"})
+            assert response.status_code in (404, 405), f"{method.upper()} {url} gave {response.status_code}"
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+            assert SECRET.encode() not in body, f"{method.upper()} {url} leaked the owner's data"
+        walked += 1
+    assert walked >= 20
+    for name in ("characters:gallery", "chats:list", "chats:trash", "personas:list"):
+        assert SECRET not in client.get(reverse(name)).content.decode(), name
+
+
+def test_every_url_sends_anonymous_visitors_to_log_in(client, owned):
+    for name, entry in _patterns():
+        if name in PUBLIC:
+            continue
+        url = reverse(name, kwargs=_kwargs(name, entry, owned))
+        response = client.get(url)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert SECRET.encode() not in body, url
+        assert response.status_code in (302, 401, 405), f"GET {url} gave {response.status_code}"
+        if response.status_code == 302:
+            assert "/accounts/login/" in response["Location"], url
+
+
+def test_staff_pages_are_closed_to_users(client, owner):
+    client.force_login(owner)
+    for url in ("/admin/", "/admin/settings_app/sitesettings/1/change/", "/admin/settings_app/connectionprofile/"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
