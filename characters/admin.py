@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 
 from rpchat.admin_utils import EstimatedCountPaginator
@@ -37,6 +38,9 @@ class CharacterAdmin(admin.ModelAdmin):
 class LorebookEntryInline(admin.StackedInline):
     model = LorebookEntry
     extra = 0
+    # RPCHAT_MAX_LOREBOOK_ENTRIES: the formset refuses more, with Django's own message.
+    max_num = settings.RPCHAT["MAX_LOREBOOK_ENTRIES"]
+    validate_max = True
     fields = (
         ("name", "enabled", "constant", "selective", "use_regex", "case_sensitive"),
         ("keys", "secondary_keys"),
