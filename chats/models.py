@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Substr
 from django.urls import reverse
 
 from characters.models import LONG_FIELDS, Character
@@ -12,6 +13,11 @@ class ChatSessionQuerySet(models.QuerySet):
     def for_user(self, user) -> "ChatSessionQuerySet":
         """The user's own chats, excluding deleted ones."""
         return self.filter(user=user, deleted_at__isnull=True)
+
+    def with_preview(self) -> "ChatSessionQuerySet":
+        """The start of each chat's newest message, as `preview` (a subquery on the seq index)."""
+        newest = Message.objects.filter(session=models.OuterRef("pk")).order_by("-seq").values("content")[:1]
+        return self.annotate(preview=Substr(models.Subquery(newest), 1, 160))
 
     def with_character(self) -> "ChatSessionQuerySet":
         """Join the character's list columns, for the chat list and the chat page header."""

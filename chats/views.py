@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import BadRequest
+from django.db.models import Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -103,18 +104,23 @@ def _engine_label(site: SiteSettings) -> str:
 @login_required
 @require_GET
 def chat_list(request):
+    q = request.GET.get("q", "").strip()[:100]
+    archived = request.GET.get("archived") == "1"
     sessions = (
         ChatSession.objects.for_user(request.user)
-        .filter(archived_at__isnull=True)
+        .filter(archived_at__isnull=not archived)
         .with_character()
+        .with_preview()
         .order_by("-last_message_at", "-id")
     )
+    if q:
+        sessions = sessions.filter(Q(title__icontains=q) | Q(character__name__icontains=q))
     page = page_of(
         sessions,
         number=page_number(request),
         per_page=settings.RPCHAT["CHAT_LIST_PAGE_SIZE"],
     )
-    return render(request, "chats/list.html", {"page": page})
+    return render(request, "chats/list.html", {"page": page, "q": q, "archived": archived})
 
 
 @login_required

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
@@ -33,6 +34,12 @@ def signup(request):
         messages.success(request, f"Welcome, {user.username}. Pick a character to chat with.")
         return redirect("characters:gallery")
     return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_GET
+def account_settings(request):
+    return render(request, "registration/settings.html")
 
 
 @require_GET

@@ -280,6 +280,26 @@
     });
   }
 
+  // Scrolling up near the top loads the next older page by itself; the button stays for keyboards.
+  if (olderButton) {
+    let armed = false;  // not during the first paint, which jumps to the bottom
+    setTimeout(function () { armed = true; }, 300);
+    window.addEventListener("scroll", function () {
+      if (armed && window.scrollY < 400 && !olderButton.hidden && !olderButton.disabled) olderButton.click();
+    }, { passive: true });
+  }
+
+  const jump = document.getElementById("jump-newest");
+  if (jump) {
+    window.addEventListener("scroll", function () {
+      jump.hidden = isNearBottom() || document.body.scrollHeight <= window.innerHeight * 1.5;
+    }, { passive: true });
+    jump.addEventListener("click", function () {
+      window.scrollTo({ top: document.body.scrollHeight, behavior: "smooth" });
+      input.focus({ preventScroll: true });
+    });
+  }
+
   followAll();
   window.scrollTo(0, document.body.scrollHeight);
 })();

@@ -47,9 +47,15 @@ class App:
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
         )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
+
+    def shell(self, code: str) -> str:
+        """Run Python in the app's environment (its database), e.g. to build a long chat."""
+        return self.manage("shell", "-c", code)
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +75,8 @@ def app(tmp_path_factory, tiny_model_path):
     application = App(base_url, env, var_dir)
     application.manage("migrate", "--no-input", "-v0")
     application.manage("seed_demo")
+    admin_out = application.manage("ensure_admin")
+    application.admin_password = admin_out.split("password: ")[1].split()[0]
     application.manage("collectstatic", "--no-input", "-v0")
     log = open(var_dir / "server.log", "w")
     server = subprocess.Popen(
@@ -139,3 +147,58 @@ def signed_up(page, app):
     page.get_by_role("button", name="Sign up").click()
     page.wait_for_url("**/characters/")
     return username
+
+
+@pytest.fixture
+def login(page, app):
+    """Log in through the page as `username`."""
+
+    def go(username: str, password: str) -> None:
+        page.goto(app.base_url + "/accounts/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/characters/")
+
+    return go
+
+
+def admin_set_engine(browser, app, *, base_url: str | None, name: str = "Slow loopback") -> None:
+    """As the admin, in a browser tab of its own: add a connection profile and make it active
+    (or go back to the built-in model when base_url is None), through the admin pages."""
+    context = browser.new_context()
+    admin = context.new_page()
+    admin.goto(app.base_url + "/admin/login/")
+    admin.get_by_label("Username").fill("admin")
+    admin.get_by_label("Password").fill(app.admin_password)
+    admin.get_by_role("button", name="Log in").click()
+    admin.wait_for_url("**/admin/")
+    if base_url:
+        admin.goto(app.base_url + "/admin/settings_app/connectionprofile/add/")
+        # Admin labels end in a colon; the fields' ids are stable.
+        admin.locator("#id_name").fill(name)
+        admin.locator("#id_base_url").fill(base_url)
+        admin.locator("#id_model").fill("scripted")
+        admin.get_by_role("button", name="Save", exact=True).click()
+        admin.wait_for_url("**/connectionprofile/")
+    admin.goto(app.base_url + "/admin/settings_app/sitesettings/1/change/")
+    admin.locator("#id_active_profile").select_option(label=name if base_url else "---------")
+    admin.get_by_role("button", name="Save", exact=True).click()
+    admin.wait_for_url("**/admin/settings_app/sitesettings/**")
+    context.close()
+
+
+@pytest.fixture
+def slow_engine(browser, app):
+    """A loopback OpenAI-compatible server streaming a word every 60 ms, made the active engine by
+    the admin through the admin pages."""
+    from tests.conftest import ScriptedServer
+
+    server = ScriptedServer()
+    server.pieces = [f"word{i} " for i in range(60)]
+    server.delay = 0.06
+    name = f"Slow loopback {server.httpd.server_address[1]}"
+    admin_set_engine(browser, app, base_url=server.url, name=name)
+    yield server
+    admin_set_engine(browser, app, base_url=None, name=name)
+    server.close()
