@@ -19,9 +19,11 @@ def start_chat(page, name="Wren of the Hollow"):
 
 
 def send(page, text):
+    count = page.locator("article.message").count()
     box = page.get_by_label("Your message")
     box.fill(text)
     box.press("Enter")
+    expect(page.locator("article.message")).to_have_count(count + 2)
     expect(page.locator("article.message.assistant").last).to_have_attribute("data-status", "complete")
 
 

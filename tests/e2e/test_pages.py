@@ -64,6 +64,7 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
     box = page.get_by_label("Your message")
     box.fill("Hello, Wren!")
     box.press("Enter")
+    expect(page.locator("article.message")).to_have_count(3)
     expect(page.locator("article.message.assistant").last).to_have_attribute("data-status", "complete")
     check(page, "chat")
     chat_url = page.url
