@@ -10,6 +10,7 @@ this process, else by polling its row (a reply started by another worker).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rpchat import metrics
 from settings_app.models import SiteSettings
 
 from . import engines
@@ -106,8 +108,9 @@ def start_generation(message_id: int, *, overrides: dict | None = None) -> LiveR
     """Generate the reply row `message_id` (status streaming) in the background."""
     live = LiveReply(message_id)
     Runner.live[message_id] = live
-    live.future = asyncio.run_coroutine_threadsafe(
-        _generate(live, overrides or {}), Runner.loop()
+    # In an empty context: the task must not inherit the request's (its metrics, for one).
+    live.future = contextvars.Context().run(
+        asyncio.run_coroutine_threadsafe, _generate(live, overrides or {}), Runner.loop()
     )
     return live
 
@@ -238,6 +241,7 @@ async def _generate(live: LiveReply, overrides: dict) -> None:
             gen_seconds = time.monotonic() - first_token_at
             if gen_seconds > 0 and pieces > 1:
                 meta["tokens_per_second"] = round(pieces / gen_seconds, 1)
+            metrics.observe_generation(ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second"))
         try:
             await _finish(message_id, text=text, status=status, error=error, meta=meta)
         except Exception:
