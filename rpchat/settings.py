@@ -186,6 +186,8 @@ CACHES = {
     "cachalot": {**_cache, "METRICS_LABEL": "cachalot"},
 }
 CACHALOT_CACHE = "cachalot"
+# cachalot recognises backends by their dotted path; ours are Django's own plus two counters.
+SILENCED_SYSTEM_CHECKS = ["cachalot.W001"]
 
 # cachalot caches whole query results and drops them on any write to a table they read. Messages,
 # chats and sessions are written on every turn, so caching them would only churn; characters, tags,
