@@ -79,6 +79,8 @@ class RequestStats:
     started: float = field(default_factory=time.perf_counter)
     queries: int = 0
     db_seconds: float = 0.0
+    # Values read many times while answering one request (see per_request()).
+    memo: dict = field(default_factory=dict)
 
     @property
     def elapsed(self) -> float:
@@ -100,6 +102,16 @@ def end_request(token) -> None:
 
 def current_request() -> RequestStats | None:
     return _current.get()
+
+
+def per_request(key: str, factory):
+    """factory(), computed once per request (every call outside a request computes it again)."""
+    stats = _current.get()
+    if stats is None:
+        return factory()
+    if key not in stats.memo:
+        stats.memo[key] = factory()
+    return stats.memo[key]
 
 
 def query_wrapper(execute, sql, params, many, context):
