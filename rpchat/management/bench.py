@@ -598,7 +598,7 @@ def plot(report: dict, path: Path) -> None:
             left.plot([r["size"] for r in rows], [r["median_ms"] for r in rows], marker="o", label=LABELS[op])
     st = SILLYTAVERN["open_chat"]
     left.plot(list(st), [v[0] for v in st.values()], linestyle="--", color="grey", marker="x",
-              label="SillyTavern 1.12.6: open a chat (reference)")
+              label="SillyTavern 1.12.6: open a chat (reference, one client)")
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("messages in the chat")

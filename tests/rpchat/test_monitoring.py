@@ -197,3 +197,21 @@ def test_time_to_first_token_and_speed_of_each_reply_are_recorded(owner_client, 
     snap = metrics.snapshot()["generation"]
     assert snap["ttft_ms"]["count"] == 1 and snap["ttft_ms"]["median"] == reply.meta["ttft_ms"]
     assert snap["tokens_per_second"]["median"] == reply.meta["tokens_per_second"]
+
+
+def _default_cache_reads() -> float:
+    return sum(sample("rpchat_cache_lookups_total", {"cache": "default", "result": r}) for r in ("hit", "miss"))
+
+
+def test_the_chat_page_reads_the_settings_once_however_many_messages_it_shows(owner_client, owner):
+    short = make_chat(user=owner, character=make_character(name="Short"), messages=2)
+    long = make_chat(user=owner, character=make_character(name="Long"), messages=50)
+    owner_client.get(short.get_absolute_url())
+    before = _default_cache_reads()
+    owner_client.get(short.get_absolute_url())
+    reads_short = _default_cache_reads() - before
+    before = _default_cache_reads()
+    owner_client.get(long.get_absolute_url())
+    reads_long = _default_cache_reads() - before
+    # the session, the settings row (the view, the context processor, the Markdown filter once)
+    assert reads_short == reads_long <= 4
