@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -362,7 +363,9 @@ class Bench:
                    f"{c.concurrency} at a time, after {c.warmup} warm-ups.\n")
         self.start_server()
         try:
-            asyncio.run(self._measure_all(data, api_chat, search, imported))
+            # In a thread of its own: the caller may already run an event loop (a test, a notebook).
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, self._measure_all(data, api_chat, search, imported)).result()
         finally:
             self.stop_server()
 
