@@ -551,8 +551,10 @@ def markdown(report: dict) -> str:
         f"- command: `{m['command']}`",
         f"- date: {m['date']}; machine: {m['machine']['cpus']} CPUs, {m['machine']['platform']}, Python {m['machine']['python']}",
         f"- database: {m['database']} ({m['database_url']}); cache: {m['cache']}; server: {m['server']}",
-        f"- {m['requests']} requests per figure, {m['concurrency']} at a time, after {m['warmup']} warm-ups; "
-        "times from sending the request to the last byte of the body",
+        (
+            f"- {m['requests']} requests per figure, {m['concurrency']} at a time, after {m['warmup']} warm-ups; "
+            "times from sending the request to the last byte of the body"
+        ),
         "",
         "| " + " | ".join(table(report)[0]) + " |",
         "|" + "---|" * 2 + "---:|" * 7,

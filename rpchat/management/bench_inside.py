@@ -125,7 +125,7 @@ def time_prompts(*, repeat: int) -> list[dict]:
         "character", "persona"
     )
     for session in sorted(sessions, key=_nominal):
-        def build():
+        def build(session=session):
             return build_prompt(
                 session=session, character=session.character, user_name=load_data.BENCH_USER, persona_description="",
                 site=site, context_size=context_size, reply_tokens=reply_tokens, before_seq=session.last_seq + 1,
