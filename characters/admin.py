@@ -23,6 +23,9 @@ class CharacterAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+    # Newest first, along the primary key: ordering by name would sort the whole table on every
+    # page (no index serves it without the gallery's is_active filter). Search finds by name.
+    ordering = ("-id",)
 
     def get_queryset(self, request):
         # The list shows a few short columns; long card text stays in the database.

@@ -105,8 +105,15 @@ class Character(models.Model):
         indexes = [
             # The strategy's composite: gallery filtered by label, ordered by name.
             models.Index(fields=["label", "name"], name="character_label_name_idx"),
-            # Gallery default listing: active characters ordered by name.
-            models.Index(fields=["is_active", "name"], name="character_active_name_idx"),
+            # Gallery default listing (visible_to(), ordered by name, id). Partial, because Django
+            # writes filter(is_active=True) as a bare "is_active", which SQLite cannot match to an
+            # index column; it does match the same condition on a partial index. Checked by
+            # `manage.py explain_queries` ("gallery: first page").
+            models.Index(
+                fields=["name", "id"],
+                name="character_gallery_name_idx",
+                condition=models.Q(is_active=True, deleted_at__isnull=True),
+            ),
             # Card import skips a card already imported by this owner (content hash).
             models.Index(fields=["owner", "source_hash"], name="character_owner_hash_idx"),
         ]

@@ -15,6 +15,9 @@ class ChatSessionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+    # Newest first, along the primary key: the model's -last_message_at has no index of its own
+    # (chat_user_recent_idx starts with user), so it would sort every chat on every page.
+    ordering = ("-id",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer(

@@ -25,6 +25,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rpchat import metrics
 from settings_app.models import SiteSettings
 
 from . import engines
@@ -313,6 +314,7 @@ async def _generate(live: LiveReply, mode: str) -> None:
             gen_seconds = time.monotonic() - first_token_at
             if gen_seconds > 0 and pieces > 1:
                 meta["tokens_per_second"] = round(pieces / gen_seconds, 1)
+            metrics.observe_generation(ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second"))
         try:
             await _finish(
                 message_id, text=text, status=status, error=error, meta=meta, prompt=prompt_data

@@ -37,7 +37,11 @@ class Activation:
 
 def entries_for(*, session: ChatSession, character: Character) -> list[LorebookEntry]:
     """Enabled entries of every book that applies to this reply, with their book, in one query."""
-    return list(
+    return list(entries_queryset(session=session, character=character))
+
+
+def entries_queryset(*, session: ChatSession, character: Character):
+    return (
         LorebookEntry.objects.filter(enabled=True)
         .filter(
             Q(lorebook__character=character)

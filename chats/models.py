@@ -14,6 +14,16 @@ class ChatSessionQuerySet(models.QuerySet):
         """The user's own chats, excluding deleted ones."""
         return self.filter(user=user, deleted_at__isnull=True)
 
+    def for_list(self, user, *, archived: bool = False) -> "ChatSessionQuerySet":
+        """The chat list: the user's chats, most recent first, with character and preview."""
+        return (
+            self.for_user(user)
+            .filter(archived_at__isnull=not archived)
+            .with_character()
+            .with_preview()
+            .order_by("-last_message_at", "-id")
+        )
+
     def with_preview(self) -> "ChatSessionQuerySet":
         """The start of each chat's newest message, as `preview` (a subquery on the seq index)."""
         newest = Message.objects.filter(session=models.OuterRef("pk")).order_by("-seq").values("content")[:1]

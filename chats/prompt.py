@@ -243,17 +243,21 @@ def _note_due(session: ChatSession, before_seq: int) -> bool:
     return (before_seq // 2) % frequency == 0
 
 
-def _history_rows(session: ChatSession, *, before_seq: int, budget: int) -> list[tuple]:
+def history_queryset(session: ChatSession, *, before_seq: int, budget: int):
     """Newest prompt-visible messages before `before_seq`, newest first: one keyset query."""
-    if budget <= 0:
-        return []
     limit = min(budget // PER_MESSAGE_OVERHEAD + 1, MAX_HISTORY_ROWS)
-    return list(
+    return (
         Message.objects.in_prompt()
         .filter(session=session, seq__lt=before_seq)
         .order_by("-seq")
         .values_list("role", "content", "token_count", "speaker")[:limit]
     )
+
+
+def _history_rows(session: ChatSession, *, before_seq: int, budget: int) -> list[tuple]:
+    if budget <= 0:
+        return []
+    return list(history_queryset(session, before_seq=before_seq, budget=budget))
 
 
 def _fit(rows: list[tuple], *, budget: int, named: bool) -> tuple[list, bool]:

@@ -165,10 +165,10 @@ def message_send(
 
 
 def _sent_with_token(session: ChatSession, token: str) -> tuple[Message, Message] | None:
-    sent = Message.objects.filter(session=session, client_token=token[:64]).first()
+    sent = Message.objects.for_page().filter(session=session, client_token=token[:64]).first()
     if sent is None:
         return None
-    reply = Message.objects.filter(session=session, seq=sent.seq + 1).first()
+    reply = Message.objects.for_page().filter(session=session, seq=sent.seq + 1).first()
     return sent, reply
 
 

@@ -106,13 +106,7 @@ def _engine_label(site: SiteSettings) -> str:
 def chat_list(request):
     q = request.GET.get("q", "").strip()[:100]
     archived = request.GET.get("archived") == "1"
-    sessions = (
-        ChatSession.objects.for_user(request.user)
-        .filter(archived_at__isnull=not archived)
-        .with_character()
-        .with_preview()
-        .order_by("-last_message_at", "-id")
-    )
+    sessions = ChatSession.objects.for_list(request.user, archived=archived)
     if q:
         sessions = sessions.filter(Q(title__icontains=q) | Q(character__name__icontains=q))
     page = page_of(

@@ -1,10 +1,78 @@
-"""Project-wide middleware: the Content-Security-Policy header."""
+"""Project-wide middleware: per-request measurement (time, queries, database time and size, in a
+Server-Timing header, the slow-request log and /metrics) and the Content-Security-Policy header."""
 
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 
 from settings_app.models import SiteSettings
+
+from . import metrics
+
+
+def route_of(request) -> str:
+    """The URL pattern that answered (bounded: one per view), never the raw path."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.route:
+        return match.route
+    if match is not None:
+        return match.view_name or metrics.UNMATCHED
+    if request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return "<static>"
+    return metrics.UNMATCHED
+
+
+class RequestMetricsMiddleware:
+    """First in MIDDLEWARE so it times everything the others do.
+
+    Streaming responses (Server-Sent Events, files) are measured when the response starts: their
+    body is never wrapped or buffered, so each event still reaches the browser as it is written.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
+        stats, token = metrics.begin_request()
+        try:
+            response = self.get_response(request)
+        finally:
+            metrics.end_request(token)
+        return self._finish(request, response, stats)
+
+    async def __acall__(self, request):
+        stats, token = metrics.begin_request()
+        try:
+            response = await self.get_response(request)
+        finally:
+            metrics.end_request(token)
+        return self._finish(request, response, stats)
+
+    def _finish(self, request, response, stats: metrics.RequestStats):
+        if response.streaming:
+            length = response.get("Content-Length")
+            size = int(length) if length and length.isdigit() else None
+        else:
+            size = len(response.content)
+        seconds = metrics.observe_request(
+            route=route_of(request), method=request.method, status=response.status_code, stats=stats, size=size
+        )
+        if settings.RPCHAT["SERVER_TIMING"]:
+            response["Server-Timing"] = (
+                f'db;dur={stats.db_seconds * 1000:.2f};desc="{stats.queries} queries", '
+                f"app;dur={seconds * 1000:.2f}"
+            )
+        return response
+
 
 BASE_POLICY = {
     "default-src": "'self'",

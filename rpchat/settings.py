@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times the whole stack: Server-Timing, slow-request log, /metrics.
+    "rpchat.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -168,24 +170,29 @@ if worker := os.getenv("PYTEST_XDIST_WORKER"):
     CACHE_KEY_PREFIX = f"{CACHE_KEY_PREFIX}-{worker}"
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "TIMEOUT": 3600,
-        }
+    _cache = {
+        "BACKEND": "rpchat.cache_backends.CountingRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+        "TIMEOUT": 3600,
     }
 else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": CACHE_KEY_PREFIX,
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "TIMEOUT": 3600,
-            "OPTIONS": {"MAX_ENTRIES": 5000},
-        }
+    _cache = {
+        "BACKEND": "rpchat.cache_backends.CountingLocMemCache",
+        "LOCATION": CACHE_KEY_PREFIX,
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+        "TIMEOUT": 3600,
+        "OPTIONS": {"MAX_ENTRIES": 5000},
     }
+# Django's Redis and local-memory backends, counting hits and misses for /metrics. cachalot gets an
+# alias of its own over the same store (same location and prefix) so its hit rate is told apart.
+CACHES = {
+    "default": {**_cache, "METRICS_LABEL": "default"},
+    "cachalot": {**_cache, "METRICS_LABEL": "cachalot"},
+}
+CACHALOT_CACHE = "cachalot"
+# cachalot recognises backends by their dotted path; ours are Django's own plus two counters.
+SILENCED_SYSTEM_CHECKS = ["cachalot.W001"]
 
 # cachalot caches whole query results and drops them on any write to a table they read. Messages,
 # chats and sessions are written on every turn, so caching them would only churn; characters, tags,
@@ -269,6 +276,12 @@ RPCHAT = {
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
+    # Monitoring (docs/performance.md): requests and queries slower than these are logged as
+    # warnings on the "rpchat.slow" logger; /metrics also accepts this bearer token when set.
+    "SLOW_REQUEST_MS": envfloat("RPCHAT_SLOW_REQUEST_MS", "500"),
+    "SLOW_QUERY_MS": envfloat("RPCHAT_SLOW_QUERY_MS", "100"),
+    "METRICS_TOKEN": os.getenv("RPCHAT_METRICS_TOKEN", ""),
+    "SERVER_TIMING": envbool("RPCHAT_SERVER_TIMING", "1"),
 }
 
 LOGGING = {

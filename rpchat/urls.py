@@ -19,6 +19,9 @@ urlpatterns = [
     path("personas/", include("settings_app.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
+    path("performance/", views.performance, name="performance"),
+    path("performance/data/", views.performance_data, name="performance_data"),
 ]
 
 if "debug_toolbar" in settings.INSTALLED_APPS:

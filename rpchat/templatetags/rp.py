@@ -2,6 +2,7 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from rpchat.markdown import render
+from rpchat.metrics import per_request
 from settings_app.models import SiteSettings
 
 register = template.Library()
@@ -10,4 +11,6 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> str:
     """Render untrusted Markdown to sanitized HTML."""
-    return mark_safe(render(text, allow_images=SiteSettings.load().allow_external_media))  # noqa: S308
+    # Once per request, not once per message: a chat page renders fifty.
+    allow_images = per_request("allow_external_media", lambda: SiteSettings.load().allow_external_media)
+    return mark_safe(render(text, allow_images=allow_images))  # noqa: S308

@@ -1,0 +1,79 @@
+"""The chats app's hot queries, checked by `manage.py explain_queries` (see rpchat.hot_queries).
+
+Each builds its query the way the page does; tests/rpchat/test_explain_queries.py checks that the
+SQL is the same as what the page runs.
+"""
+
+from django.conf import settings
+from django.db.models import Count
+
+from rpchat.hot_queries import admin_changelist_queryset, hot_query
+from settings_app.models import SiteSettings
+
+from .models import ChatSession, Message
+from .lore import entries_queryset
+from .prompt import history_queryset
+
+
+def _largest_chat():
+    return ChatSession.objects.filter(deleted_at__isnull=True).order_by("-message_count").first()
+
+
+def _page_size() -> int:
+    return settings.RPCHAT["MESSAGE_PAGE_SIZE"]
+
+
+@hot_query("chat list", used_by="chats.views.chat_list (chat_user_recent_idx)")
+def chat_list():
+    from django.contrib.auth import get_user_model
+
+    row = ChatSession.objects.values("user").annotate(n=Count("id")).order_by("-n").first()
+    if row is None:
+        return None
+    user = get_user_model().objects.get(pk=row["user"])
+    size = settings.RPCHAT["CHAT_LIST_PAGE_SIZE"]
+    return ChatSession.objects.for_list(user)[: size + 1]
+
+
+@hot_query("chat page: newest messages", used_by="chats.views.chat_detail (message_session_seq_uniq)")
+def chat_newest():
+    session = _largest_chat()
+    if session is None:
+        return None
+    return Message.objects.for_page().filter(session=session).order_by("-seq")[: _page_size() + 1]
+
+
+@hot_query("chat page: an older page from the middle", used_by="chats.views.chat_older")
+def chat_older_middle():
+    session = _largest_chat()
+    if session is None:
+        return None
+    before = max(session.last_seq // 2, 1)
+    return Message.objects.for_page().filter(session=session, seq__lt=before).order_by("-seq")[: _page_size() + 1]
+
+
+@hot_query("prompt: history read", used_by="chats.prompt._history")
+def prompt_history():
+    session = _largest_chat()
+    if session is None:
+        return None
+    budget = SiteSettings.load().builtin_context_size
+    return history_queryset(session, before_seq=session.last_seq + 1, budget=budget)
+
+
+@hot_query("prompt: lore entries for a reply", used_by="chats.lore.entries_for")
+def prompt_lore():
+    session = _largest_chat()
+    if session is None:
+        return None
+    return entries_queryset(session=session, character=session.character)
+
+
+@hot_query("admin: chats list", used_by="ChatSessionAdmin changelist")
+def admin_chats():
+    return admin_changelist_queryset(ChatSession)
+
+
+@hot_query("admin: messages list", used_by="MessageAdmin changelist")
+def admin_messages():
+    return admin_changelist_queryset(Message)

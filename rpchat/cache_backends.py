@@ -1,0 +1,50 @@
+"""Django's own cache backends, counting hits and misses for /metrics and the Performance page.
+
+Set `METRICS_LABEL` beside `BACKEND` in `CACHES` to name the series (cachalot's alias says
+"cachalot"). A `get_many` counts as one lookup: a hit when every key was found, which is how
+cachalot reads a cached query (the query's key together with its tables' keys).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
+
+from . import metrics
+
+# LocMemCache.get_many calls get() per key: count the get_many once, not its parts.
+_inside_get_many: ContextVar[bool] = ContextVar("rpchat_inside_get_many", default=False)
+_missing = object()
+
+
+class CountingMixin:
+    def __init__(self, location, params):
+        self.metrics_label = params.get("METRICS_LABEL", "default")
+        super().__init__(location, params)
+
+    def get(self, key, default=None, version=None):
+        value = super().get(key, _missing, version)
+        if not _inside_get_many.get():
+            metrics.observe_cache(self.metrics_label, value is not _missing)
+        return default if value is _missing else value
+
+    def get_many(self, keys, version=None):
+        keys = list(keys)
+        token = _inside_get_many.set(True)
+        try:
+            found = super().get_many(keys, version)
+        finally:
+            _inside_get_many.reset(token)
+        if keys:
+            metrics.observe_cache(self.metrics_label, len(found) == len(keys))
+        return found
+
+
+class CountingLocMemCache(CountingMixin, LocMemCache):
+    pass
+
+
+class CountingRedisCache(CountingMixin, RedisCache):
+    pass
