@@ -256,6 +256,11 @@ RPCHAT = {
     "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
+    # Import limits, checked before a file is read (docs/configuration.md).
+    "MAX_CARD_BYTES": envint("RPCHAT_MAX_CARD_BYTES", str(32 * 1024 * 1024)),
+    "MAX_CHARX_UNPACKED_BYTES": envint("RPCHAT_MAX_CHARX_UNPACKED_BYTES", str(256 * 1024 * 1024)),
+    "MAX_CHAT_BYTES": envint("RPCHAT_MAX_CHAT_BYTES", str(512 * 1024 * 1024)),
+    "MAX_CHAT_LINE_BYTES": envint("RPCHAT_MAX_CHAT_LINE_BYTES", str(16 * 1024 * 1024)),
 }
 
 LOGGING = {
