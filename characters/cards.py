@@ -364,7 +364,8 @@ def _json_object(data: bytes, what: str) -> dict:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CardError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        message = exc.msg.removesuffix(" at")
+        raise CardError(f"{what} is not valid JSON: {message} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise CardError(f"{what} is nested too deeply") from None
     if not isinstance(obj, dict):
