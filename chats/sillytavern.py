@@ -713,7 +713,11 @@ def _files(folder: Path, suffixes: frozenset[str]) -> list[Path]:
 
 
 def sillytavern_folder_import(
-    *, root: Path, user, progress: Callable[[int, str], None] | None = None
+    *,
+    root: Path,
+    user,
+    skip_broken_lines: bool = False,
+    progress: Callable[[int, str], None] | None = None,
 ) -> FolderReport:
     """Import a SillyTavern user folder for `user`: personas, World Info books, cards, solo and
     group chats. Each file is imported atomically and what was imported before is skipped, so an
@@ -748,11 +752,11 @@ def sillytavern_folder_import(
                 report.add("chats", ImportResult(_rel(path, base), "failed", f"no card characters/{folder.name}.png was imported"))
                 done(path.stat().st_size, path.name)
                 continue
-            report.add("chats", _chat_file(path, base, user, character, done))
+            report.add("chats", _chat_file(path, base, user, character, done, skip_broken_lines=skip_broken_lines))
 
     listed: set[str] = set()
     for path in groups:
-        _import_group(path, base, user, by_stem, report, listed, done)
+        _import_group(path, base, user, by_stem, report, listed, done, skip_broken_lines)
     for path in _files(base / "group chats", frozenset({".jsonl"})):
         if path.stem not in listed:
             report.add("chats", ImportResult(_rel(path, base), "failed", "no group in groups/ lists this chat"))
@@ -763,7 +767,7 @@ def _rel(path: Path, base: Path) -> str:
     return str(path.relative_to(base))
 
 
-def _chat_file(path, base, user, character, done, **group) -> ImportResult:
+def _chat_file(path, base, user, character, done, **options) -> ImportResult:
     seen = 0
 
     def on_progress(read: int) -> None:
@@ -773,13 +777,13 @@ def _chat_file(path, base, user, character, done, **group) -> ImportResult:
 
     result = chat_import_sillytavern(
         source=path, file_name=_rel(path, base), user=user, character=character, title=path.stem,
-        on_progress=on_progress, **group,
+        on_progress=on_progress, **options,
     )  # fmt: skip
     done(path.stat().st_size - seen, path.name)
     return result
 
 
-def _import_group(path, base, user, by_stem, report, listed, done) -> None:
+def _import_group(path, base, user, by_stem, report, listed, done, skip_broken_lines) -> None:
     name = _rel(path, base)
     try:
         group = json.loads(read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES"))
@@ -800,7 +804,10 @@ def _import_group(path, base, user, by_stem, report, listed, done) -> None:
         if not members:
             report.add("chats", ImportResult(_rel(chat_path, base), "failed", f"none of the members of {name} was imported"))
             continue
-        result = _chat_file(chat_path, base, user, members[0], done, members=members, avatars=avatars)
+        result = _chat_file(
+            chat_path, base, user, members[0], done,
+            members=members, avatars=avatars, skip_broken_lines=skip_broken_lines,
+        )  # fmt: skip
         missing = [m for m in group["members"] if m not in avatars]
         if missing and result.status == "imported":
             result.warnings.append(f"members without an imported card: {', '.join(map(str, missing))}")

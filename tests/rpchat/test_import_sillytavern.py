@@ -115,6 +115,13 @@ def test_each_failure_is_named_with_its_reason(st_folder, owner):
     assert not ChatSession.objects.filter(title="damaged").exists()
 
 
+def test_broken_lines_can_be_skipped_with_an_option(st_folder, owner):
+    out, _ = run(st_folder, "--user", "olivia", "--skip-broken-lines")
+    assert "  chats: 4 imported, 0 skipped, 1 failed (131 messages imported)" in out
+    assert "  note: chats/Ada/damaged.jsonl: skipped 1 broken line(s): line 5: invalid JSON" in out
+    assert ChatSession.objects.get(title="damaged").message_count == 3
+
+
 def test_a_second_run_skips_everything_already_imported(st_folder, owner):
     run(st_folder, "--user", "olivia")
     out, _ = run(st_folder, "--user", "olivia", "-v", "2")

@@ -12,8 +12,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("data_dir", metavar="DATA_DIR", help="SillyTavern's data folder or one user's folder in it.")
         parser.add_argument("--user", help="The rpchat user who gets everything (default: the only superuser).")
+        parser.add_argument(
+            "--skip-broken-lines",
+            action="store_true",
+            help="Import the readable lines of a damaged chat and list the broken ones (default: refuse the file).",
+        )
 
-    def handle(self, *args, data_dir, user, verbosity, **options):
+    def handle(self, *args, data_dir, user, skip_broken_lines, verbosity, **options):
         owner = command_user(user, default_superuser=True)
         try:
             base = sillytavern_user_folder(Path(data_dir))
@@ -26,7 +31,9 @@ class Command(BaseCommand):
                 bar.update(n)
                 bar.set_postfix_str(label[:40], refresh=False)
 
-            report = sillytavern_folder_import(root=base, user=owner, progress=progress)
+            report = sillytavern_folder_import(
+                root=base, user=owner, skip_broken_lines=skip_broken_lines, progress=progress
+            )
         self.stdout.write(f"From {base}, for {owner.get_username()}:")
         for kind in KINDS:
             results = report.results[kind]
