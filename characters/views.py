@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from rpchat.pagination import page_number, page_of
-from rpchat.uploads import LimitedUploadHandler, body_larger_than
+from rpchat.uploads import LimitedUploadHandler, body_larger_than, download_name
 
 from . import services
 from .models import Character, Lorebook, Tag
@@ -146,12 +146,11 @@ def _attachment(body: bytes, *, content_type: str, filename: str) -> HttpRespons
 def card_download(request, code, fmt: str):
     """The character as a card file anyone may see it may take: PNG (chara + ccv3) or JSON."""
     character = get_character_for_user(request, code)
-    stem = character.name.replace("/", "-").replace("\\", "-")
     if fmt == "png":
-        return _attachment(services.card_export_png(character=character), content_type="image/png", filename=f"{stem}.png")
-    return _attachment(
-        services.card_export_json(character=character), content_type="application/json", filename=f"{stem}.json"
-    )
+        body, content_type = services.card_export_png(character=character), "image/png"
+    else:
+        body, content_type = services.card_export_json(character=character), "application/json"
+    return _attachment(body, content_type=content_type, filename=download_name(character.name, f".{fmt}"))
 
 
 # --- lorebooks ------------------------------------------------------------------------------------
@@ -202,5 +201,5 @@ def lorebook_download(request, code, fmt: str):
     return _attachment(
         services.lorebook_export(lorebook=lorebook, fmt=fmt),
         content_type="application/json",
-        filename=f"{lorebook.name or 'lorebook'}{suffix}",
+        filename=download_name(lorebook.name or "lorebook", suffix),
     )

@@ -222,8 +222,9 @@ def chat_import_sillytavern(
     except ChatImportError as exc:
         return ImportResult(file_name, "failed", str(exc))
     warnings = []
-    if report.broken:
-        warnings.append(f"skipped {len(report.broken)} broken line(s): " + _describe_broken(report.broken))
+    if report.broken_count:
+        count, shown = report.describe_broken()
+        warnings.append(f"skipped {count}: {shown}")
     if report.undated:
         warnings.append(f"{report.undated} message(s) had a send_date rpchat could not read; kept as written")
     return ImportResult(file_name, "imported", f"{report.count:,} messages", session, warnings)
@@ -237,14 +238,20 @@ def _too_large(size: int, limit: int) -> str:
 class _Report:
     count: int = 0
     undated: int = 0
+    broken_count: int = 0
+    # The first few broken lines, with why; a file of garbage must not fill memory with reasons.
     broken: list[tuple[int, str]] = field(default_factory=list)
 
+    def add_broken(self, number: int, why: str) -> None:
+        self.broken_count += 1
+        if len(self.broken) < MAX_BROKEN_SHOWN:
+            self.broken.append((number, why))
 
-def _describe_broken(broken: list[tuple[int, str]]) -> str:
-    shown = "; ".join(f"line {n}: {why}" for n, why in broken[:MAX_BROKEN_SHOWN])
-    if len(broken) > MAX_BROKEN_SHOWN:
-        shown += f"; and {len(broken) - MAX_BROKEN_SHOWN} more"
-    return shown
+    def describe_broken(self) -> tuple[str, str]:
+        shown = "; ".join(f"line {n}: {why}" for n, why in self.broken)
+        if self.broken_count > len(self.broken):
+            shown += f"; and {self.broken_count - len(self.broken)} more"
+        return f"{self.broken_count} broken line(s)", shown
 
 
 def _read_lines(fh: BinaryIO, max_line: int) -> Iterator[tuple[int, bytes | None, str]]:
@@ -330,15 +337,15 @@ def _import_lines(
             if line is not None:
                 obj, why = _parse_line(line)
             if obj is None:
-                report.broken.append((number, why))
+                report.add_broken(number, why)
                 continue
             if not header_seen:
                 header_seen = True
                 if _is_header(obj):
                     first_at = _apply_header(session, obj, user)
                     continue
-            if report.broken and not skip_broken_lines:
-                continue  # refusing the file: keep reading only to name every broken line
+            if report.broken_count and not skip_broken_lines:
+                continue  # refusing the file: keep reading only to count the broken lines
             seq += 1
             when = parse_send_date(obj.get("send_date"))
             if when is None:
@@ -352,10 +359,9 @@ def _import_lines(
                 pending = []
                 if on_progress:
                     on_progress(read)
-        if report.broken and not skip_broken_lines:
-            raise ChatImportError(
-                f"{len(report.broken)} broken line(s), nothing was imported: {_describe_broken(report.broken)}"
-            )
+        if report.broken_count and (not skip_broken_lines or (seq == 0 and not header_seen)):
+            count, shown = report.describe_broken()
+            raise ChatImportError(f"{count}, nothing was imported: {shown}")
         if seq == 0 and not header_seen:
             raise ChatImportError("the file is empty")
         _flush(pending)

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat.pagination import page_number, page_of
-from rpchat.uploads import LimitedUploadHandler
+from rpchat.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
 
 from . import generation, services, sillytavern
@@ -313,7 +313,7 @@ def chat_export(request, code, fmt: str):
         chunks, content_type, suffix = sillytavern.chat_export_text(session), "text/plain", "txt"
     body = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
     response = StreamingHttpResponse(body, content_type=f"{content_type}; charset=utf-8")
-    filename = f"{session.title or session.character.name}.{suffix}".replace("/", "-")
+    filename = download_name(session.title or session.character.name, f".{suffix}")
     response["Content-Disposition"] = content_disposition_header(True, filename)
     response["Cache-Control"] = "private, no-cache"
     return response

@@ -1,7 +1,10 @@
-"""Upload size limits that hold before a file is stored: a view installs the handler ahead of
-Django's own, and any file past the limit is skipped while it streams in."""
+"""Files through the pages: upload size limits that hold before a file is stored (a view installs
+the handler ahead of Django's own, and any file past the limit is skipped while it streams in), and
+safe names for downloads."""
 
 from __future__ import annotations
+
+import re
 
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 
@@ -42,3 +45,9 @@ def body_larger_than(request, limit: int) -> bool:
     except ValueError:
         return False
     return length > limit + 64 * 1024
+
+
+def download_name(stem: str, suffix: str) -> str:
+    """A file name for Content-Disposition: control characters and path separators replaced."""
+    cleaned = re.sub(r"[\x00-\x1f\x7f/\\]+", "-", stem).strip(" .-")[:150]
+    return f"{cleaned or 'download'}{suffix}"

@@ -135,3 +135,9 @@ def test_cards_download_for_whoever_may_see_the_character(client, owner, other):
     assert client.get(reverse("characters:card_json", args=[public.code])).json()["data"]["name"] == "Ours"
     client.logout()
     assert client.get(reverse("characters:card_json", args=[public.code])).status_code == 302
+
+
+def test_a_card_named_with_odd_characters_still_downloads(owner_client, owner):
+    character = make_character(owner=owner, name="Line\nbreak / slash")
+    response = owner_client.get(reverse("characters:card_png", args=[character.code]))
+    assert response["Content-Disposition"] == 'attachment; filename="Line-break - slash.png"'

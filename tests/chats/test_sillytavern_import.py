@@ -222,3 +222,13 @@ def test_an_unreadable_send_date_is_kept_and_reported(owner, ada):
     message = Message.objects.get(session=result.object)
     assert message.meta["st"]["send_date"] == "the day before"
     assert message.created_at == dt.datetime(2024, 10, 18, 20, 52, 17, tzinfo=UTC)  # the chat's start
+
+
+def test_a_file_of_nothing_but_garbage_names_its_first_broken_lines_and_counts_the_rest(owner, ada):
+    data = b"\n".join(b"garbage %d" % i for i in range(5000))
+    for skip in (False, True):
+        result = import_bytes(data, user=owner, character=ada, skip_broken_lines=skip)
+        assert result.status == "failed"
+        assert result.reason.startswith("5000 broken line(s), nothing was imported: line 1: invalid JSON")
+        assert result.reason.endswith("line 10: invalid JSON (Expecting value at column 1); and 4990 more")
+    assert ChatSession.objects.count() == 0
