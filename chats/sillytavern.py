@@ -730,10 +730,7 @@ def sillytavern_folder_import(
     interrupted import can be run again. `progress(bytes_done, label)` follows the bytes read."""
     base = sillytavern_user_folder(root)
     report = FolderReport(base)
-    worlds = _files(base / "worlds", frozenset({".json"}))
-    card_files = _files(base / "characters", CARD_SUFFIXES)
-    chat_dirs = sorted(p for p in (base / "chats").iterdir() if p.is_dir()) if (base / "chats").is_dir() else []
-    groups = _files(base / "groups", frozenset({".json"}))
+    worlds, card_files, chat_dirs, groups = _folder_parts(base)
 
     def done(n: int, label: str) -> None:
         if progress:
@@ -766,7 +763,25 @@ def sillytavern_folder_import(
     for path in _files(base / "group chats", frozenset({".jsonl"})):
         if path.stem not in listed:
             report.add("chats", ImportResult(_rel(path, base), "failed", "no group in groups/ lists this chat"))
+            done(path.stat().st_size, path.name)
     return report
+
+
+def _folder_parts(base: Path):
+    worlds = _files(base / "worlds", frozenset({".json"}))
+    card_files = _files(base / "characters", CARD_SUFFIXES)
+    chat_dirs = sorted(p for p in (base / "chats").iterdir() if p.is_dir()) if (base / "chats").is_dir() else []
+    groups = _files(base / "groups", frozenset({".json"}))
+    return worlds, card_files, chat_dirs, groups
+
+
+def sillytavern_folder_size(root: Path) -> int:
+    """The bytes sillytavern_folder_import reads from this folder (a progress bar's total)."""
+    base = sillytavern_user_folder(root)
+    worlds, card_files, chat_dirs, _ = _folder_parts(base)
+    chats = [p for d in chat_dirs for p in _files(d, frozenset({".jsonl"}))]
+    chats += _files(base / "group chats", frozenset({".jsonl"}))
+    return sum(p.stat().st_size for p in [*worlds, *card_files, *chats])
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -809,6 +824,7 @@ def _import_group(path, base, user, by_stem, report, listed, done, skip_broken_l
             continue
         if not members:
             report.add("chats", ImportResult(_rel(chat_path, base), "failed", f"none of the members of {name} was imported"))
+            done(chat_path.stat().st_size, chat_path.name)
             continue
         result = _chat_file(
             chat_path, base, user, members[0], done,

@@ -158,6 +158,13 @@ def test_an_imported_chat_opens_at_its_newest_50_messages(st_folder, owner, clie
     assert [int(s) for s in re.findall(r'data-seq="(\d+)"', html)] == list(range(71, 121))
 
 
+def test_progress_follows_the_bytes_read_up_to_the_folders_total(st_folder, owner):
+    seen = []
+    sillytavern.sillytavern_folder_import(root=st_folder, user=owner, progress=lambda n, label: seen.append(n))
+    assert all(n >= 0 for n in seen)
+    assert sum(seen) == sillytavern.sillytavern_folder_size(st_folder)
+
+
 def test_the_user_defaults_to_the_only_superuser(st_folder, admin_user):
     out, _ = run(st_folder)
     assert "for root:" in out

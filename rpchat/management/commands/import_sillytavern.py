@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chats.sillytavern import KINDS, sillytavern_folder_import, sillytavern_user_folder
+from chats.sillytavern import KINDS, sillytavern_folder_import, sillytavern_folder_size, sillytavern_user_folder
 from rpchat.command_utils import command_user, progress_bar, status_counts
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
             base = sillytavern_user_folder(Path(data_dir))
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from None
-        total = sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
+        total = sillytavern_folder_size(base)
         with progress_bar(self, total=total, unit="B", unit_scale=True, verbosity=verbosity) as bar:
 
             def progress(n: int, label: str) -> None:
