@@ -27,7 +27,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from characters.cards import CardError, unstorable_text
-from characters.models import Character
+from characters.models import Character, Lorebook
 from characters.services import (
     ImageRejected,
     ImportResult,
@@ -737,8 +737,11 @@ def sillytavern_folder_import(
             progress(n, label)
 
     _import_personas(base, user, report)
+    books: dict[str, Lorebook] = {}
     for path in worlds:
-        report.add("lorebooks", lorebook_import(source=path, file_name=_rel(path, base), owner=user))
+        result = report.add("lorebooks", lorebook_import(source=path, file_name=_rel(path, base), owner=user))
+        if result.object is not None:
+            books[path.stem] = result.object
         done(path.stat().st_size, path.name)
 
     by_stem: dict[str, Character] = {}
@@ -746,6 +749,11 @@ def sillytavern_folder_import(
         result = report.add("cards", card_import(source=path, file_name=_rel(path, base), owner=user))
         if result.object is not None:
             by_stem[path.stem] = result.object
+            if result.status == "imported":
+                # SillyTavern links a World Info book to a character by name.
+                world = result.object.extensions.get("world") if isinstance(result.object.extensions, dict) else None
+                if isinstance(world, str) and world in books:
+                    result.object.lorebooks.add(books[world])
         done(path.stat().st_size, path.name)
 
     for folder in chat_dirs:
@@ -755,11 +763,13 @@ def sillytavern_folder_import(
                 report.add("chats", ImportResult(_rel(path, base), "failed", f"no card characters/{folder.name}.png was imported"))
                 done(path.stat().st_size, path.name)
                 continue
-            report.add("chats", _chat_file(path, base, user, character, done, skip_broken_lines=skip_broken_lines))
+            result = _chat_file(path, base, user, character, done, skip_broken_lines=skip_broken_lines)
+            _attach_chat_lorebook(result, books)
+            report.add("chats", result)
 
     listed: set[str] = set()
     for path in groups:
-        _import_group(path, base, user, by_stem, report, listed, done, skip_broken_lines)
+        _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines)
     for path in _files(base / "group chats", frozenset({".jsonl"})):
         if path.stem not in listed:
             report.add("chats", ImportResult(_rel(path, base), "failed", "no group in groups/ lists this chat"))
@@ -804,7 +814,13 @@ def _chat_file(path, base, user, character, done, **options) -> ImportResult:
     return result
 
 
-def _import_group(path, base, user, by_stem, report, listed, done, skip_broken_lines) -> None:
+def _attach_chat_lorebook(result: ImportResult, books: dict[str, Lorebook]) -> None:
+    """A chat's own World Info book (chat_metadata.world_info) goes with the chat."""
+    if result.status == "imported" and result.object.metadata.get("world_info") in books:
+        result.object.lorebooks.add(books[result.object.metadata["world_info"]])
+
+
+def _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines) -> None:
     name = _rel(path, base)
     try:
         group = json.loads(read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES"))
@@ -830,6 +846,7 @@ def _import_group(path, base, user, by_stem, report, listed, done, skip_broken_l
             chat_path, base, user, members[0], done,
             members=members, avatars=avatars, skip_broken_lines=skip_broken_lines,
         )  # fmt: skip
+        _attach_chat_lorebook(result, books)
         missing = [m for m in group["members"] if m not in avatars]
         if missing and result.status == "imported":
             result.warnings.append(f"members without an imported card: {', '.join(map(str, missing))}")

@@ -37,11 +37,15 @@ def st_folder(tmp_path):
     user = tmp_path / "data" / "default-user"
     for sub in ("characters", "chats/Ada", "chats/Ghost", "groups", "group chats", "worlds", "User Avatars"):
         (user / sub).mkdir(parents=True)
-    (user / "characters" / "Ada.png").write_bytes(cardkit.png_card({"chara": cardkit.b64(cardkit.v2_card("Ada"))}))
+    ada = cardkit.v2_card("Ada")
+    ada["data"]["extensions"]["world"] = "Harbor"
+    (user / "characters" / "Ada.png").write_bytes(cardkit.png_card({"chara": cardkit.b64(ada)}))
     (user / "characters" / "Bram.png").write_bytes(cardkit.png_card({"chara": cardkit.b64(cardkit.v2_card("Bram", book=False))}))
     (user / "characters" / "Broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (user / "chats" / "Ada" / "Ada - 2024-10-18@20h52m17s.jsonl").write_bytes(solo_chat(120))
-    (user / "chats" / "Ada" / "Ada - swipes.jsonl").write_bytes(cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]))
+    header = cardkit.st_header()
+    header["chat_metadata"]["world_info"] = "Harbor"
+    (user / "chats" / "Ada" / "Ada - swipes.jsonl").write_bytes(cardkit.jsonl([header, *cardkit.st_messages()]))
     (user / "chats" / "Ada" / "damaged.jsonl").write_bytes(solo_chat(3) + b"\n{oops")
     (user / "chats" / "Ghost" / "Ghost - 2024.jsonl").write_bytes(solo_chat(2))
     (user / "groups" / "1700000000000.json").write_text(
@@ -100,8 +104,13 @@ def test_a_sillytavern_folder_is_imported_for_a_user(st_folder, owner):
     olivia = Persona.objects.get(user=owner, name="Olivia")
     assert (olivia.description, olivia.is_default, bool(olivia.avatar)) == ("A curious traveller.", True, True)
     assert Persona.objects.get(name="Sir Olivia").is_default is False
-    assert Lorebook.objects.get(character__isnull=True).name == "Harbor"
+    harbor = Lorebook.objects.get(character__isnull=True)
+    assert harbor.name == "Harbor"
     assert Lorebook.objects.get(character__name="Ada").entries.count() == 2
+    # The links SillyTavern keeps by name: the card's world and the chat's own book.
+    assert list(Character.objects.get(name="Ada").lorebooks.all()) == [harbor]
+    assert list(ChatSession.objects.get(title="Ada - swipes").lorebooks.all()) == [harbor]
+    assert not ChatSession.objects.get(title="Ada - 2024-10-18@20h52m17s").lorebooks.exists()
 
 
 def test_each_failure_is_named_with_its_reason(st_folder, owner):
