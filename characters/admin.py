@@ -1,9 +1,82 @@
+import io
+import zipfile
+
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_protect
 
 from rpchat.admin_utils import EstimatedCountPaginator
+from rpchat.uploads import LimitedUploadHandler
 
+from . import services
 from .models import Character, Lorebook, LorebookEntry, Tag
+
+
+class ImportPageMixin:
+    """An "Import" page linked from the changelist: files, an owner, one result row per file."""
+
+    import_title = "Import"
+    import_help = ""
+    import_accept = ""
+    import_public_choice = False
+
+    def get_urls(self):
+        opts = self.model._meta
+        name = f"{opts.app_label}_{opts.model_name}_import"
+        return [path("import/", self.admin_site.admin_view(self.import_view), name=name)] + super().get_urls()
+
+    def import_file(self, *, upload, owner, public: bool) -> services.ImportResult:
+        raise NotImplementedError
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        handler = None
+        if request.method == "POST":
+            handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CARD_BYTES"])
+            request.upload_handlers.insert(0, handler)
+        return csrf_protect(self._import_page)(request, handler)
+
+    # The body must not be read (by the CSRF check) before the size-limiting handler is in place.
+    import_view.csrf_exempt = True
+
+    def _import_page(self, request, handler):
+        results = []
+        owner_name = ""
+        if request.method == "POST":
+            owner_name = request.POST.get("owner", "").strip()
+            owner = None
+            if owner_name:
+                User = get_user_model()
+                owner = User.objects.filter(**{User.USERNAME_FIELD: owner_name}).first()
+                if owner is None:
+                    messages.error(request, f"There is no user named {owner_name!r}.")
+            if owner is not None or not owner_name:
+                for name in handler.too_large:
+                    limit = services.human_size(handler.limit)
+                    results.append(services.ImportResult(name, "failed", f"larger than {limit} (RPCHAT_MAX_CARD_BYTES)"))
+                for upload in request.FILES.getlist("files"):
+                    results.append(
+                        self.import_file(upload=upload, owner=owner, public=request.POST.get("public") == "1")
+                    )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": self.import_title,
+            "help": self.import_help,
+            "accept": self.import_accept,
+            "public_choice": self.import_public_choice,
+            "results": results,
+            "owner_name": owner_name,
+            "max_bytes": settings.RPCHAT["MAX_CARD_BYTES"],
+        }
+        return TemplateResponse(request, "admin/characters/import.html", context)
 
 
 @admin.register(Tag)
@@ -12,7 +85,16 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Character)
-class CharacterAdmin(admin.ModelAdmin):
+class CharacterAdmin(ImportPageMixin, admin.ModelAdmin):
+    change_list_template = "admin/characters/change_list_with_import.html"
+    import_title = "Import character cards"
+    import_help = (
+        "PNG, APNG, JSON (V1, V2, V3) and CHARX cards. With an owner the characters are private to "
+        "them; without one they belong to the instance and everyone sees them. Files imported "
+        "before by the same owner are skipped."
+    )
+    import_accept = ".png,.apng,.json,.charx"
+    import_public_choice = True
     list_display = ("name", "label", "owner", "visibility", "is_active", "updated_at")
     list_filter = ("is_active", "visibility")
     list_select_related = ("owner",)
@@ -37,6 +119,9 @@ class CharacterAdmin(admin.ModelAdmin):
             )
         return qs
 
+    def import_file(self, *, upload, owner, public):
+        return services.card_import(source=upload, file_name=upload.name, owner=owner, public=public)
+
 
 class LorebookEntryInline(admin.StackedInline):
     model = LorebookEntry
@@ -52,10 +137,51 @@ class LorebookEntryInline(admin.StackedInline):
     )
 
 
+def _lorebook_files(modeladmin, request, queryset, fmt: str):
+    books = list(queryset.filter(character__isnull=True)[:500])
+    if not books:
+        modeladmin.message_user(request, "Choose global lorebooks (a card's own book goes out with its card).", messages.WARNING)
+        return None
+    suffix = ".json" if fmt == "world_info" else ".lorebook.json"
+    files = [(f"{b.name or 'lorebook'}-{str(b.code)[:8]}{suffix}", services.lorebook_export(lorebook=b, fmt=fmt)) for b in books]
+    if len(files) == 1:
+        name, body = files[0]
+        response = HttpResponse(body, content_type="application/json")
+    else:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, body in files:
+                archive.writestr(name.replace("/", "-"), body)
+        name, response = "lorebooks.zip", HttpResponse(buffer.getvalue(), content_type="application/zip")
+    response["Content-Disposition"] = content_disposition_header(True, name.replace("/", "-"))
+    return response
+
+
+@admin.action(description="Export as SillyTavern World Info")
+def export_world_info(modeladmin, request, queryset):
+    return _lorebook_files(modeladmin, request, queryset, "world_info")
+
+
+@admin.action(description="Export as V3 lorebook_v3")
+def export_lorebook_v3(modeladmin, request, queryset):
+    return _lorebook_files(modeladmin, request, queryset, "lorebook_v3")
+
+
 @admin.register(Lorebook)
-class LorebookAdmin(admin.ModelAdmin):
+class LorebookAdmin(ImportPageMixin, admin.ModelAdmin):
+    change_list_template = "admin/characters/change_list_with_import.html"
+    import_title = "Import lorebooks"
+    import_help = (
+        "SillyTavern World Info files (worlds/*.json) and V3 lorebook_v3 files, imported as global "
+        "lorebooks of the owner. Files imported before by the same owner are skipped."
+    )
+    import_accept = ".json"
+    actions = [export_world_info, export_lorebook_v3]
     list_display = ("__str__", "owner", "character", "token_budget", "scan_depth")
     list_select_related = ("owner", "character")
     raw_id_fields = ("owner", "character")
     search_fields = ("name",)
     inlines = [LorebookEntryInline]
+
+    def import_file(self, *, upload, owner, public):
+        return services.lorebook_import(source=upload, file_name=upload.name, owner=owner)

@@ -159,6 +159,11 @@ class Lorebook(models.Model):
     token_budget = models.PositiveIntegerField(default=512)
     recursive_scanning = models.BooleanField(default=False)
     extensions = models.JSONField(default=dict, blank=True)
+    # The imported file's format, its keys without a column here, and which keys it left out, so
+    # an export gives the file back (characters/cards.py); also the import's content hash.
+    book_extra = models.JSONField(
+        default=dict, blank=True, help_text="Unknown keys of the imported book, kept for export."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -203,6 +208,9 @@ class LorebookEntry(models.Model):
         max_length=20, choices=Position.choices, default=Position.BEFORE_CHAR
     )
     extensions = models.JSONField(default=dict, blank=True)
+    entry_extra = models.JSONField(
+        default=dict, blank=True, help_text="Unknown keys of the imported entry, kept for export."
+    )
 
     class Meta:
         verbose_name_plural = "lorebook entries"

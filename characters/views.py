@@ -1,14 +1,18 @@
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.db.models import Q
-from django.http import FileResponse, Http404
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rpchat.pagination import page_number, page_of
+from rpchat.uploads import LimitedUploadHandler, body_larger_than, download_name
 
-from .models import Character, Tag
+from . import services
+from .models import Character, Lorebook, Tag
 from .services import character_restore as character_restore_service
 from .services import character_soft_delete
 
@@ -112,3 +116,119 @@ def character_restore(request, code):
     character_restore_service(character=character)
     messages.success(request, f"“{character.name}” is back.")
     return redirect(character)
+# --- card import and download ---------------------------------------------------------------------
+
+
+def _wants_json(request) -> bool:
+    return request.headers.get("Accept", "").startswith("application/json")
+
+
+@csrf_exempt
+@login_required
+@require_http_methods(["GET", "POST"])
+def card_import(request):
+    """The import page; a POST imports each uploaded card (the page's script sends one per request
+    and shows each file's progress and result; without script the form sends them all)."""
+    handler = None
+    if request.method == "POST":
+        limit = settings.RPCHAT["MAX_CARD_BYTES"]
+        if _wants_json(request) and body_larger_than(request, limit):
+            # One file per request: refuse it by its declared size, before reading any of it.
+            size = int(request.META["CONTENT_LENGTH"])
+            reason = services.too_large(size, limit, "RPCHAT_MAX_CARD_BYTES")
+            return JsonResponse({"results": [{"file": "", "status": "failed", "reason": reason}]}, status=413)
+        handler = LimitedUploadHandler(request, limit=limit)
+        request.upload_handlers.insert(0, handler)
+    return _card_import(request, handler)
+
+
+@csrf_protect
+def _card_import(request, handler):
+    if request.method == "GET":
+        return render(request, "characters/import.html", {"max_bytes": settings.RPCHAT["MAX_CARD_BYTES"]})
+    public = request.POST.get("public") == "1"
+    results = [
+        services.ImportResult(name, "failed", f"the file is larger than {services.human_size(handler.limit)} (RPCHAT_MAX_CARD_BYTES)")
+        for name in handler.too_large
+    ]
+    for upload in request.FILES.getlist("files"):
+        results.append(services.card_import(source=upload, file_name=upload.name, owner=request.user, public=public))
+    if not results:
+        results.append(services.ImportResult("", "failed", "no file was sent"))
+    rows = [{**r.as_json(), "url": r.object.get_absolute_url() if isinstance(r.object, Character) else ""} for r in results]
+    if _wants_json(request):
+        return JsonResponse({"results": rows}, status=200 if any(r.status != "failed" for r in results) else 400)
+    return render(
+        request, "characters/import.html", {"results": rows, "max_bytes": settings.RPCHAT["MAX_CARD_BYTES"]}
+    )
+
+
+def _attachment(body: bytes, *, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@login_required
+@require_GET
+def card_download(request, code, fmt: str):
+    """The character as a card file anyone may see it may take: PNG (chara + ccv3) or JSON."""
+    character = get_character_for_user(request, code)
+    if fmt == "png":
+        body, content_type = services.card_export_png(character=character), "image/png"
+    else:
+        body, content_type = services.card_export_json(character=character), "application/json"
+    return _attachment(body, content_type=content_type, filename=download_name(character.name, f".{fmt}"))
+
+
+# --- lorebooks ------------------------------------------------------------------------------------
+
+
+def _get_lorebook_for_user(request, code) -> Lorebook:
+    """One of the user's own global lorebooks, or 404."""
+    return get_object_or_404(Lorebook.objects.filter(owner=request.user, character__isnull=True), code=code)
+
+
+@csrf_exempt
+@login_required
+@require_http_methods(["GET", "POST"])
+def lorebook_list(request):
+    """The user's global lorebooks; a POST imports World Info or lorebook_v3 files."""
+    handler = None
+    if request.method == "POST":
+        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CARD_BYTES"])
+        request.upload_handlers.insert(0, handler)
+    return _lorebook_list(request, handler)
+
+
+@csrf_protect
+def _lorebook_list(request, handler):
+    if request.method == "POST":
+        for name in handler.too_large:
+            messages.error(request, f"{name}: the file is larger than {services.human_size(handler.limit)}.")
+        for upload in request.FILES.getlist("files"):
+            result = services.lorebook_import(source=upload, file_name=upload.name, owner=request.user)
+            level = {"imported": messages.SUCCESS, "skipped": messages.INFO}.get(result.status, messages.ERROR)
+            messages.add_message(request, level, str(result))
+        return redirect("characters:lorebooks")
+    books = (
+        Lorebook.objects.filter(owner=request.user, character__isnull=True)
+        .only("id", "code", "name", "updated_at")
+        .annotate(entry_count=Count("entries"))
+        .order_by("name", "id")
+    )
+    page = page_of(books, number=page_number(request), per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"])
+    return render(request, "characters/lorebooks.html", {"page": page})
+
+
+@login_required
+@require_GET
+def lorebook_download(request, code, fmt: str):
+    lorebook = _get_lorebook_for_user(request, code)
+    suffix = ".json" if fmt == "world_info" else ".lorebook.json"
+    return _attachment(
+        services.lorebook_export(lorebook=lorebook, fmt=fmt),
+        content_type="application/json",
+        filename=download_name(lorebook.name or "lorebook", suffix),
+    )

@@ -7,19 +7,24 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import BadRequest
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat import ratelimit
 from rpchat.pagination import page_number, page_of
+from rpchat.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
 
-from . import engines, forms, generation, services
+from . import engines, forms, generation, services, sillytavern
 from .engines import BUILTIN_LABEL
 from .models import ChatSession, Message
 
@@ -518,6 +523,58 @@ def chat_delete(request, code):
         )
         return redirect("chats:list")
     return render(request, "chats/confirm_delete.html", {"session": session})
+# --- SillyTavern import and export ----------------------------------------------------------------
+
+
+@csrf_exempt
+@login_required
+@require_POST
+def chat_import(request, character_code):
+    """Import a SillyTavern chat file (.jsonl) as a chat with this character."""
+    handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CHAT_BYTES"])
+    request.upload_handlers.insert(0, handler)
+    return _chat_import(request, character_code, handler)
+
+
+@csrf_protect
+def _chat_import(request, character_code, handler):
+    character = get_character_for_user(request, character_code)
+    upload = request.FILES.get("file")
+    if handler.too_large:
+        messages.error(
+            request,
+            f"{handler.too_large[0]}: the file is larger than {human_size(handler.limit)} (RPCHAT_MAX_CHAT_BYTES).",
+        )
+        return redirect(character)
+    if upload is None:
+        messages.error(request, "Choose a SillyTavern chat file (.jsonl) to import.")
+        return redirect(character)
+    result = sillytavern.chat_import_sillytavern(
+        source=upload,
+        file_name=upload.name,
+        user=request.user,
+        character=character,
+        skip_broken_lines=request.POST.get("skip_broken_lines") == "1",
+    )
+    if result.status == "failed":
+        messages.error(request, f"{upload.name} was not imported: {result.reason}.")
+        return redirect(character)
+    for warning in result.warnings:
+        messages.warning(request, f"{upload.name}: {warning}.")
+    if result.status == "skipped":
+        messages.info(request, f"{upload.name} was imported before; here it is.")
+    else:
+        messages.success(request, f"Imported {result.reason} from {upload.name}.")
+    return redirect(result.object)
+
+
+async def _async_chunks(chunks):
+    """Serve a sync generator to an ASGI server a chunk at a time: given a sync iterator,
+    StreamingHttpResponse under ASGI would read all of it into a list first."""
+    done = object()
+    pull = sync_to_async(next)
+    while (chunk := await pull(chunks, done)) is not done:
+        yield chunk
 
 
 @login_required
@@ -559,3 +616,20 @@ def chat_restore(request, code):
     services.chat_restore(session=session)
     messages.success(request, f"“{session}” is back in your chats.")
     return redirect(session)
+
+
+@login_required
+@require_GET
+def chat_export(request, code, fmt: str):
+    """The chat as a SillyTavern JSONL file or plain text, streamed a page of messages at a time."""
+    session = _get_session_for_user(request, code)
+    if fmt == "jsonl":
+        chunks, content_type, suffix = sillytavern.chat_export_sillytavern(session), "application/jsonl", "jsonl"
+    else:
+        chunks, content_type, suffix = sillytavern.chat_export_text(session), "text/plain", "txt"
+    body = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
+    response = StreamingHttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    filename = download_name(session.title or session.character.name, f".{suffix}")
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response["Cache-Control"] = "private, no-cache"
+    return response

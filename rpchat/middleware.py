@@ -118,13 +118,21 @@ class ContentSecurityPolicyMiddleware:
         if iscoroutinefunction(self):
             return self.__acall__(request)
         response = self.get_response(request)
-        response.setdefault("Content-Security-Policy", self._header(request))
+        if self._applies(response):
+            response["Content-Security-Policy"] = self._header(request)
         return response
 
     async def __acall__(self, request):
         from asgiref.sync import sync_to_async
 
         response = await self.get_response(request)
-        if "Content-Security-Policy" not in response:
+        if self._applies(response):
             response["Content-Security-Policy"] = await sync_to_async(self._header)(request)
         return response
+
+    @staticmethod
+    def _applies(response) -> bool:
+        # Pages are what a browser runs; JSON, files and event streams carry no script.
+        return "Content-Security-Policy" not in response and response.get("Content-Type", "").startswith(
+            "text/html"
+        )

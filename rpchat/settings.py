@@ -282,6 +282,11 @@ RPCHAT = {
     "SLOW_QUERY_MS": envfloat("RPCHAT_SLOW_QUERY_MS", "100"),
     "METRICS_TOKEN": os.getenv("RPCHAT_METRICS_TOKEN", ""),
     "SERVER_TIMING": envbool("RPCHAT_SERVER_TIMING", "1"),
+    # Import limits, checked before a file is read (docs/configuration.md).
+    "MAX_CARD_BYTES": envint("RPCHAT_MAX_CARD_BYTES", str(32 * 1024 * 1024)),
+    "MAX_CHARX_UNPACKED_BYTES": envint("RPCHAT_MAX_CHARX_UNPACKED_BYTES", str(256 * 1024 * 1024)),
+    "MAX_CHAT_BYTES": envint("RPCHAT_MAX_CHAT_BYTES", str(512 * 1024 * 1024)),
+    "MAX_CHAT_LINE_BYTES": envint("RPCHAT_MAX_CHAT_LINE_BYTES", str(16 * 1024 * 1024)),
 }
 
 LOGGING = {
