@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from .models import ConnectionProfile, Persona, SiteSettings
+from .models import ApiToken, ConnectionProfile, Persona, SiteSettings
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -124,3 +124,19 @@ class PersonaAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     search_fields = ("name", "user__username")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by their users; here they can be seen (never the token itself) and revoked."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = ("user", "name", "prefix", "token_hash", "created_at", "last_used_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
