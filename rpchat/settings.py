@@ -253,6 +253,10 @@ RPCHAT = {
     "GALLERY_PAGE_SIZE": envint("RPCHAT_GALLERY_PAGE_SIZE", "24"),
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
+    # How long a browser reuses an avatar or thumbnail before asking again (then a 304 if unchanged).
+    "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
+    # API pages.
+    "API_PAGE_SIZE": envint("RPCHAT_API_PAGE_SIZE", "50"),
     "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
