@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/<uuid:character_code>/", views.chat_new, name="new"),
     path("<uuid:code>/", views.chat_detail, name="detail"),
     path("<uuid:code>/older/", views.chat_older, name="older"),
+    path("<uuid:code>/newer/", views.chat_newer, name="newer"),
     path("<uuid:code>/send/", views.message_send, name="send"),
     path("<uuid:code>/messages/<int:seq>/stream/", views.message_stream, name="message_stream"),
     path("<uuid:code>/messages/<int:seq>/stop/", views.message_stop, name="message_stop"),

@@ -4,6 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chats import views as chat_views
+
 from . import views
 
 urlpatterns = [
@@ -13,6 +15,9 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
+    path("search/", chat_views.search, name="search"),
+    path("account/", include("settings_app.urls")),
+    path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
 ]
