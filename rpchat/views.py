@@ -2,11 +2,12 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import condition, require_GET
 
 from settings_app.models import SiteSettings
 
@@ -34,3 +35,20 @@ def signup(request):
 @require_GET
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+OPENAPI_PATH = settings.BASE_DIR / "docs" / "openapi.json"
+
+
+def _openapi_etag(request) -> str:
+    stat = OPENAPI_PATH.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+@require_GET
+@condition(etag_func=_openapi_etag)
+def openapi_schema(request):
+    """The API's OpenAPI 3 description (docs/openapi.json), readable without logging in."""
+    response = HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
