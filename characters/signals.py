@@ -1,14 +1,15 @@
-"""Keep Character.updated_at true to the card: tag changes touch it too.
+"""Keep updated_at true to what pages and downloads show: tag changes touch the character, entry
+changes touch their lorebook.
 
 Pages and the API give updated_at as Last-Modified and build ETags from it, so a change of a
 character's tags (or a tag's name) must move it like any other edit of the card.
 """
 
-from django.db.models.signals import m2m_changed, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .models import Character, Tag
+from .models import Character, Lorebook, LorebookEntry, Tag
 
 
 @receiver(m2m_changed, sender=Character.tags.through)
@@ -27,3 +28,10 @@ def touch_characters_on_tag_change(sender, instance, action, reverse, pk_set, **
 def touch_characters_on_tag_rename(sender, instance, created, **kwargs):
     if not created:
         Character.objects.filter(tags=instance).update(updated_at=timezone.now())
+
+
+@receiver(post_save, sender=LorebookEntry)
+@receiver(post_delete, sender=LorebookEntry)
+def touch_lorebook_on_entry_change(sender, instance, **kwargs):
+    # A card's download embeds its lorebook; the book's updated_at stands for its entries.
+    Lorebook.objects.filter(pk=instance.lorebook_id).update(updated_at=timezone.now())

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from django.http import JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.utils.cache import patch_cache_control, patch_vary_headers
@@ -122,7 +122,15 @@ def api_view(view):
                     return _finish(
                         api_error("CSRF check failed: send the X-CSRFToken header.", status=403)
                     )
-        return _finish(view(request, *args, **kwargs))
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:
+            response = api_error("Not found, or not yours to see.", status=404)
+        if isinstance(response, HttpResponseNotAllowed):
+            response = api_error(
+                f"{request.method} is not allowed here.", status=405, Allow=response["Allow"]
+            )
+        return _finish(response)
 
     # Checked above, only for cookie-authenticated requests.
     return csrf_exempt(wrapper)
