@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 MAX_TERMS = 8
 MAX_QUERY_CHARS = 200
+MIN_PREFIX_CHARS = 2
 # The tokenizers of both backends split text into runs of letters and digits.
 _WORD = re.compile(r"[^\W_]+")
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
@@ -41,8 +42,9 @@ def parse_query(query: str) -> list[Term]:
         prefix = False
         if not phrase and text.endswith("*"):
             text = text.rstrip("*")
-            # A prefix is only safe and meaningful on a single word.
-            prefix = bool(_WORD.fullmatch(text))
+            # A prefix is only safe and meaningful on a single word, and one letter would make
+            # the index merge the lists of every word starting with it.
+            prefix = bool(_WORD.fullmatch(text)) and len(text) >= MIN_PREFIX_CHARS
         if not _WORD.search(text):
             continue
         term = Term(text=text, prefix=prefix)

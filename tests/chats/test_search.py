@@ -54,6 +54,7 @@ def test_all_words_must_match_phrases_keep_their_order_and_a_star_matches_a_pref
     assert [seq for _, seq in found(owner, '"old lighthouse"')] == [1]
     assert [seq for _, seq in found(owner, '"keeper old"')] == []
     assert [seq for _, seq in found(owner, "light*")] == [1]
+    assert [seq for _, seq in found(owner, "l*")] == []  # one letter is a word, not a prefix
     assert [seq for _, seq in found(owner, "LIGHTHOUSE")] == [1]
 
 
