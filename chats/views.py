@@ -2,9 +2,9 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -18,9 +18,9 @@ from rpchat.pagination import page_number, page_of
 from settings_app.models import SiteSettings
 
 from . import generation, paging, services
-from .search import search_messages
 from .engines import BUILTIN_LABEL
 from .models import ChatSession, Message
+from .search import search_messages
 
 
 def _get_session_for_user(request, code) -> ChatSession:

@@ -106,7 +106,7 @@ def highlight(text: str, terms: list[Term], *, width: int = 180) -> SafeString:
         out.append("<mark>" + html.escape(text[s:e]) + "</mark>")
         pos = e
     out.append(html.escape(text[pos:end]))
-    return mark_safe(("…" if start else "") + "".join(out) + ("…" if end < len(text) else ""))  # noqa: S308
+    return mark_safe(("…" if start else "") + "".join(out) + ("…" if end < len(text) else ""))
 
 
 def ensure_sqlite_triggers(connection, *, migration: str, app_label: str) -> list[str]:
