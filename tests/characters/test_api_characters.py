@@ -84,3 +84,24 @@ def test_anonymous_visitors_get_401_as_json(client):
         response = client.get(url)
         assert response.status_code == 401, url
         assert "error" in response.json() and response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_the_detail_and_search_make_the_same_queries_with_many_characters(owner_client, django_assert_num_queries):
+    character = make_character(name="Ember", description="A fire spirit.", tags=["fire"])
+    detail = reverse("api:character", args=[character.code])
+    search = reverse("api:search_characters")
+    owner_client.get(detail)
+    owner_client.get(search, {"q": "fire"})
+    # the user, the character by its code; its tags come from cachalot once warm
+    with django_assert_num_queries(2):
+        owner_client.get(detail)
+    # the user, the ranked full-text match
+    with django_assert_num_queries(2):
+        assert [r["name"] for r in owner_client.get(search, {"q": "fire"}).json()["results"]] == ["Ember"]
+    for i in range(300):
+        make_character(name=f"Spirit {i}", description="A water spirit.", tags=["water"])
+    owner_client.get(detail)
+    with django_assert_num_queries(2):
+        owner_client.get(detail)
+    with django_assert_num_queries(2):
+        assert len(owner_client.get(search, {"q": "spirit", "limit": 50}).json()["results"]) == 50

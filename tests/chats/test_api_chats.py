@@ -161,3 +161,14 @@ def test_a_hidden_or_edited_message_shows_its_state(owner_client, owner):
     Message.objects.filter(session=chat, seq=2).update(hidden=True, version=4, content="Edited.")
     message = next(m for m in owner_client.get(reverse("api:messages", args=[chat.code])).json()["messages"] if m["seq"] == 2)
     assert (message["hidden"], message["version"], message["content"]) == (True, 4, "Edited.")
+
+
+def test_the_chat_detail_makes_the_same_queries_at_any_length(owner_client, owner, django_assert_num_queries):
+    chat = make_chat(user=owner, character=make_character(), messages=10)
+    url = reverse("api:chat", args=[chat.code])
+    # the user, the chat joined with its character
+    with django_assert_num_queries(2):
+        owner_client.get(url)
+    add_messages(chat, 3000)
+    with django_assert_num_queries(2):
+        assert owner_client.get(url).json()["message_count"] == 3010

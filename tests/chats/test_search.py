@@ -206,3 +206,18 @@ def test_the_search_page_escapes_the_query_and_needs_a_login(client, owner_clien
     client.logout()
     response = client.get(reverse("search"), {"q": "x"})
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_search_page_makes_the_same_queries_at_any_size(owner_client, owner, django_assert_num_queries):
+    chat = make_chat(user=owner, character=make_character(name="Mira"), messages=30, text="Fog on the pier {seq}")
+    url = reverse("search")
+    owner_client.get(url, {"q": "fog"})
+    # the user, the message search, the character search
+    with django_assert_num_queries(3):
+        owner_client.get(url, {"q": "fog"})
+    add_messages(chat, 3000, text="Fog on the pier {seq}")
+    for i in range(100):
+        make_character(name=f"Fog spirit {i}")
+    with django_assert_num_queries(3):
+        html = owner_client.get(url, {"q": "fog"}).content.decode()
+    assert html.count('class="snippet"') == 20 + 8
