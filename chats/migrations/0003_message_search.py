@@ -129,9 +129,10 @@ POSTGRES_FORWARD = [
     """CREATE TRIGGER chats_chatsession_search_owner AFTER UPDATE OF user_id ON chats_chatsession
         FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)
         EXECUTE FUNCTION chats_chatsession_search_owner()""",
-    # Index the messages that exist already.
+    # Index the messages that exist already, and give the planner statistics on them at once.
     f"""INSERT INTO chats_message_search (message_id, document)
         SELECT m.id, {PG_DOCUMENT} FROM chats_message m JOIN chats_chatsession s ON s.id = m.session_id""",
+    "ANALYZE chats_message_search",
 ]
 
 POSTGRES_BACKWARD = [
