@@ -109,23 +109,45 @@ def highlight(text: str, terms: list[Term], *, width: int = 180) -> SafeString:
     return mark_safe(("…" if start else "") + "".join(out) + ("…" if end < len(text) else ""))
 
 
-def ensure_sqlite_triggers(connection, *, migration: str, app_label: str) -> list[str]:
-    """Re-create the FTS5 sync triggers of `migration` that are missing, then rebuild its index.
-
-    On SQLite, Django applies many schema changes by rebuilding a table, which drops the table's
-    triggers; without them the index would silently stop following the text. Run after migrate.
-    Returns the names of the triggers it re-created.
-    """
+def _search_migration(app_label: str, migration: str):
     import importlib
 
+    return importlib.import_module(f"{app_label}.migrations.{migration}")
+
+
+def drop_sqlite_triggers(connection, *, migration: str, app_label: str) -> list[str]:
+    """Drop the FTS5 sync triggers of `migration`, before migrations that may rebuild tables.
+
+    SQLite refuses to rename a table while a trigger on another table names it, and renaming is
+    the last step of every table rebuild Django does on SQLite. ensure_sqlite_triggers puts the
+    triggers back and re-indexes. Returns the names dropped.
+    """
     if connection.vendor != "sqlite":
         return []
-    module = importlib.import_module(f"{app_label}.migrations.{migration}")
+    module = _search_migration(app_label, migration)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        present = {row[0] for row in cursor.fetchall()}
+        dropped = [name for name in module.SQLITE_TRIGGERS if name in present]
+        for name in dropped:
+            cursor.execute(f"DROP TRIGGER {name}")
+    return dropped
+
+
+def ensure_sqlite_triggers(connection, *, migration: str, app_label: str) -> list[str]:
+    """Re-create the FTS5 sync triggers of `migration` that are missing, then re-index.
+
+    Missing after drop_sqlite_triggers, or after a table rebuild dropped the triggers on that
+    table; without them the index would silently stop following the text. Run after migrate.
+    Returns the names of the triggers it re-created.
+    """
+    if connection.vendor != "sqlite":
+        return []
+    module = _search_migration(app_label, migration)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name = %s OR "
-            "type = 'trigger' AND name LIKE %s",
-            [module.FTS_TABLE, "%_fts_%"],
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' OR type = 'table' AND name = %s",
+            [module.FTS_TABLE],
         )
         present = {row[0] for row in cursor.fetchall()}
         if module.FTS_TABLE not in present:
@@ -134,5 +156,7 @@ def ensure_sqlite_triggers(connection, *, migration: str, app_label: str) -> lis
         for name in missing:
             cursor.execute(module.SQLITE_TRIGGERS[name])
         if missing:
-            cursor.execute(f"INSERT INTO {module.FTS_TABLE}({module.FTS_TABLE}) VALUES ('rebuild')")
+            # Triggers first, then the full re-index: a write in between is caught by both.
+            for sql in module.SQLITE_REBUILD:
+                cursor.execute(sql)
     return missing

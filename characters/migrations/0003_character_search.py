@@ -38,7 +38,9 @@ SQLITE_TRIGGERS = {
 }
 
 FTS_TABLE = "characters_character_fts"
-SQLITE_FORWARD = [*SQLITE_TABLES, *SQLITE_TRIGGERS.values(), f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"]
+# Index every character again (the backfill, and the repair after triggers were missing).
+SQLITE_REBUILD = [f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"]
+SQLITE_FORWARD = [*SQLITE_TABLES, *SQLITE_TRIGGERS.values(), *SQLITE_REBUILD]
 
 SQLITE_BACKWARD = [
     "DROP TRIGGER IF EXISTS characters_character_fts_update",

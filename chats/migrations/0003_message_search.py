@@ -1,12 +1,13 @@
 """Full-text search over message text, one way per database.
 
-SQLite: an FTS5 table over the messages, external-content (the text is not stored twice), kept in
-sync by triggers. Besides the text it indexes a `scope` column holding "u<user id> s<chat id>", so
-a user's search (or one chat's) is a MATCH on that token inside the index, not a filter applied
-afterwards to every matching row of every user. Used by chats.search.search_messages.
+SQLite: a contentless FTS5 table over the messages, kept in sync by triggers. Besides the text it
+indexes a `scope` column holding "u<user id> s<chat id>", so a user's search (or one chat's) is a
+MATCH on that token inside the index, not a filter applied afterwards to every matching row of
+every user. Used by chats.search.search_messages.
 
-PostgreSQL: a search table holding each message's tsvector with the same scope lexemes, a GIN
-index on it, and a trigger keeping it in sync. See docs/search.md for why not an index on
+PostgreSQL: a search table holding each message's tsvector with the same scope as lexemes, a GIN
+index on it, and triggers keeping it in sync (PostgreSQL alters tables in place, so its triggers
+may name other tables freely). See docs/search.md for why not an index on
 to_tsvector(content) alone.
 """
 
@@ -15,23 +16,20 @@ from django.db import migrations
 SCOPE = "'u' || s.user_id || ' s' || s.id"
 
 SQLITE_TABLES = [
-    # The content table FTS5 reads from for 'rebuild' and 'integrity-check'.
-    f"""CREATE VIEW chats_message_search_source AS
-        SELECT m.id AS id, m.content AS content, {SCOPE} AS scope
-        FROM chats_message m JOIN chats_chatsession s ON s.id = m.session_id""",
+    # Contentless: the text is not stored twice, and the table names no other table.
     """CREATE VIRTUAL TABLE chats_message_fts USING fts5(
-        content, scope,
-        content='chats_message_search_source', content_rowid='id',
-        tokenize='unicode61 remove_diacritics 0')""",
+        content, scope, content='', tokenize='unicode61 remove_diacritics 0')""",
 ]
 
-# By name: chats.apps re-creates any that a later table rebuild on SQLite dropped.
+# By name. Each names both chats_message and chats_chatsession, and SQLite refuses to rename a
+# table (the last step of Django's table rebuilds) while a trigger on another table names it; so
+# chats.apps drops them before migrating chats and re-creates them (and re-indexes) after.
 SQLITE_TRIGGERS = {
     "chats_message_fts_insert": f"""CREATE TRIGGER chats_message_fts_insert AFTER INSERT ON chats_message BEGIN
         INSERT INTO chats_message_fts(rowid, content, scope)
         SELECT new.id, new.content, {SCOPE} FROM chats_chatsession s WHERE s.id = new.session_id;
     END""",
-    # An external-content FTS5 table forgets a row when given the values it indexed.
+    # A contentless FTS5 table forgets a row when given the values it indexed.
     "chats_message_fts_delete": f"""CREATE TRIGGER chats_message_fts_delete AFTER DELETE ON chats_message BEGIN
         INSERT INTO chats_message_fts(chats_message_fts, rowid, content, scope)
         SELECT 'delete', old.id, old.content, {SCOPE} FROM chats_chatsession s WHERE s.id = old.session_id;
@@ -57,20 +55,20 @@ SQLITE_TRIGGERS = {
 }
 
 FTS_TABLE = "chats_message_fts"
-# Index the messages that exist already.
-SQLITE_FORWARD = [*SQLITE_TABLES, *SQLITE_TRIGGERS.values(), f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"]
+# Index every message again (the backfill, and the repair after the triggers were away).
+SQLITE_REBUILD = [
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('delete-all')",
+    f"""INSERT INTO {FTS_TABLE}(rowid, content, scope)
+        SELECT m.id, m.content, {SCOPE} FROM chats_message m JOIN chats_chatsession s ON s.id = m.session_id""",
+]
+SQLITE_FORWARD = [*SQLITE_TABLES, *SQLITE_TRIGGERS.values(), *SQLITE_REBUILD]
 
 SQLITE_BACKWARD = [
-    "DROP TRIGGER IF EXISTS chats_chatsession_fts_owner",
-    "DROP TRIGGER IF EXISTS chats_message_fts_update",
-    "DROP TRIGGER IF EXISTS chats_message_fts_delete",
-    "DROP TRIGGER IF EXISTS chats_message_fts_insert",
-    "DROP TABLE IF EXISTS chats_message_fts",
-    "DROP VIEW IF EXISTS chats_message_search_source",
+    *(f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS),
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
 ]
 
-# PostgreSQL mirrors the SQLite design: a search table with the message's tsvector plus scope
-# lexemes ("scope u<user>", "scope s<chat>": a space never occurs inside a lexeme of parsed text,
+# PostgreSQL: a search table with the message's tsvector plus scope lexemes ("scope u<user>", "scope s<chat>": a space never occurs inside a lexeme of parsed text,
 # so no message can forge one), kept in sync by a trigger. A GIN index on the text alone left the
 # planner two bad choices for a user's search: walk every user's newest messages (16 s at 1M
 # messages for a user whose few messages are old) or fetch and sort every match (1 s for a common

@@ -103,7 +103,8 @@ def test_query_syntax_in_the_search_box_is_taken_as_text(owner, other, two_users
 
 def test_a_message_cannot_forge_another_users_scope(owner, other):
     chat = make_chat(user=other, character=make_character(), messages=0)
-    add_messages(chat, 1, text=f"u{owner.pk} s{chat.pk} scope u{owner.pk} treasure")
+    mine = make_chat(user=owner, character=make_character(), messages=0)
+    add_messages(chat, 1, text=f"u{owner.pk} s{mine.pk} scope u{owner.pk} 'scope s{mine.pk}' treasure")
     assert found(owner, "treasure") == []
 
 
@@ -221,3 +222,48 @@ def test_the_search_page_makes_the_same_queries_at_any_size(owner_client, owner,
     with django_assert_num_queries(3):
         html = owner_client.get(url, {"q": "fog"}).content.decode()
     assert html.count('class="snippet"') == 20 + 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
+    """Django rebuilds a SQLite table for most field changes, renaming the new table at the end;
+    SQLite refuses while a trigger on another table names it. chats.apps lifts the search
+    triggers around migrations of chats, and search works afterwards."""
+    from django.db import models
+
+    from characters.models import Character
+    from characters.search import search_characters
+    from chats.apps import _drop_search_triggers, _ensure_search_triggers
+
+    chat = make_chat(user=owner, character=make_character(name="Tamsin", description="A weaver."), messages=0)
+    add_messages(chat, 1, text="Before the rebuild: a loom.")
+
+    def widen(model, name, max_length):
+        old = model._meta.get_field(name)
+        new = models.CharField(max_length=max_length, blank=old.blank)
+        new.set_attributes_from_name(name)
+        new.model = model
+        with connection.schema_editor() as editor:
+            editor.alter_field(model, old, new)
+        with connection.schema_editor() as editor:
+            editor.alter_field(model, new, old)
+
+    class FakeMigration:
+        app_label = "chats"
+
+    # What migrate does around a plan with a migration of chats in it.
+    _drop_search_triggers(sender=None, using="default", plan=[(FakeMigration(), False)])
+    widen(Message, "speaker", 300)
+    widen(ChatSession, "title", 300)
+    add_messages(chat, 1, text="Written during the migration: a spindle and a loom.")
+    widen(Character, "name", 300)
+    _ensure_search_triggers(sender=None, using="default")
+    from django.core.management import call_command
+
+    call_command("migrate", "characters", verbosity=0)  # its post_migrate restores characters' triggers
+    add_messages(chat, 1, text="After the rebuild: another loom.")
+    assert [h.seq for h in search_messages(user=owner, query="loom").hits] == [3, 2, 1]
+    assert [h.seq for h in search_messages(user=owner, query="spindle").hits] == [2]
+    Message.objects.filter(session=chat, seq=1).delete()
+    assert [h.seq for h in search_messages(user=owner, query="loom").hits] == [3, 2]
+    assert [h.name for h in search_characters(user=owner, query="weaver")] == ["Tamsin"]
