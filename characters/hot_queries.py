@@ -1,11 +1,12 @@
 """The characters app's hot queries, checked by `manage.py explain_queries` (see rpchat.hot_queries)."""
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 
 from rpchat.hot_queries import admin_changelist_queryset, hot_query
 
 from .models import Character, Lorebook, LorebookEntry
+from .search import filter_characters
 
 
 def _largest_owner():
@@ -23,13 +24,12 @@ def _gallery(**filters):
     if user is None:
         return None
     size = settings.RPCHAT["GALLERY_PAGE_SIZE"]
-    qs = Character.objects.visible_to(user)
-    if q := filters.get("q"):
-        qs = qs.filter(Q(name__icontains=q) | Q(nickname__icontains=q))
-    if tag := filters.get("tag"):
-        qs = qs.filter(tags__name__iexact=tag)
-    if label := filters.get("label"):
-        qs = qs.filter(label=label)
+    qs = filter_characters(
+        Character.objects.visible_to(user),
+        q=filters.get("q", ""),
+        tag=filters.get("tag", ""),
+        label=filters.get("label", ""),
+    )
     return qs.for_list().order_by("name", "id")[: size + 1]
 
 

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Substr
+from django.utils import timezone
 from django.urls import reverse
 
 from characters.models import LONG_FIELDS, Character
@@ -168,7 +169,8 @@ class Message(models.Model):
     # stop, length, stopped (by the user): shown with the message, so not buried in meta.
     finish_reason = models.CharField(max_length=20, blank=True)
     meta = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # A default, not auto_now_add: imported messages keep the dates they were written.
+    created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MessageQuerySet.as_manager()
@@ -222,7 +224,7 @@ class MessageAlternative(models.Model):
     content = models.TextField(blank=True)
     token_count = models.PositiveIntegerField(default=0)
     meta = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["index"]

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from characters.cards import CardError, unstorable_text
@@ -514,27 +514,9 @@ def _flush(pending: list[_Pending]) -> None:
 
 
 def insert_keeping_dates(model, objs: list) -> None:
-    """bulk_create that keeps the created_at values we set.
-
-    bulk_create stamps auto_now_add fields with the current time; imported messages keep their own.
-    This is the raw insert Django's fixture loading uses (QuerySet._insert with raw=True).
-    """
-    if not objs:
-        return
-    alias = router.db_for_write(model)
-    connection = connections[alias]
-    if not connection.features.can_return_rows_from_bulk_insert:
-        raise NotImplementedError("Importing chats needs a database that returns ids from bulk inserts.")
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    pk = model._meta.pk
-    size = max(connection.ops.bulk_batch_size(fields, objs), 1)
-    for start in range(0, len(objs), size):
-        part = objs[start : start + size]
-        rows = model._base_manager.using(alias)._insert(part, fields=fields, returning_fields=[pk], raw=True)
-        for obj, row in zip(part, rows):
-            setattr(obj, pk.attname, row[0])
-            obj._state.adding = False
-            obj._state.db = alias
+    """bulk_create in batches; created_at is a plain default, so imported dates are kept."""
+    if objs:
+        model.objects.bulk_create(objs, batch_size=1000)
 
 
 # --- export ---------------------------------------------------------------------------------------

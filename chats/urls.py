@@ -13,6 +13,7 @@ urlpatterns = [
     path("import/<uuid:character_code>/", views.chat_import, name="import"),
     path("<uuid:code>/export.jsonl", views.chat_export, {"fmt": "jsonl"}, name="export_jsonl"),
     path("<uuid:code>/export.txt", views.chat_export, {"fmt": "text"}, name="export_text"),
+    path("<uuid:code>/newer/", views.chat_newer, name="newer"),
     path("<uuid:code>/send/", views.message_send, name="send"),
     path("<uuid:code>/reply/", views.chat_reply, name="reply"),
     path("<uuid:code>/impersonate/", views.chat_impersonate, name="impersonate"),

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
@@ -15,18 +15,21 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import condition, require_GET, require_POST
 
+from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat import ratelimit
+from rpchat.http import private_cache, release_stamp
 from rpchat.pagination import page_number, page_of
 from rpchat.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
 
-from . import engines, forms, generation, services, sillytavern
+from . import engines, forms, generation, paging, services, sillytavern
 from .engines import BUILTIN_LABEL
 from .models import ChatSession, Message
+from .search import search_messages
 
 
 def _get_session_for_user(request, code) -> ChatSession:
@@ -140,11 +143,9 @@ def chat_detail(request, code):
         .defer("parent__metadata", "parent__author_note", "persona__description"),
         code=code,
     )
-    size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
-    # Newest page: one keyset query on (session, seq), at any chat length.
-    newest = list(Message.objects.for_page().filter(session=session).order_by("-seq")[: size + 1])
-    has_older = len(newest) > size
-    page_messages = newest[:size][::-1]
+    # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
+    page, at = _opening_page(request, session)
+    page_messages = page.messages
     site = SiteSettings.load()
     return render(
         request,
@@ -152,8 +153,11 @@ def chat_detail(request, code):
         {
             "session": session,
             "chat_messages": page_messages,
-            "has_older": has_older,
+            "has_older": page.has_older,
             "oldest_seq": page_messages[0].seq if page_messages else 0,
+            "has_newer": page.has_newer,
+            "newest_seq": page_messages[-1].seq if page_messages else 0,
+            "at": at,
             "engine_label": _engine_label(site),
             "max_chars": settings.RPCHAT["MAX_MESSAGE_CHARS"],
             "members": session.members.select_related("character").only(
@@ -165,14 +169,58 @@ def chat_detail(request, code):
     )
 
 
+def _opening_page(request, session: ChatSession) -> tuple[paging.MessagePage, int | None]:
+    try:
+        at = int(request.GET["at"])
+    except (KeyError, ValueError):
+        return paging.messages_before(session), None
+    return paging.messages_around(session, at), at
+
+
+def _session_for_request(request, code) -> ChatSession:
+    """_get_session_for_user, once per request: the ETag and the view share it."""
+    cached = getattr(request, "_chat_session", None)
+    if cached is None or cached.code != code:
+        cached = _get_session_for_user(request, code)
+        request._chat_session = cached
+    return cached
+
+
+def _int_param(request, name: str) -> int | None:
+    try:
+        return max(0, int(request.GET[name]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _fragment_etag(request, code, *, before=None, after=None) -> str:
+    """A message-list fragment's ETag: its rows' keys, plus what else the HTML shows."""
+    session = _session_for_request(request, code)
+    site = SiteSettings.load()
+    return paging.page_etag(
+        session,
+        session.character.updated_at,
+        site.updated_at,
+        release_stamp(),
+        before=before,
+        after=after,
+    )
+
+
+def _older_etag(request, code) -> str | None:
+    before = _int_param(request, "before")
+    return None if before is None else _fragment_etag(request, code, before=before)
+
+
 @login_required
 @require_GET
+@private_cache()
+@condition(etag_func=_older_etag)
 def chat_older(request, code):
     """A page of messages older than `before` (a seq), as HTML for the chat page to prepend."""
-    session = _get_session_for_user(request, code)
-    try:
-        before = int(request.GET["before"])
-    except (KeyError, ValueError):
+    session = _session_for_request(request, code)
+    before = _int_param(request, "before")
+    if before is None:
         return JsonResponse({"error": "Give ?before=<seq>."}, status=400)
     size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
     rows = list(
@@ -191,6 +239,55 @@ def chat_older(request, code):
             "has_older": has_older,
             "oldest_seq": page_messages[0].seq if page_messages else before,
         }
+    )
+
+
+def _newer_etag(request, code) -> str | None:
+    after = _int_param(request, "after")
+    return None if after is None else _fragment_etag(request, code, after=after)
+
+
+@login_required
+@require_GET
+@private_cache()
+@condition(etag_func=_newer_etag)
+def chat_newer(request, code):
+    """A page of messages newer than `after` (a seq), as HTML for the chat page to append."""
+    session = _session_for_request(request, code)
+    after = _int_param(request, "after")
+    if after is None:
+        return JsonResponse({"error": "Give ?after=<seq>."}, status=400)
+    page = paging.messages_after(session, after)
+    html = render_to_string(
+        "chats/message_list.html", {"chat_messages": page.messages, "session": session}, request=request
+    )
+    return JsonResponse(
+        {
+            "html": html,
+            "has_newer": page.has_newer,
+            "newest_seq": page.messages[-1].seq if page.messages else after,
+        }
+    )
+
+
+@login_required
+@require_GET
+def search(request):
+    """Search the user's messages and the characters they may see."""
+    query = request.GET.get("q", "").strip()[:200]
+    before = _int_param(request, "before")
+    chat = None
+    if chat_code := request.GET.get("chat"):
+        try:
+            chat = _get_session_for_user(request, chat_code)
+        except ValidationError:
+            raise Http404("No such chat.") from None
+    results = search_messages(user=request.user, query=query, session=chat, before=before)
+    characters = [] if before or chat else search_characters(user=request.user, query=query, limit=8)
+    return render(
+        request,
+        "chats/search.html",
+        {"q": query, "search_q": query, "results": results, "characters": characters, "chat": chat},
     )
 
 

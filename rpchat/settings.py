@@ -265,6 +265,10 @@ RPCHAT = {
     "GALLERY_PAGE_SIZE": envint("RPCHAT_GALLERY_PAGE_SIZE", "24"),
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
+    # How long a browser reuses an avatar or thumbnail before asking again (then a 304 if unchanged).
+    "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
+    # API pages.
+    "API_PAGE_SIZE": envint("RPCHAT_API_PAGE_SIZE", "50"),
     "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
     # Failed logins allowed per username and address in LOGIN_WINDOW seconds.
     "LOGIN_ATTEMPTS": envint("RPCHAT_LOGIN_ATTEMPTS", "10"),

@@ -4,6 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chats import views as chat_views
+
 from . import views
 
 urlpatterns = [
@@ -16,7 +18,10 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
-    path("personas/", include("settings_app.urls")),
+    path("personas/", include("settings_app.persona_urls")),
+    path("search/", chat_views.search, name="search"),
+    path("account/", include("settings_app.urls")),
+    path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.prometheus_metrics, name="metrics"),

@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from .models import ConnectionProfile, InstructTemplate, Persona, SiteSettings
+from .models import ApiToken, ConnectionProfile, InstructTemplate, Persona, SiteSettings
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -144,3 +144,17 @@ class InstructTemplateAdmin(admin.ModelAdmin):
         ("User", {"fields": ("user_prefix", "user_suffix")}),
         ("Character", {"fields": ("assistant_prefix", "assistant_suffix")}),
     )
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by their users; here they can be seen (never the token itself) and revoked."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = ("user", "name", "prefix", "token_hash", "created_at", "last_used_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -2,11 +2,9 @@ from django.urls import path
 
 from . import views
 
-app_name = "personas"
+app_name = "settings_app"
 
 urlpatterns = [
-    path("", views.persona_list, name="list"),
-    path("new/", views.persona_edit, name="new"),
-    path("<uuid:code>/", views.persona_edit, name="edit"),
-    path("<uuid:code>/delete/", views.persona_delete, name="delete"),
+    path("api-tokens/", views.api_tokens, name="api_tokens"),
+    path("api-tokens/<int:pk>/revoke/", views.api_token_delete, name="api_token_revoke"),
 ]

@@ -117,6 +117,11 @@
     }
     token = newToken();
     input.value = "";
+    if (chat.dataset.hasNewer === "1") {
+      // Opened at an older message: the new ones belong after messages not shown yet.
+      window.location.assign(base);
+      return;
+    }
     appendAndFollow(result.html);
   });
 
@@ -295,11 +300,42 @@
       jump.hidden = isNearBottom() || document.body.scrollHeight <= window.innerHeight * 1.5;
     }, { passive: true });
     jump.addEventListener("click", function () {
+      if (chat.dataset.hasNewer === "1") return window.location.assign(base);
       window.scrollTo({ top: document.body.scrollHeight, behavior: "smooth" });
       input.focus({ preventScroll: true });
     });
   }
 
+  // Opened at a message (?at=<seq>, from a search result): newer pages load below it.
+  const newerBox = document.getElementById("newer");
+  const newerButton = document.getElementById("load-newer");
+  if (newerButton) {
+    newerButton.addEventListener("click", async function () {
+      newerButton.disabled = true;
+      const url = chat.dataset.newerUrl + "?after=" + encodeURIComponent(chat.dataset.newestSeq);
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        const data = await response.json();
+        if (!response.ok) throw new Error(data.error || "HTTP " + response.status);
+        list.append(fragment(data.html));
+        list.querySelectorAll("article[data-stream-url]").forEach(follow);
+        chat.dataset.newestSeq = data.newest_seq;
+        chat.dataset.hasNewer = data.has_newer ? "1" : "0";
+        newerBox.hidden = !data.has_newer;
+      } catch (e) {
+        showError("Could not load newer messages: " + e.message);
+      } finally {
+        newerButton.disabled = false;
+      }
+    });
+  }
+
   followAll();
-  window.scrollTo(0, document.body.scrollHeight);
+  const target = chat.dataset.at && document.getElementById("m" + chat.dataset.at);
+  if (target) {
+    target.classList.add("target");
+    target.scrollIntoView({ block: "center" });
+  } else {
+    window.scrollTo(0, document.body.scrollHeight);
+  }
 })();

@@ -113,7 +113,10 @@ def owned(owner):
     character = make_character(owner=owner, public=False, name=SECRET, description=SECRET)
     chat = make_chat(user=owner, character=character, messages=3, text=SECRET + " {seq}")
     persona = Persona.objects.create(user=owner, name=SECRET, description=SECRET)
-    return {"chat": chat, "character": character, "persona": persona}
+    from settings_app.models import ApiToken
+
+    token = ApiToken.objects.create(user=owner, name=SECRET, token_hash="0" * 64, prefix="secret")
+    return {"chat": chat, "character": character, "persona": persona, "token": token}
 
 
 def _kwargs(name: str, entry: URLPattern, owned) -> dict:
@@ -123,6 +126,8 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
     for param in entry.pattern.converters:
         if param == "seq":
             kwargs[param] = 1
+        elif param == "pk" and namespace == "settings_app":
+            kwargs[param] = owned["token"].pk
         elif param == "character_code":
             kwargs[param] = owned["character"].code
         elif param == "code":

@@ -1,0 +1,106 @@
+"""Full-text search over the characters a user may see, the same on SQLite and PostgreSQL.
+
+SQLite matches in the FTS5 table `characters_character_fts`, PostgreSQL through the GIN index
+`character_text_fts_idx` (migration 0003_character_search). Results are ranked: a match in the
+name counts most, then the creator, then the card text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
+from django.utils.safestring import SafeString
+
+from rpchat.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
+
+from .models import Character
+
+FIELDS = ("name", "nickname", "creator", "description", "scenario", "creator_notes")
+# The indexed expression of character_text_fts_idx; a query must repeat it exactly.
+PG_DOCUMENT = "to_tsvector('simple'::regconfig, " + " || ' ' || ".join(FIELDS) + ")"
+# bm25 column weights on SQLite, in FIELDS order; ts_rank weight classes on PostgreSQL.
+SQLITE_WEIGHTS = "10.0, 10.0, 3.0, 1.0, 1.0, 0.5"
+PG_RANKED = (
+    "setweight(to_tsvector('simple', name || ' ' || nickname), 'A') || "
+    "setweight(to_tsvector('simple', creator), 'B') || "
+    "setweight(to_tsvector('simple', description || ' ' || scenario || ' ' || creator_notes), 'C')"
+)
+MAX_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class CharacterHit:
+    code: uuid.UUID
+    name: str
+    label: str
+    has_thumbnail: bool
+    snippet: SafeString
+
+
+def matching_ids(terms: list[Term]) -> RawSQL:
+    """A subquery of the ids of characters matching `terms`, for `id__in` (visibility not applied)."""
+    if connection.vendor == "postgresql":
+        tsquery, params = pg_tsquery(terms)
+        return RawSQL(f"SELECT id FROM characters_character WHERE {PG_DOCUMENT} @@ {tsquery}", params)
+    return RawSQL(
+        "SELECT rowid FROM characters_character_fts WHERE characters_character_fts MATCH %s",
+        [fts5_expression(terms)],
+    )
+
+
+def text_filter(query: str) -> Q | None:
+    """The gallery's `q`: a name or nickname containing it, or card text matching it in full text."""
+    query = query.strip()
+    if not query:
+        return None
+    by_name = Q(name__icontains=query) | Q(nickname__icontains=query)
+    terms = parse_query(query)
+    return by_name | Q(id__in=matching_ids(terms)) if terms else by_name
+
+
+def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit]:
+    """Characters `user` may see whose card matches `query`, best match first. One query."""
+    terms = parse_query(query)
+    if not terms:
+        return []
+    limit = max(1, min(limit, MAX_LIMIT))
+    matching = Character.objects.visible_to(user).filter(id__in=matching_ids(terms))
+    if connection.vendor == "postgresql":
+        tsquery, params = pg_tsquery(terms)
+        score = RawSQL(f"ts_rank({PG_RANKED}, {tsquery})", params)
+        ranked = matching.annotate(score=score).order_by("-score", "name", "id")
+    else:
+        # bm25 is lower for better matches; it needs the MATCH in its own (correlated) query.
+        score = RawSQL(
+            f"SELECT bm25(characters_character_fts, {SQLITE_WEIGHTS}) FROM characters_character_fts "
+            "WHERE characters_character_fts MATCH %s AND rowid = characters_character.id",
+            [fts5_expression(terms)],
+        )
+        ranked = matching.annotate(score=score).order_by("score", "name", "id")
+    rows = ranked.only("id", "code", "name", "label", "thumbnail", "description")[:limit]
+    return [
+        CharacterHit(
+            code=c.code,
+            name=c.name,
+            label=c.label,
+            has_thumbnail=bool(c.thumbnail),
+            snippet=highlight(c.description, terms, width=140),
+        )
+        for c in rows
+    ]
+
+
+def filter_characters(characters, *, q: str, tag: str, label: str):
+    """The gallery's and the API's filters (explain_queries checks this very queryset)."""
+    if q:
+        # Names and nicknames by substring, as users expect while typing; card text in full text.
+        characters = characters.filter(text_filter(q))
+    if tag:
+        characters = characters.filter(tags__name__iexact=tag)
+    if label:
+        characters = characters.filter(label=label)
+    return characters

@@ -1,0 +1,82 @@
+"""Keyset pages of a chat's messages, and the ETag of a page, shared by the chat pages and the API.
+
+Every page is one range read on message_session_seq_uniq (session, seq), so it costs the same at
+any chat length. A page's ETag comes from the (seq, version, status, hidden, updated_at) of
+exactly the rows the page would show, read in one query on the same index without the message
+text: an edit, swipe, retry or hide changes a row's values, and a delete changes which rows fall
+in the page, so any of them changes the ETag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from rpchat.http import etag_of
+
+from .models import ChatSession, Message
+
+KEY_FIELDS = ("seq", "version", "status", "hidden", "updated_at")
+
+
+@dataclass
+class MessagePage:
+    messages: list[Message]  # in chat order (oldest first)
+    has_older: bool
+    has_newer: bool
+
+
+def page_size() -> int:
+    return settings.RPCHAT["MESSAGE_PAGE_SIZE"]
+
+
+def _range(rows, session: ChatSession, *, before: int | None = None, after: int | None = None, size: int):
+    """One page plus one row (to tell whether there is more) of `rows`, in read order."""
+    rows = rows.filter(session=session)
+    if after is not None:
+        return rows.filter(seq__gt=after).order_by("seq")[: size + 1]
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return rows.order_by("-seq")[: size + 1]
+
+
+def messages_before(session: ChatSession, before: int | None = None, *, size: int | None = None) -> MessagePage:
+    """The newest messages (before `before` when given): one keyset query."""
+    size = size or page_size()
+    rows = list(_range(Message.objects.for_page(), session, before=before, size=size))
+    return MessagePage(messages=rows[:size][::-1], has_older=len(rows) > size, has_newer=before is not None)
+
+
+def messages_after(session: ChatSession, after: int, *, size: int | None = None) -> MessagePage:
+    """The messages after `after`, oldest first: one keyset query."""
+    size = size or page_size()
+    rows = list(_range(Message.objects.for_page(), session, after=after, size=size))
+    return MessagePage(messages=rows[:size], has_older=True, has_newer=len(rows) > size)
+
+
+def messages_around(session: ChatSession, at: int, *, size: int | None = None) -> MessagePage:
+    """A page with message `at` in it and about a third of the page after it (more when the chat
+    starts soon before it): two keyset queries."""
+    size = size or page_size()
+    older_wanted = size - size // 3
+    older = list(
+        Message.objects.for_page().filter(session=session, seq__lte=at).order_by("-seq")[: older_wanted + 1]
+    )
+    older_shown = older[:older_wanted][::-1]
+    newer_wanted = size - len(older_shown)
+    newer = list(
+        Message.objects.for_page().filter(session=session, seq__gt=at).order_by("seq")[: newer_wanted + 1]
+    )
+    return MessagePage(
+        messages=older_shown + newer[:newer_wanted],
+        has_older=len(older) > older_wanted,
+        has_newer=len(newer) > newer_wanted,
+    )
+
+
+def page_etag(session: ChatSession, *parts, before: int | None = None, after: int | None = None, size: int | None = None) -> str:
+    """The ETag of the page `messages_before`/`messages_after` would give: one small query."""
+    size = size or page_size()
+    keys = list(_range(Message.objects.values_list(*KEY_FIELDS), session, before=before, after=after, size=size))
+    return etag_of(session.pk, before, after, keys, *parts)

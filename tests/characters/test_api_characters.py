@@ -1,0 +1,107 @@
+"""/api/characters/ and /api/search/characters/: filters, pages, fields, visibility, query counts."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import make_character
+
+pytestmark = pytest.mark.django_db
+
+
+def names(response) -> list[str]:
+    return [c["name"] for c in response.json()["results"]]
+
+
+def test_the_list_filters_by_q_tag_and_label_like_the_gallery(owner_client):
+    make_character(name="Aria Vale", tags=["fantasy"], label="main", description="A bard.")
+    make_character(name="Bram Thorne", tags=["Sci-Fi"], label="main", description="A pilot of starships.")
+    make_character(name="Cassia Rook", tags=["fantasy"], label="side")
+    url = reverse("api:characters")
+    assert names(owner_client.get(url, {"q": "bram"})) == ["Bram Thorne"]
+    assert names(owner_client.get(url, {"q": "starships"})) == ["Bram Thorne"]
+    assert names(owner_client.get(url, {"tag": "FANTASY"})) == ["Aria Vale", "Cassia Rook"]
+    assert names(owner_client.get(url, {"tag": "fantasy", "label": "side"})) == ["Cassia Rook"]
+    assert names(owner_client.get(url, {"q": "nobody"})) == []
+
+
+def test_a_list_entry_has_only_the_fields_a_list_needs(owner_client):
+    make_character(name="Aria", description="x" * 5000, tags=["b", "a"])
+    entry = owner_client.get(reverse("api:characters")).json()["results"][0]
+    assert set(entry) == {"code", "name", "label", "tags", "summary", "thumbnail_url", "updated_at", "url"}
+    assert len(entry["summary"]) == 200 and sorted(entry["tags"]) == ["a", "b"]
+    assert entry["thumbnail_url"] is None
+
+
+def test_the_list_is_paged_without_counting_and_with_the_same_queries_at_any_size(owner_client, django_assert_num_queries, settings):
+    settings.RPCHAT = {**settings.RPCHAT, "API_PAGE_SIZE": 10}
+    for i in range(25):
+        make_character(name=f"C{i:03d}", tags=["t"])
+    url = reverse("api:characters")
+    owner_client.get(url)
+    # the user, one page of characters (no COUNT); their tags come from cachalot once warm
+    with django_assert_num_queries(2):
+        data = owner_client.get(url).json()
+    assert [c["name"] for c in data["results"]] == [f"C{i:03d}" for i in range(10)]
+    assert data["next"] == f"{url}?page=2" and data["previous"] is None
+    last = owner_client.get(url, {"page": 3}).json()
+    assert [c["name"] for c in last["results"]] == [f"C{i:03d}" for i in range(20, 25)]
+    assert last["next"] is None and last["previous"] == f"{url}?page=2"
+    for i in range(25, 400):
+        make_character(name=f"C{i:03d}", tags=["t"])
+    owner_client.get(url, {"page": 7})
+    with django_assert_num_queries(2):
+        owner_client.get(url, {"page": 7})
+
+
+def test_the_detail_gives_the_card_and_hides_others_private_characters(client, owner, other):
+    character = make_character(owner=owner, public=False, name="Secret Sam", first_message="Hi.", alternate_greetings=["Yo."])
+    client.force_login(other)
+    response = client.get(reverse("api:character", args=[character.code]))
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert client.get(reverse("api:characters")).json()["results"] == []
+    client.force_login(owner)
+    data = client.get(reverse("api:character", args=[character.code])).json()
+    assert data["name"] == "Secret Sam" and data["alternate_greetings"] == ["Yo."] and data["is_mine"] is True
+    assert "extensions" not in data and "card_extra" not in data and "source_hash" not in data
+
+
+def test_character_search_ranks_and_respects_visibility(client, owner, other):
+    make_character(name="Ember", description="A fire spirit.")
+    make_character(name="Aldric", description="Guards the ember gate.")
+    make_character(owner=owner, public=False, name="Ember Twin")
+    client.force_login(other)
+    data = client.get(reverse("api:search_characters"), {"q": "ember"}).json()
+    assert [r["name"] for r in data["results"]] == ["Ember", "Aldric"]
+    assert "<mark>ember</mark>" in data["results"][1]["snippet"]
+    assert client.get(reverse("api:search_characters")).status_code == 400
+
+
+def test_anonymous_visitors_get_401_as_json(client):
+    character = make_character()
+    for url in (reverse("api:characters"), reverse("api:character", args=[character.code]), reverse("api:search_characters") + "?q=x"):
+        response = client.get(url)
+        assert response.status_code == 401, url
+        assert "error" in response.json() and response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_the_detail_and_search_make_the_same_queries_with_many_characters(owner_client, django_assert_num_queries):
+    character = make_character(name="Ember", description="A fire spirit.", tags=["fire"])
+    detail = reverse("api:character", args=[character.code])
+    search = reverse("api:search_characters")
+    owner_client.get(detail)
+    owner_client.get(search, {"q": "fire"})
+    # the user, the character by its code; its tags come from cachalot once warm
+    with django_assert_num_queries(2):
+        owner_client.get(detail)
+    # the user, the ranked full-text match
+    with django_assert_num_queries(2):
+        assert [r["name"] for r in owner_client.get(search, {"q": "fire"}).json()["results"]] == ["Ember"]
+    for i in range(300):
+        make_character(name=f"Spirit {i}", description="A water spirit.", tags=["water"])
+    owner_client.get(detail)
+    with django_assert_num_queries(2):
+        owner_client.get(detail)
+    with django_assert_num_queries(2):
+        assert len(owner_client.get(search, {"q": "spirit", "limit": 50}).json()["results"]) == 50
