@@ -93,7 +93,8 @@ def test_the_server_binds_to_loopback_by_default():
 
 # --- every URL, as another user and as an anonymous visitor -----------------------------------------
 
-PUBLIC = {"login", "logout", "signup", "healthz", "home"}
+# Open to anyone: the login pages, the health check, and the API's description.
+PUBLIC = {"login", "logout", "signup", "healthz", "home", "api:openapi"}
 
 
 def _patterns(resolver=None, namespace=""):
