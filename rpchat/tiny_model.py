@@ -1,4 +1,4 @@
-"""A tiny, fully deterministic llama-architecture GGUF model for tests.
+"""A tiny, fully deterministic llama-architecture GGUF model for tests and `manage.py stress`.
 
 ``write_tiny_gguf(path)`` writes a ~0.5 MB GGUF file that llama.cpp (and so
 ``xllamacpp.Server``) loads like any real chat model.  Whatever it is asked,
@@ -61,7 +61,7 @@ What that gives tests
   special tokens; EOS is ``<|im_end|>``; ``tokenizer.chat_template`` is
   plain ChatML.
 
-Only ``gguf`` and ``numpy`` are needed; no Django imports.
+Only ``gguf`` and ``numpy`` are needed (the development requirements); no Django imports.
 """
 
 from __future__ import annotations
