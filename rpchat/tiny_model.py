@@ -68,8 +68,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 __all__ = [
     "TINY_REPLY",
     "REPLY_PIECES",
@@ -158,7 +156,9 @@ def _build_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
 
 def write_tiny_gguf(path: str | os.PathLike, *, n_ctx_train: int = 4096) -> str:
     """Write a tiny llama-architecture GGUF whose chat reply is always TINY_REPLY; return the path."""
-    import gguf  # local import keeps importing this module cheap
+    # Local imports: TINY_REPLY is needed where the development packages are not installed.
+    import gguf
+    import numpy as np
 
     path = os.fspath(path)
     tokens, scores, types, ids = _build_vocab()

@@ -1,0 +1,43 @@
+"""Reaching a database that is not in DATABASES: a stress run's own SQLite file, a backup to check.
+
+`attached_database` adds a connection alias for the length of a `with` block, configured the way
+settings.py configures the default one (SQLite pragmas included), so ORM code can read it with
+`.using(alias)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dj_database_url
+from django.conf import settings
+from django.db import connections
+
+
+def sqlite_path(alias: str = "default") -> Path | None:
+    """The file of an SQLite database alias, or None when it is another engine."""
+    config = connections[alias].settings_dict
+    if config["ENGINE"] != "django.db.backends.sqlite3":
+        return None
+    return Path(config["NAME"])
+
+
+@contextmanager
+def attached_database(alias: str, url: str) -> Iterator[str]:
+    """Make `url` reachable as `alias` inside the block; the connection is closed at the end."""
+    if alias in connections.settings:
+        raise ValueError(f"The database alias {alias!r} is already configured.")
+    config = dj_database_url.parse(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {**settings.SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+    # Fills in Django's defaults (TIME_ZONE, AUTOCOMMIT, TEST, ...) exactly as for DATABASES.
+    connections.configure_settings({"default": config})
+    connections.settings[alias] = config
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
