@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.conf import settings
 from django.db import connections
+from django.db.utils import load_backend
 
 
 def sqlite_path(alias: str = "default") -> Path | None:
@@ -26,18 +27,22 @@ def sqlite_path(alias: str = "default") -> Path | None:
 
 @contextmanager
 def attached_database(alias: str, url: str) -> Iterator[str]:
-    """Make `url` reachable as `alias` inside the block; the connection is closed at the end."""
-    if alias in connections.settings:
+    """Make `url` reachable as `alias` in this thread inside the block; closed at the end.
+
+    The connection is registered for this thread only and DATABASES is left alone, so nothing
+    else (routers, the query cache, other threads) ever sees the alias.
+    """
+    if alias in connections.settings or hasattr(connections._connections, alias):
         raise ValueError(f"The database alias {alias!r} is already configured.")
     config = dj_database_url.parse(url)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["OPTIONS"] = {**settings.SQLITE_OPTIONS, **config.get("OPTIONS", {})}
     # Fills in Django's defaults (TIME_ZONE, AUTOCOMMIT, TEST, ...) exactly as for DATABASES.
     connections.configure_settings({"default": config})
-    connections.settings[alias] = config
+    wrapper = load_backend(config["ENGINE"]).DatabaseWrapper(config, alias)
+    setattr(connections._connections, alias, wrapper)
     try:
         yield alias
     finally:
-        connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
+        wrapper.close()
+        delattr(connections._connections, alias)
