@@ -181,7 +181,7 @@ class _Forms(HTMLParser):
         if tag == "textarea" and self._textarea:
             name, text = self._fields[-1]
             # Browsers drop the newline that starts a textarea's content.
-            self._fields[-1] = (name, text[1:] if text.startswith("\n") else text)
+            self._fields[-1] = (name, text.removeprefix("\n"))
             self._textarea = False
         elif tag == "select" and self._select is not None:
             chosen = [v for v, selected in self._options if selected]
@@ -289,7 +289,7 @@ def _wait(condition, *, timeout: float = 20, what: str) -> None:
 
 
 def _form_errors(page: str) -> str:
-    return "\n".join(re.findall(r'<ul class="errorlist[^"]*"[^>]*>.*?</ul>', page, re.S)) or page[:2000]
+    return "\n".join(re.findall(r'<ul class="errorlist[^"]*"[^>]*>.*?</ul>', page, re.DOTALL)) or page[:2000]
 
 
 def _brand(page: str) -> str:
@@ -384,6 +384,23 @@ def test_stop_sent_to_the_other_worker_works_while_the_engine_is_still_silent(wo
     assert _reply_row(workers, chat, sent["reply_seq"])["finish_reason"] == "stopped"
 
 
+def _race(sends: list) -> list[httpx.Response]:
+    """Run the sends at the same moment, each in its own thread; their responses in order."""
+    barrier = threading.Barrier(len(sends))
+    responses: list = [None] * len(sends)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        responses[i] = sends[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sends))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return responses
+
+
 def test_two_sends_racing_through_both_workers_start_exactly_one_reply(workers, engine, olivia):
     engine.pieces = [f" w{n}" for n in range(20)]
     engine.delay = 0.1  # two seconds: the losing send arrives while the winner's reply is written
@@ -391,32 +408,18 @@ def test_two_sends_racing_through_both_workers_start_exactly_one_reply(workers, 
     phone = Browser()  # the same person on a second device
     phone.login(workers.b, "olivia")
     try:
-        for round_ in range(3):
-            barrier = threading.Barrier(2)
-            results: dict[str, httpx.Response] = {}
-
-            def send(browser: Browser, base: str, key: str):
-                barrier.wait()
-                results[key] = browser.post(
-                    f"{base}/chats/{chat}/send/", {"content": f"Round {round_} from {key}", "client_token": f"{key}{round_}"}
-                )
-
-            threads = [
-                threading.Thread(target=send, args=(olivia, workers.a, "a")),
-                threading.Thread(target=send, args=(phone, workers.b, "b")),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-
-            statuses = sorted(r.status_code for r in results.values())
-            assert statuses == [200, 409], statuses
-            winner = next(r for r in results.values() if r.status_code == 200).json()
+        for n in range(3):
+            responses = _race(
+                [
+                    lambda n=n: olivia.post(f"{workers.a}/chats/{chat}/send/", {"content": f"{n} via A"}),
+                    lambda n=n: phone.post(f"{workers.b}/chats/{chat}/send/", {"content": f"{n} via B"}),
+                ]
+            )
+            assert sorted(r.status_code for r in responses) == [200, 409]
+            winner = next(r for r in responses if r.status_code == 200).json()
             olivia.stream(workers.a + winner["stream_url"])
         assert len(engine.requests) == 3
         with attached_database("workers", workers.database_url) as db:
-            sent = Message.objects.using(db).filter(session__code=chat, role="user").count()
-        assert sent == 3
+            assert Message.objects.using(db).filter(session__code=chat, role="user").count() == 3
     finally:
         phone.close()
