@@ -5,6 +5,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
 from rpchat.pagination import page_number, page_of
+from rpchat.routers import reads_may_lag
 
 from .models import Character, Tag
 
@@ -15,6 +16,7 @@ def get_character_for_user(request, code) -> Character:
 
 
 @login_required
+@reads_may_lag  # a character created a moment ago may show up a moment later
 def gallery(request):
     q = request.GET.get("q", "").strip()[:100]
     tag = request.GET.get("tag", "").strip()[:60]
