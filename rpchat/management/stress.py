@@ -40,6 +40,8 @@ from characters.models import Character
 from chats.models import ChatSession, Message
 from rpchat.tiny_model import write_tiny_gguf
 
+# The built-in engine's context with the tiny model (the site setting's maximum).
+TINY_CONTEXT = 8192
 # Server log lines that count as errors even when every response looked fine.
 LOG_ERRORS = ("database is locked", "Traceback (most recent call last)", " ERROR ")
 _CHAT_URL = re.compile(r"/chats/([0-9a-f-]{36})/")
@@ -172,7 +174,7 @@ def local_server() -> Iterator[LocalServer]:
         var = root / "var"
         var.mkdir()
         try:
-            model = write_tiny_gguf(root / "tiny.gguf")
+            model = write_tiny_gguf(root / "tiny.gguf", n_ctx_train=TINY_CONTEXT)
         except ImportError as exc:
             raise RuntimeError(
                 f"Serving the tiny model needs the development packages ({exc}): "
@@ -185,6 +187,13 @@ def local_server() -> Iterator[LocalServer]:
         )
         manage_py(env, "migrate", "--no-input", "-v0")
         manage_py(env, "collectstatic", "--no-input", "-v0")
+        # The tiny model's tokens are mostly single bytes, about three times the app's estimate, so
+        # its context must be large for the busiest shared chats of a long run to fit.
+        manage_py(
+            env, "shell", "-c",
+            "from settings_app.models import SiteSettings; s = SiteSettings.load(); "
+            f"s.builtin_context_size = {TINY_CONTEXT}; s.save()",
+        )
         log_path = root / "server.log"
         with uvicorn_process(env=env, log_path=log_path) as base_url:
             yield LocalServer(base_url, f"sqlite:///{var / 'rpchat.sqlite3'}", log_path)
@@ -327,7 +336,7 @@ class Client:
         self.sent += 1
         send = Send(self.n, chat, uuid.uuid4().hex, shared)
         self.results.sends.append(send)
-        content = f"Message {self.sent} from client {self.n}: {self.random.choice(_LINES)}"
+        content = f"{self.random.choice(_LINES)} ({self.n}.{self.sent})"
         while True:
             started = time.monotonic()
             response = await self.post_message(chat, send.token, content)
@@ -375,13 +384,7 @@ class Client:
         await self.http.aclose()
 
 
-_LINES = (
-    "The lantern flickers as we step inside.",
-    "What do you make of the map?",
-    "I draw my sword and wait.",
-    "Tell me about the city beyond the river.",
-    "*sits down by the fire* Long day.",
-)
+_LINES = ("Go on.", "What now?", "*waits*", "Tell me more.", "And then?")
 
 
 async def run_clients(
