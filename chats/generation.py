@@ -24,6 +24,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rpchat.databases import release_connection
 from settings_app.models import SiteSettings
 
 from . import engines
@@ -408,15 +409,22 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
         await asyncio.sleep(poll_interval)
 
 
+# The follower's own thread and connection (a page's request), given back after every query.
 @sync_to_async
 def _poll(message_id: int):
-    return Message.objects.filter(pk=message_id).values_list("content", "status", "updated_at").first()
+    try:
+        return Message.objects.filter(pk=message_id).values_list("content", "status", "updated_at").first()
+    finally:
+        release_connection()
 
 
 @sync_to_async
 def _mark_interrupted(message_id: int) -> None:
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        status=Message.Status.INCOMPLETE,
-        error="The reply was interrupted (the server stopped while generating). Retry to finish it.",
-        version=F("version") + 1,
-    )
+    try:
+        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+            status=Message.Status.INCOMPLETE,
+            error="The reply was interrupted (the server stopped while generating). Retry to finish it.",
+            version=F("version") + 1,
+        )
+    finally:
+        release_connection()

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from characters.views import get_character_for_user
+from rpchat.databases import release_connection
 from rpchat.pagination import page_number, page_of
 from settings_app.models import SiteSettings
 
@@ -246,17 +247,24 @@ async def message_stream(request, code, seq):
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
 
+    # Each query gives its connection back: the stream may last minutes and needs none meanwhile.
     @sync_to_async
     def lookup():
-        session = _get_session_for_user(request, code)
-        return session, _get_message(session, seq)
+        try:
+            session = _get_session_for_user(request, code)
+            return session, _get_message(session, seq)
+        finally:
+            release_connection()
 
     @sync_to_async
     def final_html(session):
-        message = Message.objects.for_page().filter(session=session, seq=seq).first()
-        if message is None:
-            raise Http404
-        return message, _render_message(request, session, message)
+        try:
+            message = Message.objects.for_page().filter(session=session, seq=seq).first()
+            if message is None:
+                raise Http404
+            return message, _render_message(request, session, message)
+        finally:
+            release_connection()
 
     session, message = await lookup()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 from django.db.utils import load_backend
 
 
@@ -46,3 +46,14 @@ def attached_database(alias: str, url: str) -> Iterator[str]:
     finally:
         wrapper.close()
         delattr(connections._connections, alias)
+
+
+def release_connection() -> None:
+    """Hand this thread's connection back (to the pool on PostgreSQL) between short queries.
+
+    A streaming response runs for as long as a reply is written; a connection kept from its first
+    query to its end would starve the pool with a few open chat pages. Inside a transaction (a test
+    case's, say) there is nothing to give back.
+    """
+    if not connection.in_atomic_block:
+        connection.close()

@@ -102,6 +102,10 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
         CACHE_KEY_PREFIX=f"{settings.CACHE_KEY_PREFIX}-workers-{os.getpid()}",
         RPCHAT_VAR_DIR=str(var),
         RPCHAT_STREAM_PERSIST_INTERVAL="0.1",
+        # A small pool, so that a page holding a connection for as long as it streams shows.
+        DB_POOL_MIN="1",
+        DB_POOL_MAX="4",
+        DB_POOL_TIMEOUT="5",
     )
     with django_db_blocker.unblock(), ExitStack() as stack:
         with psycopg.connect(_admin_dsn(), autocommit=True) as admin:
@@ -423,3 +427,44 @@ def test_two_sends_racing_through_both_workers_start_exactly_one_reply(workers, 
             assert Message.objects.using(db).filter(session__code=chat, role="user").count() == 3
     finally:
         phone.close()
+
+
+def test_pages_following_replies_do_not_hold_database_connections(workers, engine, olivia):
+    """Six long replies on A, each followed by a page on A (live) and one on B (reading the row),
+    with pools of four connections; both workers still answer (a stream that kept its connection
+    would starve everyone after the fourth)."""
+    engine.pieces = [f" word{n}" for n in range(60)]
+    engine.delay = 0.1  # six seconds each
+    streams = []
+    for n in range(6):
+        chat = olivia.new_chat(workers.a, workers.character_code)
+        sent = olivia.post(f"{workers.a}/chats/{chat}/send/", {"content": f"Story {n}"})
+        assert sent.status_code == 200
+        streams += [workers.a + sent.json()["stream_url"], workers.b + sent.json()["stream_url"]]
+    first_events = threading.Barrier(len(streams) + 1, timeout=30)
+    finished: list = [None] * len(streams)
+
+    def follow(i: int) -> None:
+        events, event = [], ""
+        with olivia.http.stream("GET", streams[i]) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    events.append(event)
+                    if len(events) == 1:
+                        first_events.wait()
+                    if event == "done":
+                        break
+        finished[i] = (response.status_code, events[-1] if events else None)
+
+    threads = [threading.Thread(target=follow, args=(i,)) for i in range(len(streams))]
+    for t in threads:
+        t.start()
+    first_events.wait()  # every page is following its reply now
+
+    assert olivia.http.get(f"{workers.a}/characters/").status_code == 200
+    assert olivia.http.get(f"{workers.b}/characters/").status_code == 200
+    for t in threads:
+        t.join(60)
+    assert finished == [(200, "done")] * len(streams)
