@@ -416,7 +416,14 @@ async def chat_impersonate(request, code):
     user = await request.auser()
     if not user.is_authenticated:
         return JsonResponse({"error": "Log in first."}, status=401)
-    session = await sync_to_async(_get_session_for_user)(request, code)
+    @sync_to_async
+    def lookup():
+        try:
+            return _get_session_for_user(request, code)
+        finally:
+            release_connection()  # not held while the model writes
+
+    session = await lookup()
     try:
         text = await generation.impersonate(session)
     except engines.EngineError as exc:
