@@ -26,6 +26,8 @@ class Command(BaseCommand):
         config = connections["default"].settings_dict
         engine = config["ENGINE"].rsplit(".", 1)[-1]
         target = Path(path)
+        if path.endswith(("/", "\\")) and not target.is_dir():
+            raise CommandError(f"The folder {path} does not exist.")
         if target.is_dir():
             suffix = "sqlite3" if engine == "sqlite3" else "pgdump"
             target = target / f"rpchat-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
