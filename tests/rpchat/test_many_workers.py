@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 from cachalot.api import cachalot_disabled
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -96,10 +97,11 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
     database_url = _database_url(name)
     var = tmp_path_factory.mktemp("workers-var")
     engine = ScriptedServer()
+    prefix = f"{settings.CACHE_KEY_PREFIX}-workers-{os.getpid()}"
     env = server_env(
         DATABASE_URL=database_url,
         REDIS_URL=settings.REDIS_URL,
-        CACHE_KEY_PREFIX=f"{settings.CACHE_KEY_PREFIX}-workers-{os.getpid()}",
+        CACHE_KEY_PREFIX=prefix,
         RPCHAT_VAR_DIR=str(var),
         RPCHAT_STREAM_PERSIST_INTERVAL="0.1",
         # A small pool, so that a page holding a connection for as long as it streams shows.
@@ -112,6 +114,7 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{name}"')
         stack.callback(_drop_database, name)
+        stack.callback(_delete_keys, prefix)
         stack.callback(engine.close)
         manage_py(env, "migrate", "--no-input", "-v0")
         manage_py(env, "collectstatic", "--no-input", "-v0")
@@ -119,6 +122,15 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
         a = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "a.log"))
         b = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "b.log"))
         yield Workers(a, b, database_url, engine, code)
+
+
+def _delete_keys(prefix: str) -> None:
+    """The workers' keys in the shared Redis (their settings row is cached without expiry)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def _drop_database(name: str) -> None:
