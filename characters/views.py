@@ -17,6 +17,7 @@ from django.views.decorators.http import (
 
 from rpchat.http import etag_of, private_cache, release_stamp
 from rpchat.pagination import page_number, page_of
+from rpchat.routers import reads_may_lag
 from rpchat.uploads import LimitedUploadHandler, body_larger_than, download_name
 from settings_app.models import SiteSettings
 
@@ -41,6 +42,7 @@ def gallery_filters(request) -> tuple[str, str, str]:
 
 
 @login_required
+@reads_may_lag  # a character created a moment ago may show up a moment later
 def gallery(request):
     q, tag, label = gallery_filters(request)
     characters = filter_characters(Character.objects.visible_to(request.user), q=q, tag=tag, label=label)

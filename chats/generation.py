@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from rpchat import metrics
+from rpchat.databases import release_connection
 from settings_app.models import SiteSettings
 
 from . import engines
@@ -50,7 +51,9 @@ class LiveReply:
     message_id: int
     text: str = ""
     done: bool = False
+    # The task generating it, and whether it has begun saving its end (from then on a stop is moot).
     task: asyncio.Task | None = None
+    finishing: bool = False
     # Set once the row holds the final text, however the task ended.
     finished: threading.Event = field(default_factory=threading.Event)
     subscribers: list = field(default_factory=list)
@@ -74,6 +77,11 @@ class LiveReply:
             self.text = text
             for loop, queue in list(self.subscribers):
                 loop.call_soon_threadsafe(queue.put_nowait, Event("snapshot", text))
+
+    def stop(self) -> None:
+        """Cancel the generation, unless it is already saving its end. Call on the runner's loop."""
+        if self.task is not None and not self.finishing:
+            self.task.cancel()
 
     def subscribe(self) -> tuple[asyncio.Queue, str, bool]:
         queue: asyncio.Queue = asyncio.Queue()
@@ -121,6 +129,8 @@ def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
     alternative, created by the caller).
     """
     assert mode in MODES, mode
+    # A stop that came too late for an earlier generation of this row must not stop this one.
+    cache.delete(STOP_KEY.format(message_id))
     live = LiveReply(message_id)
     Runner.live[message_id] = live
     loop = Runner.loop()
@@ -139,8 +149,9 @@ def request_stop(message_id: int) -> None:
     cache.set(STOP_KEY.format(message_id), 1, timeout=600)
     live = Runner.live.get(message_id)
     if live is not None:
-        # Runs after spawn() (call_soon is first in, first out), so the task exists.
-        Runner.loop().call_soon_threadsafe(lambda: live.task and live.task.cancel())
+        # On the loop, through live.stop(): a cancel landing while the end is saved would leave
+        # the reply's followers waiting for a "done" that never comes.
+        Runner.loop().call_soon_threadsafe(live.stop)
 
 
 def wait_for(message_id: int, timeout: float = 60) -> None:
@@ -264,6 +275,10 @@ async def _generate(live: LiveReply, mode: str) -> None:
     started = time.monotonic()
     first_token_at = None
     pieces = 0
+    live.task = asyncio.current_task()
+    # A stop asked for on another worker arrives through the cache, even while the engine is
+    # silent (reading a long prompt), so it is watched for apart from the stream.
+    watcher = asyncio.create_task(_watch_for_stop(live))
     try:
         reply, config, prompt = await _prepare(message_id, mode)
         meta = {
@@ -294,9 +309,6 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 if time.monotonic() - last_save >= interval:
                     last_save = time.monotonic()
                     await _save_progress(message_id, text)
-                    # A stop asked for on another worker arrives through the cache.
-                    if await sync_to_async(cache.get, thread_sensitive=False)(STOP_KEY.format(message_id)):
-                        raise asyncio.CancelledError
         if meta.get("finish_reason") == "length":
             meta["notice"] = "The reply reached the length limit and may end mid-sentence."
     except asyncio.CancelledError:
@@ -309,6 +321,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
         status = Message.Status.INCOMPLETE if text else Message.Status.ERROR
         error = "Something went wrong on the server while generating this reply."
     finally:
+        live.finishing = True
+        watcher.cancel()
         if first_token_at is not None:
             meta["ttft_ms"] = round((first_token_at - started) * 1000)
             gen_seconds = time.monotonic() - first_token_at
@@ -324,6 +338,17 @@ async def _generate(live: LiveReply, mode: str) -> None:
         live.publish(Event("done"))
         Runner.live.pop(message_id, None)
         live.finished.set()
+
+
+async def _watch_for_stop(live: LiveReply) -> None:
+    """Stop the reply once a stop for it shows up in the cache (set by any worker)."""
+    key = STOP_KEY.format(live.message_id)
+    interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
+    while True:
+        await asyncio.sleep(interval)
+        if await sync_to_async(cache.get, thread_sensitive=False)(key):
+            live.stop()
+            return
 
 
 @_db
@@ -393,15 +418,22 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
         await asyncio.sleep(poll_interval)
 
 
+# The follower's own thread and connection (a page's request), given back after every query.
 @sync_to_async
 def _poll(message_id: int):
-    return Message.objects.filter(pk=message_id).values_list("content", "status", "updated_at").first()
+    try:
+        return Message.objects.filter(pk=message_id).values_list("content", "status", "updated_at").first()
+    finally:
+        release_connection()
 
 
 @sync_to_async
 def _mark_interrupted(message_id: int) -> None:
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        status=Message.Status.INCOMPLETE,
-        error="The reply was interrupted (the server stopped while generating). Retry to finish it.",
-        version=F("version") + 1,
-    )
+    try:
+        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+            status=Message.Status.INCOMPLETE,
+            error="The reply was interrupted (the server stopped while generating). Retry to finish it.",
+            version=F("version") + 1,
+        )
+    finally:
+        release_connection()

@@ -21,6 +21,7 @@ from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat import ratelimit
+from rpchat.databases import release_connection
 from rpchat.http import private_cache, release_stamp
 from rpchat.pagination import page_number, page_of
 from rpchat.uploads import LimitedUploadHandler, download_name
@@ -381,17 +382,24 @@ async def message_stream(request, code, seq):
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
 
+    # Each query gives its connection back: the stream may last minutes and needs none meanwhile.
     @sync_to_async
     def lookup():
-        session = _get_session_for_user(request, code)
-        return session, _get_message(session, seq)
+        try:
+            session = _get_session_for_user(request, code)
+            return session, _get_message(session, seq)
+        finally:
+            release_connection()
 
     @sync_to_async
     def final_html(session):
-        message = Message.objects.for_page().filter(session=session, seq=seq).first()
-        if message is None:
-            raise Http404
-        return message, _render_message(request, session, message)
+        try:
+            message = Message.objects.for_page().filter(session=session, seq=seq).first()
+            if message is None:
+                raise Http404
+            return message, _render_message(request, session, message)
+        finally:
+            release_connection()
 
     session, message = await lookup()
 
@@ -546,7 +554,15 @@ async def chat_impersonate(request, code):
     user = await request.auser()
     if not user.is_authenticated:
         return JsonResponse({"error": "Log in first."}, status=401)
-    session = await sync_to_async(_get_session_for_user)(request, code)
+
+    @sync_to_async
+    def lookup():
+        try:
+            return _get_session_for_user(request, code)
+        finally:
+            release_connection()  # not held while the model writes
+
+    session = await lookup()
     if wait := await sync_to_async(_generation_wait)(request):
         return _too_fast(wait)
     try:

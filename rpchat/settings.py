@@ -141,25 +141,41 @@ SQLITE_OPTIONS = {
     ),
 }
 DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")
-_default_db = dj_database_url.parse(DATABASE_URL)
+
+
+def _database(url: str) -> dict:
+    config = dj_database_url.parse(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # psycopg 3's pool; Django requires CONN_MAX_AGE 0 with it.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "pool": {
+                "min_size": envint("DB_POOL_MIN", "2"),
+                "max_size": envint("DB_POOL_MAX", "10"),
+                "timeout": envint("DB_POOL_TIMEOUT", "10"),
+            },
+            **config.get("OPTIONS", {}),
+        }
+    return config
+
+
+_default_db = _database(DATABASE_URL)
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
-    _default_db["OPTIONS"] = {**SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
     # Tests use a file, not the in-memory default: shared-cache memory databases lock whole tables
     # and ignore the busy timeout, so the generation thread and the test would fail where WAL works.
     _worker = os.getenv("PYTEST_XDIST_WORKER", "main")
     _default_db["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
-elif _default_db["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg 3's pool; Django requires CONN_MAX_AGE 0 with it.
-    _default_db["CONN_MAX_AGE"] = 0
-    _default_db["OPTIONS"] = {
-        "pool": {
-            "min_size": envint("DB_POOL_MIN", "2"),
-            "max_size": envint("DB_POOL_MAX", "10"),
-            "timeout": envint("DB_POOL_TIMEOUT", "10"),
-        },
-        **_default_db.get("OPTIONS", {}),
-    }
 DATABASES = {"default": _default_db}
+
+# An optional read replica (a streaming replica of the PostgreSQL primary): rpchat/routers.py sends
+# it only the reads that may lag behind (the gallery); everything else stays on the primary.
+DATABASE_REPLICA_URL = os.getenv("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+    DATABASE_ROUTERS = ["rpchat.routers.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set (required for more than one process), else local memory.
@@ -211,6 +227,10 @@ CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
     }
 )
 CACHALOT_TIMEOUT = 3600
+if DATABASE_REPLICA_URL:
+    # cachalot drops a table's cached results only on the database written to (the primary), so
+    # results read from the replica would never be dropped: cache the primary's reads only.
+    CACHALOT_DATABASES = ["default"]
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 

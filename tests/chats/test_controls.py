@@ -8,7 +8,7 @@ from django.urls import reverse
 from chats import generation
 from chats.models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from tests.factories import add_messages, make_character, make_chat
-from tests.tiny_model import TINY_REPLY
+from rpchat.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from chats import generation
 from chats.models import ChatSession, Message
 from tests.factories import make_character, make_chat
-from tests.tiny_model import TINY_REPLY
+from rpchat.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""Checks the tiny deterministic GGUF model (tests/tiny_model.py) against xllamacpp's server.
+"""Checks the tiny deterministic GGUF model (rpchat/tiny_model.py) against xllamacpp's server.
 
 Plain pytest: no Django, no database.
 """
@@ -11,7 +11,7 @@ import os
 import httpx
 import pytest
 
-from tests.tiny_model import TINY_REPLY, write_tiny_gguf
+from rpchat.tiny_model import TINY_REPLY, write_tiny_gguf
 
 xllamacpp = pytest.importorskip("xllamacpp")
 

@@ -1,4 +1,4 @@
-"""A tiny, fully deterministic llama-architecture GGUF model for tests.
+"""A tiny, fully deterministic llama-architecture GGUF model for tests and `manage.py stress`.
 
 ``write_tiny_gguf(path)`` writes a ~0.5 MB GGUF file that llama.cpp (and so
 ``xllamacpp.Server``) loads like any real chat model.  Whatever it is asked,
@@ -61,14 +61,12 @@ What that gives tests
   special tokens; EOS is ``<|im_end|>``; ``tokenizer.chat_template`` is
   plain ChatML.
 
-Only ``gguf`` and ``numpy`` are needed; no Django imports.
+Only ``gguf`` and ``numpy`` are needed (the development requirements); no Django imports.
 """
 
 from __future__ import annotations
 
 import os
-
-import numpy as np
 
 __all__ = [
     "TINY_REPLY",
@@ -158,7 +156,9 @@ def _build_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
 
 def write_tiny_gguf(path: str | os.PathLike, *, n_ctx_train: int = 4096) -> str:
     """Write a tiny llama-architecture GGUF whose chat reply is always TINY_REPLY; return the path."""
-    import gguf  # local import keeps importing this module cheap
+    # Local imports: TINY_REPLY is needed where the development packages are not installed.
+    import gguf
+    import numpy as np
 
     path = os.fspath(path)
     tokens, scores, types, ids = _build_vocab()

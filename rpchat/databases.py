@@ -1,0 +1,59 @@
+"""Reaching a database that is not in DATABASES: a stress run's own SQLite file, a backup to check.
+
+`attached_database` adds a connection alias for the length of a `with` block, configured the way
+settings.py configures the default one (SQLite pragmas included), so ORM code can read it with
+`.using(alias)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dj_database_url
+from django.conf import settings
+from django.db import connection, connections
+from django.db.utils import load_backend
+
+
+def sqlite_path(alias: str = "default") -> Path | None:
+    """The file of an SQLite database alias, or None when it is another engine."""
+    config = connections[alias].settings_dict
+    if config["ENGINE"] != "django.db.backends.sqlite3":
+        return None
+    return Path(config["NAME"])
+
+
+@contextmanager
+def attached_database(alias: str, url: str) -> Iterator[str]:
+    """Make `url` reachable as `alias` in this thread inside the block; closed at the end.
+
+    The connection is registered for this thread only and DATABASES is left alone, so nothing
+    else (routers, the query cache, other threads) ever sees the alias.
+    """
+    if alias in connections.settings or hasattr(connections._connections, alias):
+        raise ValueError(f"The database alias {alias!r} is already configured.")
+    config = dj_database_url.parse(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {**settings.SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+    # Fills in Django's defaults (TIME_ZONE, AUTOCOMMIT, TEST, ...) exactly as for DATABASES.
+    connections.configure_settings({"default": config})
+    wrapper = load_backend(config["ENGINE"]).DatabaseWrapper(config, alias)
+    setattr(connections._connections, alias, wrapper)
+    try:
+        yield alias
+    finally:
+        wrapper.close()
+        delattr(connections._connections, alias)
+
+
+def release_connection() -> None:
+    """Hand this thread's connection back (to the pool on PostgreSQL) between short queries.
+
+    A streaming response runs for as long as a reply is written; a connection kept from its first
+    query to its end would starve the pool with a few open chat pages. Inside a transaction (a test
+    case's, say) there is nothing to give back.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
