@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -21,6 +22,7 @@ from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat import ratelimit
+from rpchat.markdown import render_cached
 from rpchat.databases import release_connection
 from rpchat.http import private_cache, release_stamp
 from rpchat.pagination import page_number, page_of
@@ -42,7 +44,23 @@ def _get_message(session: ChatSession, seq: int) -> Message:
     return get_object_or_404(Message.objects.for_page(), session=session, seq=seq)
 
 
+def prerender(request, messages) -> list:
+    """Attach each finished message's Markdown as HTML, from the cache where possible.
+
+    (id, version) names one text for good: every change of a message's text bumps its version.
+    """
+    done = [m for m in messages if m.status != Message.Status.STREAMING]
+    html = render_cached(
+        {f"{m.pk}.{m.version}": m.content for m in done},
+        allow_images=SiteSettings.for_request(request).allow_external_media,
+    )
+    for m in done:
+        m.rendered_html = mark_safe(html[f"{m.pk}.{m.version}"])  # noqa: S308 - sanitized by render
+    return messages
+
+
 def _render_message(request, session: ChatSession, message: Message) -> str:
+    prerender(request, [message])
     return render_to_string(
         "chats/message.html", {"message": message, "session": session}, request=request
     )
@@ -146,7 +164,7 @@ def chat_detail(request, code):
     )
     # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)
-    page_messages = page.messages
+    page_messages = prerender(request, page.messages)
     site = SiteSettings.load()
     return render(
         request,
@@ -232,7 +250,9 @@ def chat_older(request, code):
     has_older = len(rows) > size
     page_messages = rows[:size][::-1]
     html = render_to_string(
-        "chats/message_list.html", {"chat_messages": page_messages, "session": session}, request=request
+        "chats/message_list.html",
+        {"chat_messages": prerender(request, page_messages), "session": session},
+        request=request,
     )
     return JsonResponse(
         {
@@ -260,7 +280,9 @@ def chat_newer(request, code):
         return JsonResponse({"error": "Give ?after=<seq>."}, status=400)
     page = paging.messages_after(session, after)
     html = render_to_string(
-        "chats/message_list.html", {"chat_messages": page.messages, "session": session}, request=request
+        "chats/message_list.html",
+        {"chat_messages": prerender(request, page.messages), "session": session},
+        request=request,
     )
     return JsonResponse(
         {

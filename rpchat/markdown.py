@@ -40,3 +40,28 @@ def render(text: str, *, allow_images: bool = False) -> str:
         link_rel="noopener noreferrer nofollow ugc",
         strip_comments=True,
     )
+
+
+CACHE_PREFIX = "md:1"
+CACHE_TIMEOUT = 7 * 24 * 3600
+
+
+def render_cached(texts: dict[str, str], *, allow_images: bool = False) -> dict[str, str]:
+    """render() for many texts at once, reusing the cache: {key: text} in, {key: html} out.
+
+    A key must name one text forever (a message's id and version): an edit makes a new key, so
+    nothing is ever invalidated, old entries just expire. One cache round trip for a whole page.
+    """
+    from django.core.cache import cache
+
+    prefix = f"{CACHE_PREFIX}:{int(allow_images)}:"
+    found = cache.get_many([prefix + key for key in texts]) if texts else {}
+    out, fresh = {}, {}
+    for key, text in texts.items():
+        html = found.get(prefix + key)
+        if html is None:
+            html = fresh[prefix + key] = render(text, allow_images=allow_images)
+        out[key] = html
+    if fresh:
+        cache.set_many(fresh, CACHE_TIMEOUT)
+    return out

@@ -150,3 +150,16 @@ def test_message_text_is_rendered_as_safe_markdown(owner_client, owner):
     assert "<em>waves</em>" in html
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_an_edited_message_never_shows_its_old_rendering(owner_client, owner):
+    from chats import services
+
+    chat = make_chat(user=owner, character=make_character(), messages=3, text="*before* {seq}")
+    assert "<em>before</em> 2" in owner_client.get(chat.get_absolute_url()).content.decode()  # cached now
+    message = chat.messages.get(seq=2)
+    services.message_edit(message=message, content="**after**", version=message.version)
+    html = owner_client.get(chat.get_absolute_url()).content.decode()
+    assert "<strong>after</strong>" in html and "<em>before</em> 2" not in html
+    older = owner_client.get(reverse("chats:older", args=[chat.code]), {"before": 3}).json()["html"]
+    assert "<strong>after</strong>" in older
