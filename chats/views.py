@@ -44,11 +44,21 @@ def _get_message(session: ChatSession, seq: int) -> Message:
     return get_object_or_404(Message.objects.for_page(), session=session, seq=seq)
 
 
-def prerender(request, messages) -> list:
-    """Attach each finished message's Markdown as HTML, from the cache where possible.
+def prerender(request, session: ChatSession, messages) -> list:
+    """Attach what each message's partial shows: its Markdown as HTML (from the cache where
+    possible) and its links, reversed once per page rather than once per message.
 
     (id, version) names one text for good: every change of a message's text bumps its version.
     """
+    base = session.get_absolute_url()
+    thumbs: dict[int, str] = {}
+    for m in messages:
+        m.prompt_url = f"{base}messages/{m.seq}/prompt/"
+        speaker = m.character or session.character
+        if m.role == Message.Role.ASSISTANT and speaker.thumbnail:
+            if speaker.pk not in thumbs:
+                thumbs[speaker.pk] = reverse("characters:thumbnail", args=[speaker.code])
+            m.thumb_url = thumbs[speaker.pk]
     done = [m for m in messages if m.status != Message.Status.STREAMING]
     html = render_cached(
         {f"{m.pk}.{m.version}": m.content for m in done},
@@ -60,7 +70,7 @@ def prerender(request, messages) -> list:
 
 
 def _render_message(request, session: ChatSession, message: Message) -> str:
-    prerender(request, [message])
+    prerender(request, session, [message])
     return render_to_string(
         "chats/message.html", {"message": message, "session": session}, request=request
     )
@@ -164,7 +174,7 @@ def chat_detail(request, code):
     )
     # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)
-    page_messages = prerender(request, page.messages)
+    page_messages = prerender(request, session, page.messages)
     site = SiteSettings.load()
     return render(
         request,
@@ -251,7 +261,7 @@ def chat_older(request, code):
     page_messages = rows[:size][::-1]
     html = render_to_string(
         "chats/message_list.html",
-        {"chat_messages": prerender(request, page_messages), "session": session},
+        {"chat_messages": prerender(request, session, page_messages), "session": session},
         request=request,
     )
     return JsonResponse(
@@ -281,7 +291,7 @@ def chat_newer(request, code):
     page = paging.messages_after(session, after)
     html = render_to_string(
         "chats/message_list.html",
-        {"chat_messages": prerender(request, page.messages), "session": session},
+        {"chat_messages": prerender(request, session, page.messages), "session": session},
         request=request,
     )
     return JsonResponse(
