@@ -434,7 +434,14 @@ class Bench:
 
     def st_manifest(self) -> dict:
         root = self.config.st_dataset
-        for candidate in (Path(str(root).rstrip("/") + ".manifest.json"), root / "manifest.json"):
+        # gen_st_data.py writes <data root>.manifest.json; the dataset given may be the data root or
+        # the user folder inside it.
+        candidates = (
+            Path(str(root).rstrip("/") + ".manifest.json"),
+            Path(str(Path(root).parent).rstrip("/") + ".manifest.json"),
+            Path(root) / "manifest.json",
+        )
+        for candidate in candidates:
             if candidate.exists():
                 return json.loads(candidate.read_text())
         return {}
