@@ -233,6 +233,11 @@ def lorebook_create(
     *, book: cards.ParsedBook, owner, character: Character | None = None, name: str = "", source_hash: str = ""
 ) -> Lorebook:
     """A lorebook and its entries from a parsed book (a card's own book when `character` is given)."""
+    limit = settings.RPCHAT["MAX_LOREBOOK_ENTRIES"]
+    if len(book.entries) > limit:
+        raise CardError(
+            f"the lorebook has {len(book.entries):,} entries; the limit is {limit:,} (RPCHAT_MAX_LOREBOOK_ENTRIES)"
+        )
     values = dict(book.values)
     if name:
         values["name"] = name

@@ -231,3 +231,12 @@ def test_a_huge_file_on_disk_is_refused_by_its_size_without_reading_it(owner, tm
     result = card_import(source=path, file_name="huge.png", owner=owner)
     assert result.reason == "the file is 1.0 GB; the limit is 32.0 MB (RPCHAT_MAX_CARD_BYTES)"
     assert_nothing_imported(media)
+
+
+def test_a_book_over_the_entry_limit_is_refused_and_nothing_is_left(owner, settings, media):
+    settings.RPCHAT = {**settings.RPCHAT, "MAX_LOREBOOK_ENTRIES": 1}  # the card's book has two
+    result = card_import(source=json.dumps(cardkit.v3_card()).encode(), file_name="ada.json", owner=owner)
+    assert result.status == "failed"
+    assert "2 entries; the limit is 1 (RPCHAT_MAX_LOREBOOK_ENTRIES)" in result.reason
+    assert not Character.objects.exists() and not Lorebook.objects.exists() and not LorebookEntry.objects.exists()
+    assert media_files(media) == []

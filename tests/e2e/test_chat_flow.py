@@ -51,3 +51,12 @@ def test_the_chat_page_is_readable_on_a_phone(page, app, signed_up, shot):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the page scrolls sideways at 360 px ({width} px wide)"
     shot("chat-phone")
+
+
+def test_log_out_and_back_in(page, app, signed_up, login):
+    page.get_by_role("button", name=f"Log out {signed_up}").click()
+    page.wait_for_url("**/accounts/login/")
+    page.goto(app.base_url + "/chats/")
+    page.wait_for_url("**/accounts/login/?next=/chats/")
+    login(signed_up, "a-long-pass-phrase-7")
+    expect(page.get_by_role("button", name=f"Log out {signed_up}")).to_be_visible()
