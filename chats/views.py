@@ -369,39 +369,22 @@ def message_stop(request, code, seq):
 @require_POST
 @generation_limited
 def message_retry(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
-    try:
-        message = services.reply_retry(message=message)
-    except services.ChatBusy:
-        return JsonResponse({"error": "A reply is still being written."}, status=409)
-    return JsonResponse(
-        {
-            "html": _render_message(request, session, message),
-            "stream_url": reply_stream_url(session, message) if message.is_streaming else "",
-        }
-    )
+    return _message_action(request, code, seq, lambda m: services.reply_retry(message=m))
 
 
 @login_required
 @require_POST
 def message_swipe(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
     try:
         index = int(request.POST["index"])
-        version = int(request.POST["version"])
     except (KeyError, ValueError):
-        return JsonResponse({"error": "Give index and version."}, status=400)
-    try:
-        message = services.message_select_alternative(message=message, index=index, version=version)
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    except services.EditConflict:
-        return JsonResponse(
-            {"error": "This message changed in another tab. Reload the chat to see it."}, status=409
-        )
-    return JsonResponse({"html": _render_message(request, session, message)})
+        return JsonResponse({"error": "Give the index of the alternative to show."}, status=400)
+    return _message_action(
+        request,
+        code,
+        seq,
+        lambda m: services.message_select_alternative(message=m, index=index, version=_version(request)),
+    )
 
 
 def _sse(event: str, data: dict) -> str:
@@ -458,6 +441,21 @@ async def message_stream(request, code, seq):
     return response
 
 
+def _message_action(request, code, seq, action) -> JsonResponse:
+    """Run `action` on one of the user's messages; answer with its new HTML or a readable error."""
+    session = _get_session_for_user(request, code)
+    message = _get_message(session, seq)
+    try:
+        message = action(message)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.ChatBusy:
+        return _busy()
+    except services.EditConflict:
+        return _conflict()
+    return _message_response(request, session, message)
+
+
 def _message_response(request, session: ChatSession, message: Message) -> JsonResponse:
     return JsonResponse(
         {
@@ -470,31 +468,19 @@ def _message_response(request, session: ChatSession, message: Message) -> JsonRe
 @login_required
 @require_POST
 def message_edit(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
-    try:
-        message = services.message_edit(
-            message=message, content=request.POST.get("content", ""), version=_version(request)
-        )
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    except services.EditConflict:
-        return _conflict()
-    return _message_response(request, session, message)
+    content = request.POST.get("content", "")
+    return _message_action(
+        request, code, seq, lambda m: services.message_edit(message=m, content=content, version=_version(request))
+    )
 
 
 @login_required
 @require_POST
 def message_hide(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
-    try:
-        message = services.message_set_hidden(
-            message=message, hidden=request.POST.get("hidden") == "1", version=_version(request)
-        )
-    except services.EditConflict:
-        return _conflict()
-    return _message_response(request, session, message)
+    hidden = request.POST.get("hidden") == "1"
+    return _message_action(
+        request, code, seq, lambda m: services.message_set_hidden(message=m, hidden=hidden, version=_version(request))
+    )
 
 
 @login_required
@@ -513,30 +499,14 @@ def message_delete(request, code, seq):
 @require_POST
 @generation_limited
 def message_regenerate(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
-    try:
-        message = services.reply_regenerate(message=message)
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    except services.ChatBusy:
-        return _busy()
-    return _message_response(request, session, message)
+    return _message_action(request, code, seq, lambda m: services.reply_regenerate(message=m))
 
 
 @login_required
 @require_POST
 @generation_limited
 def message_continue(request, code, seq):
-    session = _get_session_for_user(request, code)
-    message = _get_message(session, seq)
-    try:
-        message = services.reply_continue(message=message)
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    except services.ChatBusy:
-        return _busy()
-    return _message_response(request, session, message)
+    return _message_action(request, code, seq, lambda m: services.reply_continue(message=m))
 
 
 @login_required
