@@ -34,7 +34,7 @@ migrate: install
 run: migrate
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	@echo "rpchat is starting at http://$(HOST):$(PORT)/"
-	$(VENV)/bin/uvicorn rpchat.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+	$(VENV)/bin/uvicorn rpchat.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
