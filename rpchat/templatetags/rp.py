@@ -1,3 +1,5 @@
+import re
+
 from django import template
 from django.utils.safestring import mark_safe
 
@@ -14,3 +16,13 @@ def markdown(text: str) -> str:
     # Once per request, not once per message: a chat page renders fifty.
     allow_images = per_request("allow_external_media", lambda: SiteSettings.load().allow_external_media)
     return mark_safe(render(text, allow_images=allow_images))  # noqa: S308
+
+
+# Emphasis markers anywhere; headings and quotes only where they start a line; links keep their words.
+_MARKUP = re.compile(r"[*_`~]+|^\s*[#>]+\s?|\[([^\]]*)\]\([^)]*\)", re.MULTILINE)
+
+
+@register.filter
+def summary(text: str) -> str:
+    """Card text as a plain one-line summary: Markdown markers dropped, links to their words."""
+    return " ".join(_MARKUP.sub(lambda m: m.group(1) or "", text or "").split())

@@ -81,3 +81,10 @@ def test_the_demo_characters_have_thumbnails_made_at_seed_time(owner_client):
     import io
 
     assert max(Image.open(io.BytesIO(body)).size) <= 128
+
+
+def test_gallery_summaries_are_plain_text(owner_client):
+    make_character(name="Mira", description="Captain of the *Lantern's Wake*, see [the log](https://x.example) & <b>more</b>")
+    html = owner_client.get(reverse("characters:gallery")).content.decode()
+    summary = re.search(r'<p class="summary">(.*?)</p>', html).group(1)
+    assert summary == "Captain of the Lantern&#x27;s Wake, see the log &amp; &lt;b&gt;more&lt;/b&gt;"
