@@ -10,17 +10,14 @@ from django.db.models import Count
 from rpchat.hot_queries import admin_changelist_queryset, hot_query
 from settings_app.models import SiteSettings
 
-from .models import ChatSession, Message
+from . import paging
 from .lore import entries_queryset
+from .models import ChatSession, Message
 from .prompt import history_queryset
 
 
 def _largest_chat():
     return ChatSession.objects.filter(deleted_at__isnull=True).order_by("-message_count").first()
-
-
-def _page_size() -> int:
-    return settings.RPCHAT["MESSAGE_PAGE_SIZE"]
 
 
 @hot_query("chat list", used_by="chats.views.chat_list (chat_user_recent_idx)")
@@ -40,7 +37,7 @@ def chat_newest():
     session = _largest_chat()
     if session is None:
         return None
-    return Message.objects.for_page().filter(session=session).order_by("-seq")[: _page_size() + 1]
+    return paging.page_queryset(session)
 
 
 @hot_query("chat page: an older page from the middle", used_by="chats.views.chat_older")
@@ -49,7 +46,7 @@ def chat_older_middle():
     if session is None:
         return None
     before = max(session.last_seq // 2, 1)
-    return Message.objects.for_page().filter(session=session, seq__lt=before).order_by("-seq")[: _page_size() + 1]
+    return paging.page_queryset(session, before=before)
 
 
 @hot_query("prompt: history read", used_by="chats.prompt._history")

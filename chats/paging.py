@@ -41,6 +41,11 @@ def _range(rows, session: ChatSession, *, before: int | None = None, after: int 
     return rows.order_by("-seq")[: size + 1]
 
 
+def page_queryset(session: ChatSession, *, before: int | None = None, after: int | None = None, size: int | None = None):
+    """The keyset query behind a page, one row past it (what explain_queries checks)."""
+    return _range(Message.objects.for_page(), session, before=before, after=after, size=size or page_size())
+
+
 def messages_before(session: ChatSession, before: int | None = None, *, size: int | None = None) -> MessagePage:
     """The newest messages (before `before` when given): one keyset query."""
     size = size or page_size()

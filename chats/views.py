@@ -12,9 +12,9 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 from django.urls import reverse
 from django.utils.http import content_disposition_header
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import condition, require_GET, require_POST
 
@@ -22,9 +22,9 @@ from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
 from rpchat import ratelimit
-from rpchat.markdown import render_cached
 from rpchat.databases import release_connection
 from rpchat.http import private_cache, release_stamp
+from rpchat.markdown import render_cached
 from rpchat.pagination import page_number, page_of
 from rpchat.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
@@ -251,24 +251,17 @@ def chat_older(request, code):
     before = _int_param(request, "before")
     if before is None:
         return JsonResponse({"error": "Give ?before=<seq>."}, status=400)
-    size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
-    rows = list(
-        Message.objects.for_page()
-        .filter(session=session, seq__lt=before)
-        .order_by("-seq")[: size + 1]
-    )
-    has_older = len(rows) > size
-    page_messages = rows[:size][::-1]
+    page = paging.messages_before(session, before)
     html = render_to_string(
         "chats/message_list.html",
-        {"chat_messages": prerender(request, session, page_messages), "session": session},
+        {"chat_messages": prerender(request, session, page.messages), "session": session},
         request=request,
     )
     return JsonResponse(
         {
             "html": html,
-            "has_older": has_older,
-            "oldest_seq": page_messages[0].seq if page_messages else before,
+            "has_older": page.has_older,
+            "oldest_seq": page.messages[0].seq if page.messages else before,
         }
     )
 

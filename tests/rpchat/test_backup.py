@@ -24,6 +24,7 @@ from chats.models import ChatSession, Message, MessageAlternative
 from rpchat.databases import attached_database
 from settings_app.models import Persona, SiteSettings
 from tests.factories import add_messages, make_character
+from tests.postgres import admin_dsn, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,21 +188,6 @@ def test_a_backup_taken_while_the_app_writes_is_one_consistent_moment(owner, tmp
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _admin_dsn() -> str:
-    config = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname="postgres",
-    )
-
-
-def _postgres_url(name: str) -> str:
-    config = connection.settings_dict
-    auth = config["USER"] + (f":{config['PASSWORD']}" if config["PASSWORD"] else "")
-    return f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}/{name}"
 
 
 @on_postgresql
@@ -215,7 +201,7 @@ def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_
 
     config = connection.settings_dict
     restored = f"{config['NAME']}_restored"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as admin:
+    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{restored}"')
     try:
@@ -223,10 +209,10 @@ def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_
         restore = out.getvalue().split("To restore it:\n  ")[1].split("  (with")[0]
         argv = shlex.split(restore.replace(f"--dbname={config['NAME']}", f"--dbname={restored}"))
         subprocess.run(argv, check=True, capture_output=True)
-        with attached_database("restored", _postgres_url(restored)):
+        with attached_database("restored", database_url(restored)):
             assert _rows("restored") == _rows("default")
     finally:
-        with psycopg.connect(_admin_dsn(), autocommit=True) as admin:
+        with psycopg.connect(admin_dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
 
 

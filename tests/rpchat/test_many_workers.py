@@ -33,6 +33,8 @@ from rpchat.databases import attached_database
 from rpchat.management.stress import manage_py, server_env, uvicorn_process
 from settings_app.models import ConnectionProfile, SiteSettings
 from tests.conftest import ScriptedServer
+from tests.postgres import admin_dsn
+from tests.postgres import database_url as url_of_database
 
 pytestmark = [
     pytest.mark.skipif(
@@ -56,21 +58,6 @@ class Workers:
     character_code: str
 
 
-def _admin_dsn() -> str:
-    config = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname="postgres",
-    )
-
-
-def _database_url(name: str) -> str:
-    config = connection.settings_dict
-    auth = config["USER"] + (f":{config['PASSWORD']}" if config["PASSWORD"] else "")
-    return f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}/{name}"
 
 
 def _seed(database_url: str, engine_url: str) -> str:
@@ -94,7 +81,7 @@ def _seed(database_url: str, engine_url: str) -> str:
 @pytest.fixture(scope="module")
 def workers(django_db_setup, django_db_blocker, tmp_path_factory):
     name = f"{connection.settings_dict['NAME']}_workers"
-    database_url = _database_url(name)
+    database_url = url_of_database(name)
     var = tmp_path_factory.mktemp("workers-var")
     engine = ScriptedServer()
     prefix = f"{settings.CACHE_KEY_PREFIX}-workers-{os.getpid()}"
@@ -110,7 +97,7 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
         DB_POOL_TIMEOUT="5",
     )
     with django_db_blocker.unblock(), ExitStack() as stack:
-        with psycopg.connect(_admin_dsn(), autocommit=True) as admin:
+        with psycopg.connect(admin_dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{name}"')
         stack.callback(_drop_database, name)
@@ -134,7 +121,7 @@ def _delete_keys(prefix: str) -> None:
 
 
 def _drop_database(name: str) -> None:
-    with psycopg.connect(_admin_dsn(), autocommit=True) as admin:
+    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
