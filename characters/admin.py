@@ -60,7 +60,9 @@ class ImportPageMixin:
             if owner is not None or not owner_name:
                 for name in handler.too_large:
                     limit = services.human_size(handler.limit)
-                    results.append(services.ImportResult(name, "failed", f"larger than {limit} (RPCHAT_MAX_CARD_BYTES)"))
+                    results.append(
+                        services.ImportResult(name, "failed", f"larger than {limit} (RPCHAT_MAX_CARD_BYTES)")
+                    )
                 for upload in request.FILES.getlist("files"):
                     results.append(
                         self.import_file(upload=upload, owner=owner, public=request.POST.get("public") == "1")
@@ -114,8 +116,16 @@ class CharacterAdmin(ImportPageMixin, admin.ModelAdmin):
         qs = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
             qs = qs.only(
-                "id", "code", "name", "label", "owner", "visibility", "is_active", "updated_at",
-                "owner__id", "owner__username",
+                "id",
+                "code",
+                "name",
+                "label",
+                "owner",
+                "visibility",
+                "is_active",
+                "updated_at",
+                "owner__id",
+                "owner__username",
             )
         return qs
 
@@ -140,10 +150,15 @@ class LorebookEntryInline(admin.StackedInline):
 def _lorebook_files(modeladmin, request, queryset, fmt: str):
     books = list(queryset.filter(character__isnull=True)[:500])
     if not books:
-        modeladmin.message_user(request, "Choose global lorebooks (a card's own book goes out with its card).", messages.WARNING)
+        modeladmin.message_user(
+            request, "Choose global lorebooks (a card's own book goes out with its card).", messages.WARNING
+        )
         return None
     suffix = ".json" if fmt == "world_info" else ".lorebook.json"
-    files = [(f"{b.name or 'lorebook'}-{str(b.code)[:8]}{suffix}", services.lorebook_export(lorebook=b, fmt=fmt)) for b in books]
+    files = [
+        (f"{b.name or 'lorebook'}-{str(b.code)[:8]}{suffix}", services.lorebook_export(lorebook=b, fmt=fmt))
+        for b in books
+    ]
     if len(files) == 1:
         name, body = files[0]
         response = HttpResponse(body, content_type="application/json")

@@ -147,7 +147,9 @@ def character_search(request):
                     "name": hit.name,
                     "label": hit.label,
                     "snippet": str(hit.snippet),
-                    "thumbnail_url": reverse("characters:thumbnail", args=[hit.code]) if hit.has_thumbnail else None,
+                    "thumbnail_url": reverse("characters:thumbnail", args=[hit.code])
+                    if hit.has_thumbnail
+                    else None,
                     "url": reverse("api:character", args=[hit.code]),
                 }
                 for hit in hits

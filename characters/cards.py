@@ -365,7 +365,9 @@ def _json_object(data: bytes, what: str) -> dict:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         message = exc.msg.removesuffix(" at")
-        raise CardError(f"{what} is not valid JSON: {message} at line {exc.lineno} column {exc.colno}") from None
+        raise CardError(
+            f"{what} is not valid JSON: {message} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise CardError(f"{what} is nested too deeply") from None
     if not isinstance(obj, dict):
@@ -567,7 +569,9 @@ def _parse_data(data: dict, *, where: str) -> ParsedCard:
         if raw_tags is None:
             card_extra["tags"] = None
         elif not isinstance(raw_tags, list) or not all(isinstance(t, str) for t in raw_tags):
-            shown = _type_name(raw_tags) if not isinstance(raw_tags, list) else "a list with other values in it"
+            shown = (
+                _type_name(raw_tags) if not isinstance(raw_tags, list) else "a list with other values in it"
+            )
             raise CardError(f"{where}tags must be a list of strings, not {shown}")
         else:
             tags = raw_tags
@@ -700,8 +704,6 @@ def _text_chunk(keyword: str, card: dict) -> bytes:
 
 def card_json(card: dict) -> bytes:
     return json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 
 
 # --- lorebooks ----------------------------------------------------------------------------------

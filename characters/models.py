@@ -9,9 +9,17 @@ from django.urls import reverse
 LIST_FIELDS = ("id", "code", "name", "label", "description", "thumbnail", "owner_id", "updated_at")
 # Card text no list or chat page shows; deferred when a character is joined to another query.
 LONG_FIELDS = (
-    "description", "personality", "scenario", "first_message", "alternate_greetings",
-    "example_dialogue", "system_prompt", "post_history_instructions", "creator_notes",
-    "extensions", "card_extra",
+    "description",
+    "personality",
+    "scenario",
+    "first_message",
+    "alternate_greetings",
+    "example_dialogue",
+    "system_prompt",
+    "post_history_instructions",
+    "creator_notes",
+    "extensions",
+    "card_extra",
 )
 
 
@@ -59,9 +67,7 @@ class Character(models.Model):
         db_index=False,
         help_text="Empty for characters the instance provides to everyone.",
     )
-    visibility = models.CharField(
-        max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE
-    )
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
     # The card's fields (V2 names in comments where ours differ).
     name = models.CharField(max_length=200)
     nickname = models.CharField(max_length=200, blank=True)
@@ -82,17 +88,13 @@ class Character(models.Model):
     is_active = models.BooleanField(default=True)
     # Kept verbatim so an exported card gives back what was imported.
     extensions = models.JSONField(default=dict, blank=True)
-    card_extra = models.JSONField(
-        default=dict, blank=True, help_text="Unknown card keys, kept for export."
-    )
+    card_extra = models.JSONField(default=dict, blank=True, help_text="Unknown card keys, kept for export.")
     avatar = models.ImageField(upload_to="avatars/", blank=True)
     # Made once when the avatar is set; list pages never touch the full image.
     thumbnail = models.ImageField(upload_to="thumbnails/", blank=True)
     source_hash = models.CharField(max_length=64, blank=True)
     # Global lorebooks this character always brings into its chats.
-    lorebooks = models.ManyToManyField(
-        "Lorebook", blank=True, related_name="attached_characters"
-    )
+    lorebooks = models.ManyToManyField("Lorebook", blank=True, related_name="attached_characters")
     # Soft delete: hidden everywhere at once, purged by `manage.py prune` after a grace period.
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -147,9 +149,7 @@ class Lorebook(models.Model):
     """A set of entries: a character's embedded book, or a global one a chat can attach."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     character = models.OneToOneField(
         Character, null=True, blank=True, on_delete=models.CASCADE, related_name="lorebook"
     )
@@ -187,9 +187,7 @@ class LorebookEntry(models.Model):
         AND_ALL = 3, "Primary and all secondary keys"
 
     # No index of its own: lore_book_enabled_order_idx starts with lorebook.
-    lorebook = models.ForeignKey(
-        Lorebook, on_delete=models.CASCADE, related_name="entries", db_index=False
-    )
+    lorebook = models.ForeignKey(Lorebook, on_delete=models.CASCADE, related_name="entries", db_index=False)
     uid = models.CharField(max_length=100, blank=True, help_text="The entry's id in its source.")
     name = models.CharField(max_length=200, blank=True)
     comment = models.TextField(blank=True)
@@ -204,9 +202,7 @@ class LorebookEntry(models.Model):
     use_regex = models.BooleanField(default=False)
     insertion_order = models.IntegerField(default=100)
     priority = models.IntegerField(default=10)
-    position = models.CharField(
-        max_length=20, choices=Position.choices, default=Position.BEFORE_CHAR
-    )
+    position = models.CharField(max_length=20, choices=Position.choices, default=Position.BEFORE_CHAR)
     extensions = models.JSONField(default=dict, blank=True)
     entry_extra = models.JSONField(
         default=dict, blank=True, help_text="Unknown keys of the imported entry, kept for export."

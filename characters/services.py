@@ -70,6 +70,8 @@ def character_soft_delete(*, character: Character) -> None:
 
 def character_restore(*, character: Character) -> None:
     Character.objects.filter(pk=character.pk).update(deleted_at=None)
+
+
 # --- reading files within limits ----------------------------------------------------------------
 
 
@@ -230,7 +232,12 @@ def tags_for(names: list[str]) -> list[Tag]:
 
 
 def lorebook_create(
-    *, book: cards.ParsedBook, owner, character: Character | None = None, name: str = "", source_hash: str = ""
+    *,
+    book: cards.ParsedBook,
+    owner,
+    character: Character | None = None,
+    name: str = "",
+    source_hash: str = "",
 ) -> Lorebook:
     """A lorebook and its entries from a parsed book (a card's own book when `character` is given)."""
     limit = settings.RPCHAT["MAX_LOREBOOK_ENTRIES"]

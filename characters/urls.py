@@ -15,6 +15,16 @@ urlpatterns = [
     path("<uuid:code>/card.json", views.card_download, {"fmt": "json"}, name="card_json"),
     path("import/", views.card_import, name="import"),
     path("lorebooks/", views.lorebook_list, name="lorebooks"),
-    path("lorebooks/<uuid:code>/world-info.json", views.lorebook_download, {"fmt": "world_info"}, name="lorebook_world_info"),
-    path("lorebooks/<uuid:code>/lorebook-v3.json", views.lorebook_download, {"fmt": "lorebook_v3"}, name="lorebook_v3"),
+    path(
+        "lorebooks/<uuid:code>/world-info.json",
+        views.lorebook_download,
+        {"fmt": "world_info"},
+        name="lorebook_world_info",
+    ),
+    path(
+        "lorebooks/<uuid:code>/lorebook-v3.json",
+        views.lorebook_download,
+        {"fmt": "lorebook_v3"},
+        name="lorebook_v3",
+    ),
 ]

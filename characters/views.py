@@ -65,7 +65,9 @@ def gallery(request):
             .distinct()[:30]
         ),
     }
-    template = "characters/gallery_results.html" if request.headers.get("X-Partial") else "characters/gallery.html"
+    template = (
+        "characters/gallery_results.html" if request.headers.get("X-Partial") else "characters/gallery.html"
+    )
     return render(request, template, context)
 
 
@@ -155,7 +157,9 @@ def _image_last_modified(field: str):
 def _image(request, code, field: str):
     image = _image_file(request, code, field)
     try:
-        return FileResponse(image.open("rb"), content_type="image/png" if image.name.endswith(".png") else None)
+        return FileResponse(
+            image.open("rb"), content_type="image/png" if image.name.endswith(".png") else None
+        )
     except FileNotFoundError:
         raise Http404("The picture file is missing.") from None
 
@@ -176,9 +180,7 @@ def thumbnail(request, code):
 
 def _get_own_character(request, code, *, deleted: bool = False) -> Character:
     """A character the user owns (only owners delete and restore), or 404."""
-    return get_object_or_404(
-        Character, owner=request.user, code=code, deleted_at__isnull=not deleted
-    )
+    return get_object_or_404(Character, owner=request.user, code=code, deleted_at__isnull=not deleted)
 
 
 @login_required
@@ -201,6 +203,8 @@ def character_restore(request, code):
     character_restore_service(character=character)
     messages.success(request, f"“{character.name}” is back.")
     return redirect(character)
+
+
 # --- card import and download ---------------------------------------------------------------------
 
 
@@ -233,16 +237,27 @@ def _card_import(request, handler):
         return render(request, "characters/import.html", {"max_bytes": settings.RPCHAT["MAX_CARD_BYTES"]})
     public = request.POST.get("public") == "1"
     results = [
-        services.ImportResult(name, "failed", f"the file is larger than {services.human_size(handler.limit)} (RPCHAT_MAX_CARD_BYTES)")
+        services.ImportResult(
+            name,
+            "failed",
+            f"the file is larger than {services.human_size(handler.limit)} (RPCHAT_MAX_CARD_BYTES)",
+        )
         for name in handler.too_large
     ]
     for upload in request.FILES.getlist("files"):
-        results.append(services.card_import(source=upload, file_name=upload.name, owner=request.user, public=public))
+        results.append(
+            services.card_import(source=upload, file_name=upload.name, owner=request.user, public=public)
+        )
     if not results:
         results.append(services.ImportResult("", "failed", "no file was sent"))
-    rows = [{**r.as_json(), "url": r.object.get_absolute_url() if isinstance(r.object, Character) else ""} for r in results]
+    rows = [
+        {**r.as_json(), "url": r.object.get_absolute_url() if isinstance(r.object, Character) else ""}
+        for r in results
+    ]
     if _wants_json(request):
-        return JsonResponse({"results": rows}, status=200 if any(r.status != "failed" for r in results) else 400)
+        return JsonResponse(
+            {"results": rows}, status=200 if any(r.status != "failed" for r in results) else 400
+        )
     return render(
         request, "characters/import.html", {"results": rows, "max_bytes": settings.RPCHAT["MAX_CARD_BYTES"]}
     )
@@ -294,7 +309,9 @@ def _lorebook_list(request, handler):
             messages.error(request, f"{name}: the file is larger than {services.human_size(handler.limit)}.")
         for upload in request.FILES.getlist("files"):
             result = services.lorebook_import(source=upload, file_name=upload.name, owner=request.user)
-            level = {"imported": messages.SUCCESS, "skipped": messages.INFO}.get(result.status, messages.ERROR)
+            level = {"imported": messages.SUCCESS, "skipped": messages.INFO}.get(
+                result.status, messages.ERROR
+            )
             messages.add_message(request, level, str(result))
         return redirect("characters:lorebooks")
     books = (

@@ -20,14 +20,18 @@ class ChatSessionAdmin(admin.ModelAdmin):
     ordering = ("-id",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer(
-            "character__description",
-            "character__personality",
-            "character__scenario",
-            "character__first_message",
-            "character__example_dialogue",
-            "character__extensions",
-            "character__card_extra",
+        return (
+            super()
+            .get_queryset(request)
+            .defer(
+                "character__description",
+                "character__personality",
+                "character__scenario",
+                "character__first_message",
+                "character__example_dialogue",
+                "character__extensions",
+                "character__card_extra",
+            )
         )
 
 
@@ -48,7 +52,15 @@ class MessageAdmin(admin.ModelAdmin):
         qs = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
             qs = qs.only(
-                "id", "session", "seq", "role", "status", "token_count", "created_at",
-                "session__id", "session__title", "session__code",
+                "id",
+                "session",
+                "seq",
+                "role",
+                "status",
+                "token_count",
+                "created_at",
+                "session__id",
+                "session__title",
+                "session__code",
             )
         return qs

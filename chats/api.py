@@ -79,8 +79,17 @@ def _session_for_request(request, code) -> ChatSession:
 def _chat_etag(request, code) -> str:
     s = _session_for_request(request, code)
     return etag_of(
-        "chat-json", API_VERSION, s.pk, s.title, s.message_count, s.last_seq, s.last_message_at,
-        s.character.name, s.persona_id, s.archived_at, s.is_group,
+        "chat-json",
+        API_VERSION,
+        s.pk,
+        s.title,
+        s.message_count,
+        s.last_seq,
+        s.last_message_at,
+        s.character.name,
+        s.persona_id,
+        s.archived_at,
+        s.is_group,
     )
 
 

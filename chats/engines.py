@@ -100,9 +100,7 @@ class BuiltinServer:
             try:
                 cls._server = xllamacpp.Server(params)
             except Exception as exc:  # the C++ side raises plain RuntimeErrors
-                raise EngineError(
-                    f"The built-in model could not start from {model_path}: {exc}"
-                ) from exc
+                raise EngineError(f"The built-in model could not start from {model_path}: {exc}") from exc
             cls._key = key
             cls._url = cls._server.listening_address.rstrip("/") + "/v1"
             logger.info(

@@ -10,8 +10,13 @@ class ChatSettingsForm(forms.ModelForm):
     class Meta:
         model = ChatSession
         fields = [
-            "title", "persona", "author_note", "author_note_depth", "author_note_frequency",
-            "author_note_role", "turn_strategy",
+            "title",
+            "persona",
+            "author_note",
+            "author_note_depth",
+            "author_note_frequency",
+            "author_note_role",
+            "turn_strategy",
         ]
         widgets = {"author_note": forms.Textarea(attrs={"rows": 3})}
         labels = {

@@ -328,11 +328,11 @@ async def _generate(live: LiveReply, mode: str) -> None:
             gen_seconds = time.monotonic() - first_token_at
             if gen_seconds > 0 and pieces > 1:
                 meta["tokens_per_second"] = round(pieces / gen_seconds, 1)
-            metrics.observe_generation(ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second"))
-        try:
-            await _finish(
-                message_id, text=text, status=status, error=error, meta=meta, prompt=prompt_data
+            metrics.observe_generation(
+                ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second")
             )
+        try:
+            await _finish(message_id, text=text, status=status, error=error, meta=meta, prompt=prompt_data)
         except Exception:
             logger.exception("could not save the end of message %s", message_id)
         live.publish(Event("done"))

@@ -102,6 +102,7 @@ def activate(
     if not entries:
         return result
     active: dict[int, LorebookEntry] = {}
+
     # Each book scans its own depth of the window.
     def window(entry: LorebookEntry) -> str:
         return "\n".join(recent[: entry.lorebook.scan_depth])
@@ -116,7 +117,8 @@ def activate(
             break
         extra = "\n".join(e.content for e in recursive)
         found = [
-            e for e in entries
+            e
+            for e in entries
             if e.pk not in active and e.lorebook.recursive_scanning and _keys_match(e, extra)
         ]
         if not found:
@@ -143,7 +145,9 @@ def activate(
     for entry in chosen:
         if entry.pk not in kept:
             continue
-        target = result.after_char if entry.position == LorebookEntry.Position.AFTER_CHAR else result.before_char
+        target = (
+            result.after_char if entry.position == LorebookEntry.Position.AFTER_CHAR else result.before_char
+        )
         target.append(entry.content)
         result.activated.append(str(entry))
     result.tokens = spent

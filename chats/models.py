@@ -3,8 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Substr
-from django.utils import timezone
 from django.urls import reverse
+from django.utils import timezone
 
 from characters.models import LONG_FIELDS, Character
 from settings_app.models import Persona
@@ -69,7 +69,11 @@ class ChatSession(models.Model):
     is_group = models.BooleanField(default=False)
     turn_strategy = models.CharField(
         max_length=10,
-        choices=[("mention", "Whoever is mentioned, else in turn"), ("list", "In list order"), ("manual", "I choose")],
+        choices=[
+            ("mention", "Whoever is mentioned, else in turn"),
+            ("list", "In list order"),
+            ("manual", "I choose"),
+        ],
         default="mention",
     )
     # Global lorebooks attached to this chat only.
@@ -103,9 +107,7 @@ class ChatMember(models.Model):
     """A character taking part in a group chat, in speaking order."""
 
     # No index of its own: chatmember_session_character_uniq starts with session.
-    session = models.ForeignKey(
-        ChatSession, on_delete=models.CASCADE, related_name="members", db_index=False
-    )
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="members", db_index=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveSmallIntegerField(default=0)
     muted = models.BooleanField(default=False)
@@ -113,7 +115,9 @@ class ChatMember(models.Model):
     class Meta:
         ordering = ["position", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["session", "character"], name="chatmember_session_character_uniq"),
+            models.UniqueConstraint(
+                fields=["session", "character"], name="chatmember_session_character_uniq"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -186,9 +190,7 @@ class Message(models.Model):
                 name="message_role_valid",
             ),
             models.CheckConstraint(
-                condition=models.Q(
-                    status__in=["complete", "streaming", "error", "incomplete"]
-                ),
+                condition=models.Q(status__in=["complete", "streaming", "error", "incomplete"]),
                 name="message_status_valid",
             ),
             # One generation per chat at a time, enforced by the database across workers.

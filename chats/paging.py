@@ -41,12 +41,16 @@ def _range(rows, session: ChatSession, *, before: int | None = None, after: int 
     return rows.order_by("-seq")[: size + 1]
 
 
-def page_queryset(session: ChatSession, *, before: int | None = None, after: int | None = None, size: int | None = None):
+def page_queryset(
+    session: ChatSession, *, before: int | None = None, after: int | None = None, size: int | None = None
+):
     """The keyset query behind a page, one row past it (what explain_queries checks)."""
     return _range(Message.objects.for_page(), session, before=before, after=after, size=size or page_size())
 
 
-def messages_before(session: ChatSession, before: int | None = None, *, size: int | None = None) -> MessagePage:
+def messages_before(
+    session: ChatSession, before: int | None = None, *, size: int | None = None
+) -> MessagePage:
     """The newest messages (before `before` when given): one keyset query."""
     size = size or page_size()
     rows = list(_range(Message.objects.for_page(), session, before=before, size=size))
@@ -80,8 +84,12 @@ def messages_around(session: ChatSession, at: int, *, size: int | None = None) -
     )
 
 
-def page_etag(session: ChatSession, *parts, before: int | None = None, after: int | None = None, size: int | None = None) -> str:
+def page_etag(
+    session: ChatSession, *parts, before: int | None = None, after: int | None = None, size: int | None = None
+) -> str:
     """The ETag of the page `messages_before`/`messages_after` would give: one small query."""
     size = size or page_size()
-    keys = list(_range(Message.objects.values_list(*KEY_FIELDS), session, before=before, after=after, size=size))
+    keys = list(
+        _range(Message.objects.values_list(*KEY_FIELDS), session, before=before, after=after, size=size)
+    )
     return etag_of(session.pk, before, after, keys, *parts)

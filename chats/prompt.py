@@ -120,9 +120,7 @@ def build_prompt(
 
     budget = max(context_size - reply_tokens, 0)
     system_prompt = macro(_override(character.system_prompt, site.system_prompt))
-    post_history = macro(
-        _override(character.post_history_instructions, site.post_history_instructions)
-    )
+    post_history = macro(_override(character.post_history_instructions, site.post_history_instructions))
     if impersonate:
         post_history = (
             f"Write {ctx.user}'s next message in this chat, in {ctx.user}'s voice, as {ctx.user} "
@@ -143,12 +141,21 @@ def build_prompt(
         ("system prompt", system_prompt),
         ("lore (before character)", macro("\n".join(activation.before_char))),
         ("description", macro(character.description)),
-        ("personality", character.personality and f"{ctx.char}'s personality: {macro(character.personality)}"),
+        (
+            "personality",
+            character.personality and f"{ctx.char}'s personality: {macro(character.personality)}",
+        ),
         ("scenario", character.scenario and f"Scenario: {macro(character.scenario)}"),
         ("lore (after character)", macro("\n".join(activation.after_char))),
-        ("group", group and "Also in this chat: " + "; ".join(
-            f"{m.display_name}: {expand(m.description, MacroContext(m.display_name, ctx.user))}"[:600] for m in group
-        )),
+        (
+            "group",
+            group
+            and "Also in this chat: "
+            + "; ".join(
+                f"{m.display_name}: {expand(m.description, MacroContext(m.display_name, ctx.user))}"[:600]
+                for m in group
+            ),
+        ),
         ("persona", persona_description and f"About {ctx.user}: {macro(persona_description)}"),
     ]
     parts: list[PromptPart] = []
@@ -158,12 +165,16 @@ def build_prompt(
             system_blocks.append(text)
             parts.append(PromptPart(name, estimate_tokens(text) + 1))
     if post_history:
-        parts.append(PromptPart("post-history instructions", estimate_tokens(post_history) + PER_MESSAGE_OVERHEAD))
+        parts.append(
+            PromptPart("post-history instructions", estimate_tokens(post_history) + PER_MESSAGE_OVERHEAD)
+        )
     note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
     if note:
         parts.append(PromptPart("author's note", estimate_tokens(note) + PER_MESSAGE_OVERHEAD))
     if continue_text:
-        parts.append(PromptPart("reply being continued", estimate_tokens(continue_text) + PER_MESSAGE_OVERHEAD))
+        parts.append(
+            PromptPart("reply being continued", estimate_tokens(continue_text) + PER_MESSAGE_OVERHEAD)
+        )
     fixed = sum(p.tokens for p in parts) + PER_MESSAGE_OVERHEAD
     remaining = budget - fixed
 
@@ -183,9 +194,7 @@ def build_prompt(
             kept_examples.append(block)
             remaining -= cost
     if kept_examples:
-        system_blocks.append(
-            "Example dialogue:\n" + "\n\n".join(f"<START>\n{b}" for b in kept_examples)
-        )
+        system_blocks.append("Example dialogue:\n" + "\n\n".join(f"<START>\n{b}" for b in kept_examples))
 
     messages = [{"role": "system", "content": "\n\n".join(system_blocks)}]
     messages += [m for m, _ in history]

@@ -48,10 +48,7 @@ class MessageResults:
     next_before: int | None
 
 
-_COLUMNS = (
-    "m.id, m.seq, m.role, m.speaker, m.content, m.created_at, "
-    "s.code, s.title, c.code, c.name"
-)
+_COLUMNS = "m.id, m.seq, m.role, m.speaker, m.content, m.created_at, s.code, s.title, c.code, c.name"
 
 
 def _sqlite_sql(terms, *, user_id, session, before, limit):
@@ -117,9 +114,7 @@ def search_messages(
     if not terms or not user.is_authenticated:
         return MessageResults(hits=[], terms=terms, next_before=None)
     limit = max(1, min(limit, MAX_LIMIT))
-    sql, params = message_search_sql(
-        terms, user_id=user.pk, session=session, before=before, limit=limit + 1
-    )
+    sql, params = message_search_sql(terms, user_id=user.pk, session=session, before=before, limit=limit + 1)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -136,7 +131,9 @@ def search_messages(
             snippet=highlight(content, terms),
             cursor=pk,
         )
-        for pk, seq, role, speaker, content, created_at, chat_code, title, character_code, character_name in rows[:limit]
+        for pk, seq, role, speaker, content, created_at, chat_code, title, character_code, character_name in rows[
+            :limit
+        ]
     ]
     next_before = hits[-1].cursor if len(rows) > limit else None
     return MessageResults(hits=hits, terms=terms, next_before=next_before)

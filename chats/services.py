@@ -301,9 +301,11 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
         raise ValueError("The message is longer than the limit.")
     tokens = estimate_tokens(content)
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message.pk, version=version).exclude(
-            status=Message.Status.STREAMING
-        ).update(content=content, token_count=tokens, version=F("version") + 1, updated_at=timezone.now())
+        updated = (
+            Message.objects.filter(pk=message.pk, version=version)
+            .exclude(status=Message.Status.STREAMING)
+            .update(content=content, token_count=tokens, version=F("version") + 1, updated_at=timezone.now())
+        )
         if not updated:
             raise EditConflict
         if message.alternative_count:
@@ -388,8 +390,8 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
         )
         copied = cursor.rowcount
         cursor.execute(
-            f"INSERT INTO {alternative} (message_id, \"index\", content, token_count, meta, created_at) "  # noqa: S608
-            f"SELECT dst.id, alt.\"index\", alt.content, alt.token_count, alt.meta, alt.created_at "
+            f'INSERT INTO {alternative} (message_id, "index", content, token_count, meta, created_at) '  # noqa: S608
+            f'SELECT dst.id, alt."index", alt.content, alt.token_count, alt.meta, alt.created_at '
             f"FROM {alternative} alt "
             f"JOIN {message} src ON src.id = alt.message_id "
             f"JOIN {message} dst ON dst.session_id = %s AND dst.seq = src.seq "
@@ -402,8 +404,13 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
 def chat_update(*, session: ChatSession, **fields) -> ChatSession:
     """Change a chat's own settings (title, persona, author's note, group turn strategy)."""
     allowed = {
-        "title", "persona", "author_note", "author_note_depth", "author_note_frequency",
-        "author_note_role", "turn_strategy",
+        "title",
+        "persona",
+        "author_note",
+        "author_note_depth",
+        "author_note_frequency",
+        "author_note_role",
+        "turn_strategy",
     }
     unknown = set(fields) - allowed
     if unknown:
@@ -431,7 +438,9 @@ def member_add(*, session: ChatSession, character: Character) -> ChatMember:
     """Add a character to the chat, making it a group chat."""
     with transaction.atomic():
         if not session.is_group:
-            ChatMember.objects.get_or_create(session=session, character=session.character, defaults={"position": 0})
+            ChatMember.objects.get_or_create(
+                session=session, character=session.character, defaults={"position": 0}
+            )
             ChatSession.objects.filter(pk=session.pk).update(is_group=True)
             session.is_group = True
         position = (session.members.aggregate(m=Max("position"))["m"] or 0) + 1

@@ -47,7 +47,9 @@ EXPORT_PAGE_SIZE = 500
 HASH_KEY = "rpchat_import_hash"
 HEADER_KEY = "rpchat_header"
 # Message keys with a column (or a dedicated place) in rpchat; every other key goes to meta["st"].
-MAPPED_KEYS = frozenset({"name", "is_user", "is_system", "send_date", "mes", "extra", "swipes", "swipe_id", "swipe_info"})
+MAPPED_KEYS = frozenset(
+    {"name", "is_user", "is_system", "send_date", "mes", "extra", "swipes", "swipe_id", "swipe_info"}
+)
 # extra.type values SillyTavern gives its own system messages (narrator, help, comments...).
 SYSTEM_TYPES = frozenset(
     {"help", "welcome", "group", "empty", "generic", "narrator", "comment", "slash_commands",
@@ -80,9 +82,13 @@ MONTHS = {
 # "October 18, 2024 8:52pm": SillyTavern's own (getMessageTimeStamp).
 ST_DATE = re.compile(r"([A-Za-z]+)\.? (\d{1,2}), (\d{4}),? (\d{1,2}):(\d{2})(?::(\d{2}))? ?([AaPp][Mm])")
 # "2024-10-18@20h52m17s" and "2024-10-18 @20h 52m 17s 123ms": humanizedISO8601DateTime and friends.
-HUMANIZED = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) ?@ ?(\d{1,2})h ?(\d{1,2})m ?(\d{1,2})s(?: ?(\d{1,3}) ?ms)?")
+HUMANIZED = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2}) ?@ ?(\d{1,2})h ?(\d{1,2})m ?(\d{1,2})s(?: ?(\d{1,3}) ?ms)?"
+)
 # JavaScript's Date.toString(): "Fri Oct 18 2024 20:52:17 GMT+0200 (Central European Summer Time)".
-JS_DATE = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) (\d{1,2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT([+-]\d{2})(\d{2})")
+JS_DATE = re.compile(
+    r"[A-Za-z]{3} ([A-Za-z]{3}) (\d{1,2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT([+-]\d{2})(\d{2})"
+)
 
 
 def parse_send_date(value: Any) -> dt.datetime | None:
@@ -200,7 +206,9 @@ def chat_import_sillytavern(
     file_hash = file_sha256(source)
     existing = chat_imported(user=user, file_hash=file_hash)
     if existing is not None:
-        return ImportResult(file_name, "skipped", f"already imported as {existing.title or 'a chat'}", existing)
+        return ImportResult(
+            file_name, "skipped", f"already imported as {existing.title or 'a chat'}", existing
+        )
     options = {
         "file_name": file_name,
         "user": user,
@@ -283,14 +291,21 @@ def _parse_line(line: bytes) -> tuple[dict | None, str]:
         return None, "not a JSON object"
     if SUSPECT_ESCAPE.search(line) and (why := unstorable_text(obj)):
         return None, why
-    for key, kind, label in (("mes", str, "a string"), ("name", str, "a string"), ("is_user", bool, "true or false"), ("is_system", bool, "true or false")):
+    for key, kind, label in (
+        ("mes", str, "a string"),
+        ("name", str, "a string"),
+        ("is_user", bool, "true or false"),
+        ("is_system", bool, "true or false"),
+    ):
         if key in obj and obj[key] is not None and not isinstance(obj[key], kind):
             return None, f"{key} must be {label}"
     return obj, ""
 
 
 def _is_header(obj: dict) -> bool:
-    return "mes" not in obj and any(k in obj for k in ("user_name", "character_name", "chat_metadata", "create_date"))
+    return "mes" not in obj and any(
+        k in obj for k in ("user_name", "character_name", "chat_metadata", "create_date")
+    )
 
 
 def _import_lines(
@@ -414,7 +429,12 @@ NOTE_FIELDS = (
     ("note_prompt", "author_note", lambda v: v if isinstance(v, str) else None, ""),
     ("note_depth", "author_note_depth", lambda v: v if _small_int(v) else None, 4),
     ("note_interval", "author_note_frequency", lambda v: v if _small_int(v) else None, 1),
-    ("note_role", "author_note_role", lambda v: NOTE_ROLES.get(v) if isinstance(v, int) and not isinstance(v, bool) else None, "system"),
+    (
+        "note_role",
+        "author_note_role",
+        lambda v: NOTE_ROLES.get(v) if isinstance(v, int) and not isinstance(v, bool) else None,
+        "system",
+    ),
 )
 
 
@@ -457,7 +477,9 @@ def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pendin
     alternatives: list[tuple[str, dict]] = []
     index = 0
     if isinstance(swipes, list) and 2 <= len(swipes) <= 32767 and all(isinstance(s, str) for s in swipes):
-        valid_id = isinstance(swipe_id, int) and not isinstance(swipe_id, bool) and 0 <= swipe_id < len(swipes)
+        valid_id = (
+            isinstance(swipe_id, int) and not isinstance(swipe_id, bool) and 0 <= swipe_id < len(swipes)
+        )
         index = swipe_id if valid_id else (swipes.index(mes) if mes in swipes else 0)
         if isinstance(info, list) and len(info) == len(swipes):
             alternatives = [(s, {"st": _pack_info(i, obj)}) for s, i in zip(swipes, info)]
@@ -560,9 +582,18 @@ def _pages(session: ChatSession, *, alternatives: bool = True):
         page = list(
             Message.objects.filter(session=session, seq__gt=after)
             .order_by("seq")
-            .only("id", "seq", "role", "speaker", "content", "hidden", "alternative_index", "alternative_count", "meta", "created_at")[
-                :EXPORT_PAGE_SIZE
-            ]
+            .only(
+                "id",
+                "seq",
+                "role",
+                "speaker",
+                "content",
+                "hidden",
+                "alternative_index",
+                "alternative_count",
+                "meta",
+                "created_at",
+            )[:EXPORT_PAGE_SIZE]
         )
         if not page:
             return
@@ -633,7 +664,10 @@ def _export_message(m: Message, alternatives: list[MessageAlternative] | None) -
         out["swipe_info"] = (
             swipe_info
             if swipe_info is not None
-            else [_unpack_info(a.meta["st"], extra) if "st" in a.meta else _new_info(a.created_at) for a in alternatives]
+            else [
+                _unpack_info(a.meta["st"], extra) if "st" in a.meta else _new_info(a.created_at)
+                for a in alternatives
+            ]
         )
     elif swipes is not None or swipe_id is not None or swipe_info is not None:
         if swipes is not None:
@@ -641,7 +675,9 @@ def _export_message(m: Message, alternatives: list[MessageAlternative] | None) -
         if swipe_id is not None or swipes is not None:
             out["swipe_id"] = swipe_id if swipe_id is not None else 0
         if swipe_info is not None:
-            out["swipe_info"] = [_unpack_info(i, extra) for i in swipe_info] if isinstance(swipe_info, list) else swipe_info
+            out["swipe_info"] = (
+                [_unpack_info(i, extra) for i in swipe_info] if isinstance(swipe_info, list) else swipe_info
+            )
     elif not imported and m.role == Message.Role.ASSISTANT:
         # What SillyTavern writes for a generated message with one swipe.
         out["swipes"] = [m.content]
@@ -690,7 +726,9 @@ def sillytavern_user_folder(root: Path) -> Path:
         return users[0]
     if len(users) > 1:
         names = ", ".join(p.name for p in users)
-        raise FileNotFoundError(f"{root} holds several SillyTavern users ({names}); give one of their folders")
+        raise FileNotFoundError(
+            f"{root} holds several SillyTavern users ({names}); give one of their folders"
+        )
     raise FileNotFoundError(f"{root} is not a SillyTavern data folder (no characters/ or chats/ in it)")
 
 
@@ -733,7 +771,11 @@ def sillytavern_folder_import(
             by_stem[path.stem] = result.object
             if result.status == "imported":
                 # SillyTavern links a World Info book to a character by name.
-                world = result.object.extensions.get("world") if isinstance(result.object.extensions, dict) else None
+                world = (
+                    result.object.extensions.get("world")
+                    if isinstance(result.object.extensions, dict)
+                    else None
+                )
                 if isinstance(world, str) and world in books:
                     result.object.lorebooks.add(books[world])
         done(path.stat().st_size, path.name)
@@ -742,7 +784,12 @@ def sillytavern_folder_import(
         character = by_stem.get(folder.name)
         for path in _files(folder, frozenset({".jsonl"})):
             if character is None:
-                report.add("chats", ImportResult(_rel(path, base), "failed", f"no card characters/{folder.name}.png was imported"))
+                report.add(
+                    "chats",
+                    ImportResult(
+                        _rel(path, base), "failed", f"no card characters/{folder.name}.png was imported"
+                    ),
+                )
                 done(path.stat().st_size, path.name)
                 continue
             result = _chat_file(path, base, user, character, done, skip_broken_lines=skip_broken_lines)
@@ -754,7 +801,9 @@ def sillytavern_folder_import(
         _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines)
     for path in _files(base / "group chats", frozenset({".jsonl"})):
         if path.stem not in listed:
-            report.add("chats", ImportResult(_rel(path, base), "failed", "no group in groups/ lists this chat"))
+            report.add(
+                "chats", ImportResult(_rel(path, base), "failed", "no group in groups/ lists this chat")
+            )
             done(path.stat().st_size, path.name)
     return report
 
@@ -762,7 +811,9 @@ def sillytavern_folder_import(
 def _folder_parts(base: Path):
     worlds = _files(base / "worlds", frozenset({".json"}))
     card_files = _files(base / "characters", CARD_SUFFIXES)
-    chat_dirs = sorted(p for p in (base / "chats").iterdir() if p.is_dir()) if (base / "chats").is_dir() else []
+    chat_dirs = (
+        sorted(p for p in (base / "chats").iterdir() if p.is_dir()) if (base / "chats").is_dir() else []
+    )
     groups = _files(base / "groups", frozenset({".json"}))
     return worlds, card_files, chat_dirs, groups
 
@@ -805,14 +856,18 @@ def _attach_chat_lorebook(result: ImportResult, books: dict[str, Lorebook]) -> N
 def _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines) -> None:
     name = _rel(path, base)
     try:
-        group = json.loads(read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES"))
+        group = json.loads(
+            read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES")
+        )
     except (CardError, ValueError) as exc:
         report.add("chats", ImportResult(name, "failed", f"the group file cannot be read: {exc}"))
         return
     if not isinstance(group, dict) or not isinstance(group.get("members"), list):
         report.add("chats", ImportResult(name, "failed", "the group file has no members list"))
         return
-    avatars = {m: by_stem[Path(m).stem] for m in group["members"] if isinstance(m, str) and Path(m).stem in by_stem}
+    avatars = {
+        m: by_stem[Path(m).stem] for m in group["members"] if isinstance(m, str) and Path(m).stem in by_stem
+    }
     members = list(dict.fromkeys(avatars.values()))
     chat_ids = [c for c in (group.get("chats") or [group.get("chat_id")]) if isinstance(c, str) and c]
     for chat_id in chat_ids:
@@ -821,7 +876,10 @@ def _import_group(path, base, user, by_stem, report, listed, done, books, skip_b
         if not chat_path.is_file():
             continue
         if not members:
-            report.add("chats", ImportResult(_rel(chat_path, base), "failed", f"none of the members of {name} was imported"))
+            report.add(
+                "chats",
+                ImportResult(_rel(chat_path, base), "failed", f"none of the members of {name} was imported"),
+            )
             done(chat_path.stat().st_size, chat_path.name)
             continue
         result = _chat_file(
@@ -843,7 +901,9 @@ def _import_personas(base: Path, user, report: FolderReport) -> None:
     if not path.is_file():
         return
     try:
-        data = json.loads(read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES"))
+        data = json.loads(
+            read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES")
+        )
     except (CardError, ValueError) as exc:
         report.add("personas", ImportResult("settings.json", "failed", f"cannot be read: {exc}"))
         return

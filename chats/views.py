@@ -71,9 +71,7 @@ def prerender(request, session: ChatSession, messages) -> list:
 
 def _render_message(request, session: ChatSession, message: Message) -> str:
     prerender(request, session, [message])
-    return render_to_string(
-        "chats/message.html", {"message": message, "session": session}, request=request
-    )
+    return render_to_string("chats/message.html", {"message": message, "session": session}, request=request)
 
 
 def _chosen_speaker(request, session: ChatSession):
@@ -89,13 +87,17 @@ def _chosen_speaker(request, session: ChatSession):
 
 def _conflict() -> JsonResponse:
     return JsonResponse(
-        {"error": "This message changed in another tab or window. Reload the chat to see the latest version."},
+        {
+            "error": "This message changed in another tab or window. Reload the chat to see the latest version."
+        },
         status=409,
     )
 
 
 def _busy() -> JsonResponse:
-    return JsonResponse({"error": "A reply is still being written. Wait for it or stop it first."}, status=409)
+    return JsonResponse(
+        {"error": "A reply is still being written. Wait for it or stop it first."}, status=409
+    )
 
 
 def _version(request) -> int:
@@ -463,7 +465,10 @@ def _message_response(request, session: ChatSession, message: Message) -> JsonRe
 def message_edit(request, code, seq):
     content = request.POST.get("content", "")
     return _message_action(
-        request, code, seq, lambda m: services.message_edit(message=m, content=content, version=_version(request))
+        request,
+        code,
+        seq,
+        lambda m: services.message_edit(message=m, content=content, version=_version(request)),
     )
 
 
@@ -472,7 +477,10 @@ def message_edit(request, code, seq):
 def message_hide(request, code, seq):
     hidden = request.POST.get("hidden") == "1"
     return _message_action(
-        request, code, seq, lambda m: services.message_set_hidden(message=m, hidden=hidden, version=_version(request))
+        request,
+        code,
+        seq,
+        lambda m: services.message_set_hidden(message=m, hidden=hidden, version=_version(request)),
     )
 
 
@@ -485,7 +493,9 @@ def message_delete(request, code, seq):
         deleted = services.message_delete(message=message, and_after=request.POST.get("and_after") == "1")
     except services.ChatBusy:
         return _busy()
-    return JsonResponse({"deleted": deleted, "from_seq": message.seq, "and_after": request.POST.get("and_after") == "1"})
+    return JsonResponse(
+        {"deleted": deleted, "from_seq": message.seq, "and_after": request.POST.get("and_after") == "1"}
+    )
 
 
 @login_required
@@ -521,7 +531,12 @@ def message_prompt(request, code, seq):
     return render(
         request,
         "chats/prompt.html",
-        {"session": session, "message": message, "prompt": snapshot.data if snapshot else None, "meta": message.meta},
+        {
+            "session": session,
+            "message": message,
+            "prompt": snapshot.data if snapshot else None,
+            "meta": message.meta,
+        },
     )
 
 
@@ -631,6 +646,8 @@ def chat_delete(request, code):
         )
         return redirect("chats:list")
     return render(request, "chats/confirm_delete.html", {"session": session})
+
+
 # --- SillyTavern import and export ----------------------------------------------------------------
 
 
@@ -690,7 +707,9 @@ async def _async_chunks(chunks):
 def message_source(request, code, seq):
     """A message's raw text and version, for editing it in place."""
     session = _get_session_for_user(request, code)
-    message = get_object_or_404(Message.objects.only("content", "version", "status"), session=session, seq=seq)
+    message = get_object_or_404(
+        Message.objects.only("content", "version", "status"), session=session, seq=seq
+    )
     return JsonResponse({"content": message.content, "version": message.version, "status": message.status})
 
 
@@ -732,7 +751,11 @@ def chat_export(request, code, fmt: str):
     """The chat as a SillyTavern JSONL file or plain text, streamed a page of messages at a time."""
     session = _get_session_for_user(request, code)
     if fmt == "jsonl":
-        chunks, content_type, suffix = sillytavern.chat_export_sillytavern(session), "application/jsonl", "jsonl"
+        chunks, content_type, suffix = (
+            sillytavern.chat_export_sillytavern(session),
+            "application/jsonl",
+            "jsonl",
+        )
     else:
         chunks, content_type, suffix = sillytavern.chat_export_text(session), "text/plain", "txt"
     body = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks

@@ -55,7 +55,9 @@ def _copy(source: sqlite3.Connection, target: sqlite3.Connection, *, pages: int,
     source.backup(target, pages=pages, progress=report)
 
 
-def sqlite_backup(*, source: Path, target: Path, pages: int = 1024, progress: Progress | None = None) -> Copied:
+def sqlite_backup(
+    *, source: Path, target: Path, pages: int = 1024, progress: Progress | None = None
+) -> Copied:
     """Copy the live database `source` to `target` atomically; returns what was written."""
     source, target = Path(source), Path(target)
     if not source.exists():
@@ -128,7 +130,9 @@ def sqlite_restore(
     kept = None
     if target.exists():
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = sqlite_backup(source=target, target=target.with_name(f"{target.name}.before-restore-{stamp}")).path
+        kept = sqlite_backup(
+            source=target, target=target.with_name(f"{target.name}.before-restore-{stamp}")
+        ).path
     src = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     dst = sqlite3.connect(target, timeout=_busy_timeout(), isolation_level=None)
     try:

@@ -33,7 +33,14 @@ def _rows(code: str) -> bytes:
         rows = cursor.fetchall()
     return json.dumps(
         [
-            {"seq": seq, "role": role, "speaker": speaker, "content": content, "status": status, "created_at": str(created)}
+            {
+                "seq": seq,
+                "role": role,
+                "speaker": speaker,
+                "content": content,
+                "status": status,
+                "created_at": str(created),
+            }
             for seq, role, speaker, content, status, created in rows
         ]
     ).encode()
@@ -47,14 +54,20 @@ class BenchFloor:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             return await self.app(scope, receive, send)
         try:
-            body, status = await sync_to_async(_rows, thread_sensitive=False)(scope["path"][len(PREFIX) :].strip("/")), 200
+            body, status = (
+                await sync_to_async(_rows, thread_sensitive=False)(scope["path"][len(PREFIX) :].strip("/")),
+                200,
+            )
         except ValueError:
             body, status = b'{"error": "not a chat code"}', 400
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})

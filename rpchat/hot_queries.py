@@ -73,7 +73,9 @@ def table_rows(table: str, using: str = "default") -> int:
     """The table's row count (exact: the check runs once, on purpose, over a large data set)."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")  # table name from BIG_TABLES
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}"
+        )  # table name from BIG_TABLES
         return cursor.fetchone()[0]
 
 
@@ -87,7 +89,9 @@ def _ordered_by_pk(sql: str, table: str) -> bool:
     return order.strip().startswith((f'"{table}"."id"', f"{table}.id"))
 
 
-def judge(plan: str, vendor: str, *, big: set[str], sql: str, allow_scan: str = "", allow_sort: str = "") -> tuple[list[str], list[str]]:
+def judge(
+    plan: str, vendor: str, *, big: set[str], sql: str, allow_scan: str = "", allow_sort: str = ""
+) -> tuple[list[str], list[str]]:
     """Problems and notes for one plan. `big` holds the big tables that have enough rows to matter.
 
     SQLite: a plain "SCAN <big table>" is a full scan, except a walk of the primary key in ORDER BY
@@ -119,7 +123,11 @@ def judge(plan: str, vendor: str, *, big: set[str], sql: str, allow_scan: str = 
         for line in lines:
             if "USE TEMP B-TREE FOR ORDER BY" in line:
                 if outer in big:
-                    flag("sort", f"a temporary sort (USE TEMP B-TREE FOR ORDER BY) of rows from {outer}", allow_sort)
+                    flag(
+                        "sort",
+                        f"a temporary sort (USE TEMP B-TREE FOR ORDER BY) of rows from {outer}",
+                        allow_sort,
+                    )
                 else:
                     notes.append(f"a temporary sort of rows from {outer or 'a small table'}")
             elif "USE TEMP B-TREE FOR" in line:
@@ -139,7 +147,9 @@ def judge(plan: str, vendor: str, *, big: set[str], sql: str, allow_scan: str = 
     return problems, notes
 
 
-def explain(query: HotQuery, *, using: str = "default", analyze: bool = False, sizes: dict[str, int] | None = None) -> Verdict:
+def explain(
+    query: HotQuery, *, using: str = "default", analyze: bool = False, sizes: dict[str, int] | None = None
+) -> Verdict:
     """Build the query, ask the database for its plan and judge it."""
     verdict = Verdict(query)
     qs = query.build()
@@ -154,7 +164,12 @@ def explain(query: HotQuery, *, using: str = "default", analyze: bool = False, s
     sizes = sizes if sizes is not None else {t: table_rows(t, using) for t in BIG_TABLES}
     big = {t for t, n in sizes.items() if n >= MIN_ROWS}
     verdict.problems, verdict.notes = judge(
-        verdict.plan, connection.vendor, big=big, sql=sql, allow_scan=query.allow_scan, allow_sort=query.allow_sort
+        verdict.plan,
+        connection.vendor,
+        big=big,
+        sql=sql,
+        allow_scan=query.allow_scan,
+        allow_sort=query.allow_sort,
     )
     return verdict
 

@@ -49,25 +49,34 @@ REQUEST_QUERIES = Histogram(
     buckets=QUERY_BUCKETS,
 )
 REQUEST_DB_SECONDS = Histogram(
-    "rpchat_http_request_db_seconds", "Time a request spent in database queries.", ["route"],
+    "rpchat_http_request_db_seconds",
+    "Time a request spent in database queries.",
+    ["route"],
     buckets=LATENCY_BUCKETS,
 )
 RESPONSE_BYTES = Histogram(
-    "rpchat_http_response_bytes", "Response body size (streams: Content-Length when known).", ["route"],
+    "rpchat_http_response_bytes",
+    "Response body size (streams: Content-Length when known).",
+    ["route"],
     buckets=SIZE_BUCKETS,
 )
-SLOW_REQUESTS = Counter("rpchat_http_slow_requests", "Requests slower than RPCHAT_SLOW_REQUEST_MS.", ["route"])
+SLOW_REQUESTS = Counter(
+    "rpchat_http_slow_requests", "Requests slower than RPCHAT_SLOW_REQUEST_MS.", ["route"]
+)
 SLOW_QUERIES = Counter("rpchat_db_slow_queries", "Queries slower than RPCHAT_SLOW_QUERY_MS.")
 CACHE_LOOKUPS = Counter(
-    "rpchat_cache_lookups", "Django cache reads by cache (default, cachalot) and result (hit, miss).",
+    "rpchat_cache_lookups",
+    "Django cache reads by cache (default, cachalot) and result (hit, miss).",
     ["cache", "result"],
 )
 GENERATION_TTFT = Histogram(
-    "rpchat_generation_time_to_first_token_seconds", "From starting a reply to its first piece of text.",
+    "rpchat_generation_time_to_first_token_seconds",
+    "From starting a reply to its first piece of text.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
 )
 GENERATION_TPS = Histogram(
-    "rpchat_generation_tokens_per_second", "Pieces of text streamed per second after the first.",
+    "rpchat_generation_tokens_per_second",
+    "Pieces of text streamed per second after the first.",
     buckets=(1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 400),
 )
 
@@ -179,9 +188,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def observe_request(
-    *, route: str, method: str, status: int, stats: RequestStats, size: int | None
-) -> float:
+def observe_request(*, route: str, method: str, status: int, stats: RequestStats, size: int | None) -> float:
     """Record a finished request everywhere; returns its duration in seconds."""
     seconds = stats.elapsed
     REQUEST_SECONDS.labels(route, method).observe(seconds)
@@ -195,7 +202,12 @@ def observe_request(
         SLOW_REQUESTS.labels(route).inc()
         logger.warning(
             "slow request: %s %s took %.0f ms, %d queries (%.0f ms in the database), status %s",
-            method, route, seconds * 1000, stats.queries, stats.db_seconds * 1000, status,
+            method,
+            route,
+            seconds * 1000,
+            stats.queries,
+            stats.db_seconds * 1000,
+            status,
         )
     return seconds
 
@@ -285,7 +297,9 @@ def snapshot() -> dict:
     caches = {}
     for name in ("default", "cachalot"):
         hits = REGISTRY.get_sample_value("rpchat_cache_lookups_total", {"cache": name, "result": "hit"}) or 0
-        misses = REGISTRY.get_sample_value("rpchat_cache_lookups_total", {"cache": name, "result": "miss"}) or 0
+        misses = (
+            REGISTRY.get_sample_value("rpchat_cache_lookups_total", {"cache": name, "result": "miss"}) or 0
+        )
         total = hits + misses
         caches[name] = {
             "hits": int(hits),

@@ -64,7 +64,11 @@ class RequestMetricsMiddleware:
         else:
             size = len(response.content)
         seconds = metrics.observe_request(
-            route=route_of(request), method=request.method, status=response.status_code, stats=stats, size=size
+            route=route_of(request),
+            method=request.method,
+            status=response.status_code,
+            stats=stats,
+            size=size,
         )
         if settings.RPCHAT["SERVER_TIMING"]:
             response["Server-Timing"] = (

@@ -69,10 +69,10 @@ from __future__ import annotations
 import os
 
 __all__ = [
-    "TINY_REPLY",
-    "REPLY_PIECES",
-    "LOGIT_MARGIN",
     "CHATML_TEMPLATE",
+    "LOGIT_MARGIN",
+    "REPLY_PIECES",
+    "TINY_REPLY",
     "write_tiny_gguf",
 ]
 

@@ -60,7 +60,9 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         opts = settings.RPCHAT
-        wait = ratelimit.blocked("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
+        wait = ratelimit.blocked(
+            "login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"]
+        )
         if wait:
             minutes = max(1, round(wait / 60))
             response = render(
@@ -77,13 +79,19 @@ class LoginView(auth_views.LoginView):
         opts = settings.RPCHAT
         ratelimit.hit("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
         return super().form_invalid(form)
+
+
 # --- monitoring --------------------------------------------------------------------------------
 
 
 def _metrics_token_ok(request) -> bool:
     token = settings.RPCHAT["METRICS_TOKEN"]
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), token.encode())
+    )
 
 
 @never_cache
@@ -92,7 +100,9 @@ def prometheus_metrics(request):
     """Prometheus text format, for staff sessions or `Authorization: Bearer $RPCHAT_METRICS_TOKEN`."""
     if not _metrics_token_ok(request):
         if not request.user.is_authenticated:
-            response = HttpResponse("Log in as staff or send the metrics token.\n", status=401, content_type="text/plain")
+            response = HttpResponse(
+                "Log in as staff or send the metrics token.\n", status=401, content_type="text/plain"
+            )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
         if not (request.user.is_active and request.user.is_staff):
@@ -111,6 +121,8 @@ def performance(request):
 @staff_member_required
 def performance_data(request):
     return JsonResponse(metrics.snapshot())
+
+
 OPENAPI_PATH = settings.BASE_DIR / "docs" / "openapi.json"
 
 

@@ -46,7 +46,20 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
     search_fields = ("name", "base_url", "model")
     actions = ["test_connection"]
     fieldsets = (
-        (None, {"fields": ("name", "mode", "base_url", "model", "api_key", "clear_api_key", "instruct_template")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "mode",
+                    "base_url",
+                    "model",
+                    "api_key",
+                    "clear_api_key",
+                    "instruct_template",
+                )
+            },
+        ),
         (
             "Sampling",
             {
@@ -84,7 +97,9 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
         # The engine client lives in chats; settings_app must not import it at module level.
         from chats.engines import EngineConfig, EngineError, list_models
 
-        config = EngineConfig(label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key)
+        config = EngineConfig(
+            label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key
+        )
         try:
             models = asyncio.run(list_models(config))
         except EngineError as exc:
@@ -144,6 +159,8 @@ class InstructTemplateAdmin(admin.ModelAdmin):
         ("User", {"fields": ("user_prefix", "user_suffix")}),
         ("Character", {"fields": ("assistant_prefix", "assistant_suffix")}),
     )
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are made by their users; here they can be seen (never the token itself) and revoked."""

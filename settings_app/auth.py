@@ -119,9 +119,7 @@ def api_view(view):
             request.api_token_auth = False
             unsafe = request.method not in ("GET", "HEAD", "OPTIONS", "TRACE")
             if unsafe and _csrf_failure(request) is not None:
-                return _finish(
-                    api_error("CSRF check failed: send the X-CSRFToken header.", status=403)
-                )
+                return _finish(api_error("CSRF check failed: send the X-CSRFToken header.", status=403))
         try:
             response = view(request, *args, **kwargs)
         except Http404:

@@ -67,9 +67,7 @@ class ConnectionProfile(models.Model):
     max_tokens = models.PositiveIntegerField(
         default=300, validators=[MinValueValidator(1), MaxValueValidator(100_000)]
     )
-    temperature = models.FloatField(
-        default=0.8, validators=[MinValueValidator(0), MaxValueValidator(5)]
-    )
+    temperature = models.FloatField(default=0.8, validators=[MinValueValidator(0), MaxValueValidator(5)])
     top_p = models.FloatField(default=0.95, validators=[MinValueValidator(0), MaxValueValidator(1)])
     top_k = models.PositiveIntegerField(default=40)
     min_p = models.FloatField(default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)])
@@ -91,9 +89,7 @@ class ConnectionProfile(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(mode__in=["chat", "text"]), name="profile_mode_valid"
-            ),
+            models.CheckConstraint(condition=models.Q(mode__in=["chat", "text"]), name="profile_mode_valid"),
         ]
 
     def __str__(self) -> str:

@@ -27,6 +27,8 @@ def persona_edit(request, code=None):
         messages.success(request, f"Persona “{persona.name}” saved.")
         return redirect("personas:list")
     return render(request, "settings_app/persona_form.html", {"form": form, "persona": persona})
+
+
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 

@@ -74,7 +74,13 @@ def v2_card(name: str = "Ada", *, book: bool = True) -> dict:
         "tags": ["Steampunk", "archive"],
         "creator": "tests",
         "character_version": "1.2",
-        "extensions": {"talkativeness": "0.5", "fav": False, "world": "", "depth_prompt": {"prompt": "", "depth": 4, "role": "system"}, "vendor/x": {"y": [1, "z"]}},
+        "extensions": {
+            "talkativeness": "0.5",
+            "fav": False,
+            "world": "",
+            "depth_prompt": {"prompt": "", "depth": 4, "role": "system"},
+            "vendor/x": {"y": [1, "z"]},
+        },
         "an_unknown_data_key": {"kept": True},
     }
     if book:
@@ -131,7 +137,9 @@ def apng_card(card: dict) -> bytes:
 def charx(card: dict, *, icon: bytes | None = None, icon_path: str = "assets/icon/images/main.png") -> bytes:
     card = copy.deepcopy(card)
     if icon is not None:
-        card["data"]["assets"] = [{"type": "icon", "uri": f"embeded://{icon_path}", "name": "main", "ext": "png"}]
+        card["data"]["assets"] = [
+            {"type": "icon", "uri": f"embeded://{icon_path}", "name": "main", "ext": "png"}
+        ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("card.json", json.dumps(card))
@@ -251,9 +259,24 @@ def st_messages() -> list[dict]:
             "swipes": ["The first answer.", "The second answer.", "The third answer."],
             "swipe_id": 1,
             "swipe_info": [
-                {"send_date": "October 18, 2024 8:54pm", "gen_started": None, "gen_finished": None, "extra": {"api": "openai", "model": "gpt-4o-mini"}},
-                {"send_date": "October 18, 2024 8:55pm", "gen_started": None, "gen_finished": None, "extra": {"api": "openai", "model": "gpt-4o-mini", "reasoning": "think"}},
-                {"send_date": "October 18, 2024 8:56pm", "gen_started": None, "gen_finished": None, "extra": {"api": "openai", "model": "gpt-4o-mini"}},
+                {
+                    "send_date": "October 18, 2024 8:54pm",
+                    "gen_started": None,
+                    "gen_finished": None,
+                    "extra": {"api": "openai", "model": "gpt-4o-mini"},
+                },
+                {
+                    "send_date": "October 18, 2024 8:55pm",
+                    "gen_started": None,
+                    "gen_finished": None,
+                    "extra": {"api": "openai", "model": "gpt-4o-mini", "reasoning": "think"},
+                },
+                {
+                    "send_date": "October 18, 2024 8:56pm",
+                    "gen_started": None,
+                    "gen_finished": None,
+                    "extra": {"api": "openai", "model": "gpt-4o-mini"},
+                },
             ],
         },
         {

@@ -13,7 +13,9 @@ from chats.prompt import estimate_tokens
 _names = itertools.count(1)
 
 
-def make_character(*, owner=None, name: str | None = None, public: bool = True, tags=(), **fields) -> Character:
+def make_character(
+    *, owner=None, name: str | None = None, public: bool = True, tags=(), **fields
+) -> Character:
     character = Character.objects.create(
         owner=owner,
         name=name or f"Character {next(_names)}",
@@ -28,13 +30,17 @@ def make_character(*, owner=None, name: str | None = None, public: bool = True, 
     return character
 
 
-def make_chat(*, user, character, messages: int = 0, start_seq: int = 1, text: str = "Message {seq}") -> ChatSession:
+def make_chat(
+    *, user, character, messages: int = 0, start_seq: int = 1, text: str = "Message {seq}"
+) -> ChatSession:
     session = ChatSession.objects.create(user=user, character=character, title=f"Chat with {character.name}")
     add_messages(session, messages, start_seq=start_seq, text=text)
     return session
 
 
-def add_messages(session: ChatSession, count: int, *, start_seq: int | None = None, text: str = "Message {seq}") -> None:
+def add_messages(
+    session: ChatSession, count: int, *, start_seq: int | None = None, text: str = "Message {seq}"
+) -> None:
     if count <= 0:
         return
     first = start_seq if start_seq is not None else session.last_seq + 1

@@ -199,9 +199,19 @@ class Bench:
         if not stream:
             done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
             if done.returncode:
-                raise CommandError(f"manage.py {' '.join(args[:2])} failed:\n{done.stderr[-3000:] or done.stdout[-3000:]}")
+                raise CommandError(
+                    f"manage.py {' '.join(args[:2])} failed:\n{done.stderr[-3000:] or done.stdout[-3000:]}"
+                )
             return done.stdout
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         captured = []
         assert proc.stdout is not None
         while chunk := proc.stdout.read(256):
@@ -220,9 +230,23 @@ class Bench:
         self.base_url = f"http://127.0.0.1:{port}"
         log = open(self.config.output / "server.log", "w")  # noqa: SIM115 - closed with the server
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "rpchat.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "rpchat.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -249,18 +273,28 @@ class Bench:
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def login(self, username: str, password: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=self.base_url, timeout=120, headers={"Accept-Encoding": "identity"},
-                                   limits=httpx.Limits(max_connections=self.config.concurrency + 1))
+        client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=120,
+            headers={"Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=self.config.concurrency + 1),
+        )
         await client.get("/accounts/login/")
         response = await client.post(
             "/accounts/login/",
-            data={"username": username, "password": password, "csrfmiddlewaretoken": client.cookies.get("csrftoken", "")},
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies.get("csrftoken", ""),
+            },
         )
         if response.status_code != 302:
             raise CommandError(f"Could not log in as {username} (HTTP {response.status_code}).")
         return client
 
-    async def _timed(self, client: httpx.AsyncClient, method: str, url: str, **kwargs) -> tuple[_Sample, httpx.Response]:
+    async def _timed(
+        self, client: httpx.AsyncClient, method: str, url: str, **kwargs
+    ) -> tuple[_Sample, httpx.Response]:
         started = time.perf_counter()
         response = await client.request(method, url, **kwargs)
         elapsed = (time.perf_counter() - started) * 1000
@@ -276,18 +310,29 @@ class Bench:
         )
         return sample, response
 
-    def _result(self, op: str, size: int, unit: str, samples: list[_Sample], wall: float | None, note: str = "") -> Result:
+    def _result(
+        self, op: str, size: int, unit: str, samples: list[_Sample], wall: float | None, note: str = ""
+    ) -> Result:
         times = [s.ms for s in samples]
         queries = [s.queries for s in samples if s.queries is not None]
         result = Result(
-            op=op, size=size, unit=unit, requests=len(samples),
-            median_ms=round(statistics.median(times), 2), p95_ms=round(percentile(times, 0.95), 2), max_ms=round(max(times), 2),
+            op=op,
+            size=size,
+            unit=unit,
+            requests=len(samples),
+            median_ms=round(statistics.median(times), 2),
+            p95_ms=round(percentile(times, 0.95), 2),
+            max_ms=round(max(times), 2),
             queries=statistics.median(queries) if queries else None,
             bytes=int(statistics.median(s.size for s in samples)),
             rss_mib=_rss_mib(self.server.pid) if self.server else None,
             throughput_rps=round(len(samples) / wall, 1) if wall else None,
-            app_ms=round(statistics.median(s.app_ms for s in samples if s.app_ms is not None), 2) if queries else None,
-            db_ms=round(statistics.median(s.db_ms for s in samples if s.db_ms is not None), 2) if queries else None,
+            app_ms=round(statistics.median(s.app_ms for s in samples if s.app_ms is not None), 2)
+            if queries
+            else None,
+            db_ms=round(statistics.median(s.db_ms for s in samples if s.db_ms is not None), 2)
+            if queries
+            else None,
             note=note,
         )
         self.results.append(result)
@@ -297,7 +342,9 @@ class Bench:
         )
         return result
 
-    async def measure(self, client: httpx.AsyncClient, op: str, size: int, unit: str, url: str, note: str = "") -> Result:
+    async def measure(
+        self, client: httpx.AsyncClient, op: str, size: int, unit: str, url: str, note: str = ""
+    ) -> Result:
         c = self.config
         for _ in range(c.warmup):
             await self._timed(client, "GET", url)
@@ -317,7 +364,9 @@ class Bench:
         samples = []
         for i in range(self.config.warmup + min(self.config.requests, 20)):
             sample, response = await self._timed(
-                client, "POST", send_url,
+                client,
+                "POST",
+                send_url,
                 data={"content": f"Benchmark message {i}: the lantern flickers.", "client_token": ""},
                 headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
             )
@@ -328,7 +377,9 @@ class Bench:
                         break
             if i >= self.config.warmup:
                 samples.append(sample)
-        return self._result("send", chat["size"], "messages", samples, None, "one at a time; reply not generated")
+        return self._result(
+            "send", chat["size"], "messages", samples, None, "one at a time; reply not generated"
+        )
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -341,8 +392,15 @@ class Bench:
         self.write(f"Bench database: {redact(c.database_url)}\n")
         self.manage("migrate", "--no-input", "-v0")
         self.manage("collectstatic", "--no-input", "-v0")
-        load = ["generate_load_data", "--chat-sizes", ",".join(map(str, c.chat_sizes)),
-                "--characters", ",".join(map(str, c.character_sets)), "--offline-engine", "--analyze"]
+        load = [
+            "generate_load_data",
+            "--chat-sizes",
+            ",".join(map(str, c.chat_sizes)),
+            "--characters",
+            ",".join(map(str, c.character_sets)),
+            "--offline-engine",
+            "--analyze",
+        ]
         if c.reset:
             load.append("--reset")
         if c.big:
@@ -356,13 +414,19 @@ class Bench:
         api_chat = c.api_chat_url or routes["api_chat"]
         search = c.search_url or routes["search"]
         if not api_chat:
-            self.notes.append("No JSON API chat page was found: 'the chat's JSON page' is the older-page endpoint's "
-                              "JSON (newest 50 messages, rendered HTML inside JSON).")
+            self.notes.append(
+                "No JSON API chat page was found: 'the chat's JSON page' is the older-page endpoint's "
+                "JSON (newest 50 messages, rendered HTML inside JSON)."
+            )
         if not search:
-            self.notes.append("Search was not measured: no search URL exists yet (it comes with the JSON API).")
+            self.notes.append(
+                "Search was not measured: no search URL exists yet (it comes with the JSON API)."
+            )
 
-        self.write(f"Serving under uvicorn (1 process) on loopback; {c.requests} requests per figure, "
-                   f"{c.concurrency} at a time, after {c.warmup} warm-ups.\n")
+        self.write(
+            f"Serving under uvicorn (1 process) on loopback; {c.requests} requests per figure, "
+            f"{c.concurrency} at a time, after {c.warmup} warm-ups.\n"
+        )
         self.start_server()
         try:
             # In a thread of its own: the caller may already run an event loop (a test, a notebook).
@@ -373,22 +437,42 @@ class Bench:
 
         self.write("Timing prompt building in-process...\n")
         for row in self.probe("prompt", "--repeat", str(max(c.requests, 5))):
-            result = Result(op="prompt", size=row["size"], unit="messages", requests=row["requests"],
-                            median_ms=row["median_ms"], p95_ms=row["p95_ms"], max_ms=row["max_ms"],
-                            queries=row["queries"], bytes=None, rss_mib=None,
-                            note=f"{row['history_included']} messages fit a {row['context_size']}-token context")
+            result = Result(
+                op="prompt",
+                size=row["size"],
+                unit="messages",
+                requests=row["requests"],
+                median_ms=row["median_ms"],
+                p95_ms=row["p95_ms"],
+                max_ms=row["max_ms"],
+                queries=row["queries"],
+                bytes=None,
+                rss_mib=None,
+                note=f"{row['history_included']} messages fit a {row['context_size']}-token context",
+            )
             self.results.append(result)
         profile = {}
         if c.profile and data["chats"]:
             biggest = data["chats"][-1]
             urls = {
                 "chat-html": f"/chats/{biggest['code']}/",
-                "chat-json": (api_chat.format(code=biggest["code"]) if api_chat
-                              else f"/chats/{biggest['code']}/older/?before={biggest['last_seq'] + 1}"),
+                "chat-json": (
+                    api_chat.format(code=biggest["code"])
+                    if api_chat
+                    else f"/chats/{biggest['code']}/older/?before={biggest['last_seq'] + 1}"
+                ),
             }
             self.write("Profiling the chat page with pyinstrument...\n")
-            profile = self.probe("profile", "--user", "bench", "--repeat", str(max(c.requests, 10)),
-                                 "--output", str(c.output), *[f"--url={k}={v}" for k, v in urls.items()])
+            profile = self.probe(
+                "profile",
+                "--user",
+                "bench",
+                "--repeat",
+                str(max(c.requests, 10)),
+                "--output",
+                str(c.output),
+                *[f"--url={k}={v}" for k, v in urls.items()],
+            )
         return self.report(data, profile, imported)
 
     async def _measure_all(self, data: dict, api_chat: str, search: str, imported: dict) -> None:
@@ -400,21 +484,48 @@ class Bench:
                 self.write(f"Chat of {size:,} messages\n")
                 await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
                 await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
-                json_url = api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
-                await self.measure(bench, "chat_json", size, "messages", json_url,
-                                   "" if api_chat else "older-page endpoint (no JSON API yet)")
-                await self.measure(bench, "older_newest", size, "messages", f"/chats/{code}/older/?before={last + 1}")
-                await self.measure(bench, "older_middle", size, "messages", f"/chats/{code}/older/?before={max(last // 2, 2)}")
-                await self.measure(bench, "older_start", size, "messages", f"/chats/{code}/older/?before={min(51, last)}")
+                json_url = (
+                    api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
+                )
+                await self.measure(
+                    bench,
+                    "chat_json",
+                    size,
+                    "messages",
+                    json_url,
+                    "" if api_chat else "older-page endpoint (no JSON API yet)",
+                )
+                await self.measure(
+                    bench, "older_newest", size, "messages", f"/chats/{code}/older/?before={last + 1}"
+                )
+                await self.measure(
+                    bench,
+                    "older_middle",
+                    size,
+                    "messages",
+                    f"/chats/{code}/older/?before={max(last // 2, 2)}",
+                )
+                await self.measure(
+                    bench, "older_start", size, "messages", f"/chats/{code}/older/?before={min(51, last)}"
+                )
                 await self.measure_sends(bench, chat)
             if search:
                 total = sum(c["size"] for c in data["chats"])
-                await self.measure(bench, "search", total, "messages", search.format(q=self.config.search_term),
-                                   f"q={self.config.search_term}")
+                await self.measure(
+                    bench,
+                    "search",
+                    total,
+                    "messages",
+                    search.format(q=self.config.search_term),
+                    f"q={self.config.search_term}",
+                )
             for st_size, info in imported.items():
                 await self.measure(bench, "st_open_chat", st_size, "messages", f"/chats/{info['code']}/")
-                url = (api_chat.format(code=info["code"]) if api_chat
-                       else f"/chats/{info['code']}/older/?before={info['last_seq'] + 1}")
+                url = (
+                    api_chat.format(code=info["code"])
+                    if api_chat
+                    else f"/chats/{info['code']}/older/?before={info['last_seq'] + 1}"
+                )
                 await self.measure(bench, "st_chat_json", st_size, "messages", url)
             if imported:
                 cards = self.st_manifest().get("characters_count", 0)
@@ -456,10 +567,20 @@ class Bench:
         args = c.st_import_args or [str(c.st_dataset), "--user", "bench"]
         self.write(f"Importing {c.st_dataset} with import_sillytavern {' '.join(args[1:])}\n")
         self.manage("import_sillytavern", *args, stream=True)
-        sizes = [chat["messages"] for chat in self.st_manifest().get("chats", [])] or [100, 1000, 10000, 100000]
-        found = {int(k): v for k, v in self.probe("describe-imported", "--sizes", ",".join(map(str, sizes))).items()}
+        sizes = [chat["messages"] for chat in self.st_manifest().get("chats", [])] or [
+            100,
+            1000,
+            10000,
+            100000,
+        ]
+        found = {
+            int(k): v
+            for k, v in self.probe("describe-imported", "--sizes", ",".join(map(str, sizes))).items()
+        }
         if not found:
-            raise CommandError("import_sillytavern ran, but no imported chat of the manifest's sizes was found.")
+            raise CommandError(
+                "import_sillytavern ran, but no imported chat of the manifest's sizes was found."
+            )
         return found
 
     # --- the report -----------------------------------------------------------------------------
@@ -477,7 +598,11 @@ class Bench:
         for op in sorted({r.op for r in self.results}):
             rows = sorted((r for r in self.results if r.op == op), key=lambda r: r.size)
             if len(rows) >= 2 and rows[0].median_ms:
-                flatness[op] = {"from": rows[0].size, "to": rows[-1].size, "ratio": round(rows[-1].median_ms / rows[0].median_ms, 2)}
+                flatness[op] = {
+                    "from": rows[0].size,
+                    "to": rows[-1].size,
+                    "ratio": round(rows[-1].median_ms / rows[0].median_ms, 2),
+                }
         targets = []
         for name, op, compare, limit in TARGETS:
             rows = sorted((r for r in self.results if r.op == op), key=lambda r: r.size)
@@ -490,23 +615,38 @@ class Bench:
                 detail = "worst size: " + ", ".join(f"{r.size:,}: {r.ratio_to_floor}x" for r in rows)
             elif rows and compare.startswith("vs:"):
                 other = {r.size: r for r in self.results if r.op == compare[3:]}
-                ratios = [(r.size, round(r.median_ms / other[r.size].median_ms, 2)) for r in rows if r.size in other]
+                ratios = [
+                    (r.size, round(r.median_ms / other[r.size].median_ms, 2)) for r in rows if r.size in other
+                ]
                 if ratios:
                     value = max(v for _, v in ratios)
                     detail = ", ".join(f"{s:,}: {v}x" for s, v in ratios)
-            targets.append({"target": name, "value": value, "limit": limit,
-                            "met": value is not None and value <= limit, "detail": detail})
+            targets.append(
+                {
+                    "target": name,
+                    "value": value,
+                    "limit": limit,
+                    "met": value is not None and value <= limit,
+                    "detail": detail,
+                }
+            )
         c = self.config
         return {
             "meta": {
                 "command": c.command,
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
                 "database": data.get("vendor"),
                 "database_url": redact(c.database_url),
                 "cache": "redis" if c.redis_url else "local memory",
                 "server": "uvicorn, one process, loopback",
-                "requests": c.requests, "concurrency": c.concurrency, "warmup": c.warmup,
+                "requests": c.requests,
+                "concurrency": c.concurrency,
+                "warmup": c.warmup,
                 "chat_sizes": [ch["size"] for ch in data["chats"]],
                 "character_sets": [s["size"] for s in data["sets"]],
             },
@@ -533,17 +673,32 @@ def _fmt(value, digits: int = 2) -> str:
 def table(report: dict) -> list[list[str]]:
     rows = [["operation", "size", "median ms", "p95 ms", "max ms", "queries", "bytes", "RSS MiB", "x floor"]]
     for r in report["operations"]:
-        rows.append([r["label"], f"{r['size']:,} {r['unit']}", _fmt(r["median_ms"]), _fmt(r["p95_ms"]), _fmt(r["max_ms"]),
-                     _fmt(r["queries"], 0) if r["queries"] is not None else "–", _fmt(r["bytes"]), _fmt(r["rss_mib"], 1),
-                     _fmt(r["ratio_to_floor"])])
+        rows.append(
+            [
+                r["label"],
+                f"{r['size']:,} {r['unit']}",
+                _fmt(r["median_ms"]),
+                _fmt(r["p95_ms"]),
+                _fmt(r["max_ms"]),
+                _fmt(r["queries"], 0) if r["queries"] is not None else "–",
+                _fmt(r["bytes"]),
+                _fmt(r["rss_mib"], 1),
+                _fmt(r["ratio_to_floor"]),
+            ]
+        )
     return rows
 
 
 def terminal(report: dict) -> str:
     rows = table(report)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
     for t in report["targets"]:
@@ -570,29 +725,51 @@ def markdown(report: dict) -> str:
     ]
     out += ["| " + " | ".join(row) + " |" for row in table(report)[1:]]
     out += ["", "## Targets", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
-    out += [f"| {t['target']} | {_fmt(t['value'])}x | {t['limit']}x | {'yes' if t['met'] else 'no'} | {t['detail']} |"
-            for t in report["targets"]]
-    out += ["", "## Flatness (largest size against smallest)", "", "| operation | from | to | ratio |", "|---|---:|---:|---:|"]
-    out += [f"| {LABELS.get(op, op)} | {f['from']:,} | {f['to']:,} | {f['ratio']}x |" for op, f in report["flatness"].items()]
+    out += [
+        f"| {t['target']} | {_fmt(t['value'])}x | {t['limit']}x | {'yes' if t['met'] else 'no'} | {t['detail']} |"
+        for t in report["targets"]
+    ]
+    out += [
+        "",
+        "## Flatness (largest size against smallest)",
+        "",
+        "| operation | from | to | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    out += [
+        f"| {LABELS.get(op, op)} | {f['from']:,} | {f['to']:,} | {f['ratio']}x |"
+        for op, f in report["flatness"].items()
+    ]
     if report["profile"]:
         out += ["", "## Where the time goes (pyinstrument, in-process, Django's full handler)", ""]
         for name, p in report["profile"].items():
             shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in p["share"].items() if v >= 0.01)
             out.append(f"- **{name}** ({p['per_request_ms']} ms a request): {shares}. Profile: `{p['html']}`")
     if report.get("sillytavern"):
-        out += ["", "## Beside SillyTavern 1.12.6 (shared/bench/SILLYTAVERN-REFERENCE.md)", "",
-                "| operation | size | SillyTavern median (p95) ms | rpchat median (p95) ms |", "|---|---:|---:|---:|"]
+        out += [
+            "",
+            "## Beside SillyTavern 1.12.6 (shared/bench/SILLYTAVERN-REFERENCE.md)",
+            "",
+            "| operation | size | SillyTavern median (p95) ms | rpchat median (p95) ms |",
+            "|---|---:|---:|---:|",
+        ]
         st = report["sillytavern"]
         for r in report["operations"]:
             if r["op"] == "st_open_chat" and r["size"] in st["open_chat"]:
                 med, p95 = st["open_chat"][r["size"]]
-                out.append(f"| open a chat | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |")
+                out.append(
+                    f"| open a chat | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                )
             if r["op"] == "st_gallery":
                 for cards, (med, p95) in st["list_characters"].items():
-                    out.append(f"| list characters (SillyTavern: {cards:,} cards) | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |")
+                    out.append(
+                        f"| list characters (SillyTavern: {cards:,} cards) | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                    )
             if r["op"] == "st_chat_list":
                 med, p95 = st["list_chats"][4]
-                out.append(f"| list one character's chats | {r['size']} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |")
+                out.append(
+                    f"| list one character's chats | {r['size']} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                )
     if report["notes"]:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(out) + "\n"
@@ -611,8 +788,14 @@ def plot(report: dict, path: Path) -> None:
         if rows:
             left.plot([r["size"] for r in rows], [r["median_ms"] for r in rows], marker="o", label=LABELS[op])
     st = SILLYTAVERN["open_chat"]
-    left.plot(list(st), [v[0] for v in st.values()], linestyle="--", color="grey", marker="x",
-              label="SillyTavern 1.12.6: open a chat (reference, one client)")
+    left.plot(
+        list(st),
+        [v[0] for v in st.values()],
+        linestyle="--",
+        color="grey",
+        marker="x",
+        label="SillyTavern 1.12.6: open a chat (reference, one client)",
+    )
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("messages in the chat")
@@ -622,8 +805,19 @@ def plot(report: dict, path: Path) -> None:
     left.legend(fontsize=7)
     rows = sorted((r for r in report["operations"] if r["op"] == "gallery"), key=lambda r: r["size"])
     if rows:
-        right.plot([r["size"] for r in rows], [r["median_ms"] for r in rows], marker="o", label="rpchat: gallery first page")
-        right.plot([r["size"] for r in rows], [r["p95_ms"] for r in rows], marker=".", linestyle=":", label="rpchat: p95")
+        right.plot(
+            [r["size"] for r in rows],
+            [r["median_ms"] for r in rows],
+            marker="o",
+            label="rpchat: gallery first page",
+        )
+        right.plot(
+            [r["size"] for r in rows],
+            [r["p95_ms"] for r in rows],
+            marker=".",
+            linestyle=":",
+            label="rpchat: p95",
+        )
     right.set_xscale("log")
     right.set_ylim(bottom=0)
     right.set_xlabel("characters the user has")
@@ -632,7 +826,9 @@ def plot(report: dict, path: Path) -> None:
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=7)
     m = report["meta"]
-    fig.suptitle(f"rpchat on {m['database']}, {m['machine']['cpus']} CPUs, {m['concurrency']} concurrent clients")
+    fig.suptitle(
+        f"rpchat on {m['database']}, {m['machine']['cpus']} CPUs, {m['concurrency']} concurrent clients"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -38,7 +38,13 @@ def find_route(kind: str) -> str:
     """
     for route in _routes():
         r = route.lstrip("^")
-        if kind == "api_chat" and r.startswith("api/") and "messages" in r and "<uuid:" in r and "search" not in r:
+        if (
+            kind == "api_chat"
+            and r.startswith("api/")
+            and "messages" in r
+            and "<uuid:" in r
+            and "search" not in r
+        ):
             if r.count("<") == 1:
                 return "/" + r.split("<", 1)[0] + "{code}" + r.split(">", 1)[1]
         if kind == "search" and "search" in r and "<" not in r:
@@ -59,15 +65,29 @@ def describe(*, set_passwords: bool = True) -> dict:
     chats = sorted(
         (
             # The size it was made with: the benchmark's sends add a few messages to each chat.
-            {"size": _nominal(s), "messages": s.message_count, "title": s.title, "code": str(s.code), "last_seq": s.last_seq}
-            for s in ChatSession.objects.filter(user__username=load_data.BENCH_USER, title__startswith="Bench chat ")
+            {
+                "size": _nominal(s),
+                "messages": s.message_count,
+                "title": s.title,
+                "code": str(s.code),
+                "last_seq": s.last_seq,
+            }
+            for s in ChatSession.objects.filter(
+                user__username=load_data.BENCH_USER, title__startswith="Bench chat "
+            )
         ),
         key=lambda c: c["size"],
     )
     sets = []
     for user in User.objects.filter(username__startswith="bench-chars-").order_by("id"):
         size = int(user.username.rsplit("-", 1)[1])
-        sets.append({"size": size, "username": user.username, "characters": Character.objects.filter(owner=user).count()})
+        sets.append(
+            {
+                "size": size,
+                "username": user.username,
+                "characters": Character.objects.filter(owner=user).count(),
+            }
+        )
     sets.sort(key=lambda s: s["size"])
     passwords = {}
     if set_passwords:
@@ -121,14 +141,21 @@ def time_prompts(*, repeat: int) -> list[dict]:
     context_size = config.context_size if config else site.builtin_context_size
     reply_tokens = int(config.sampling.get("max_tokens") or 0) if config else site.builtin_max_tokens
     results = []
-    sessions = ChatSession.objects.filter(user__username=load_data.BENCH_USER, title__startswith="Bench chat ").select_related(
-        "character", "persona"
-    )
+    sessions = ChatSession.objects.filter(
+        user__username=load_data.BENCH_USER, title__startswith="Bench chat "
+    ).select_related("character", "persona")
     for session in sorted(sessions, key=_nominal):
+
         def build(session=session):
             return build_prompt(
-                session=session, character=session.character, user_name=load_data.BENCH_USER, persona_description="",
-                site=site, context_size=context_size, reply_tokens=reply_tokens, before_seq=session.last_seq + 1,
+                session=session,
+                character=session.character,
+                user_name=load_data.BENCH_USER,
+                persona_description="",
+                site=site,
+                context_size=context_size,
+                reply_tokens=reply_tokens,
+                before_seq=session.last_seq + 1,
             )
 
         build()  # warm
@@ -160,7 +187,10 @@ CATEGORIES = (
     ("ORM (query building, model instances)", ("/django/db/",)),
     ("cache", ("/django/core/cache/", "/cachalot/", "/redis/")),
     ("sessions and auth", ("/django/contrib/sessions/", "/django/contrib/auth/")),
-    ("middleware and request handling", ("/django/core/handlers/", "/django/middleware/", "middleware", "/django/http/", "/django/urls/")),
+    (
+        "middleware and request handling",
+        ("/django/core/handlers/", "/django/middleware/", "middleware", "/django/http/", "/django/urls/"),
+    ),
     ("view code", ("/chats/", "/characters/", "/settings_app/", "/rpchat/")),
 )
 

@@ -39,21 +39,23 @@ BATCH = 5000
 LOREBOOK_ENTRIES = 200
 FILLER_CHATS = 2000
 
-WORDS = (
-    "the a and but or so with under over across through between beyond toward among around behind "
-    "she he they you we it her his their your this that whispers smiles laughs sighs leans glances "
-    "murmurs nods shrugs grins steps reaches pauses turns watches listens waits wanders lingers "
-    "tavern forest river castle market harbor tower library garden bridge village lantern candle "
-    "sword cloak map letter potion coin ring book key mirror door window fire rain wind snow shadow "
-    "moon star dawn dusk storm mist silence song quietly softly slowly suddenly gently carefully "
-    "old new small bright dark cold warm quiet strange familiar hidden broken golden silver crimson "
-    "remember wonder believe promise forget trust fear hope dream follow travel is was seems feels "
-    "because while when where although until after before tonight tomorrow always never café naïve"
-).split()
-FIRST = "Aria Bram Cassia Dorian Elara Fenwick Gideon Hazel Isolde Jasper Kael Liora Magnus Nyx Orin".split()
-LAST = "Blackwood Thorne Ashford Vale Marsh Rook Sterling Hollow Frost Quinn Everhart Lockwood Mercer".split()
-TAGS = ("fantasy", "sci-fi", "romance", "adventure", "mystery", "comedy", "horror", "slice of life",
-        "drama", "OC", "female", "male")
+WORDS = ["the", "a", "and", "but", "or", "so", "with", "under", "over", "across", "through", "between", "beyond", "toward", "among", "around", "behind", "she", "he", "they", "you", "we", "it", "her", "his", "their", "your", "this", "that", "whispers", "smiles", "laughs", "sighs", "leans", "glances", "murmurs", "nods", "shrugs", "grins", "steps", "reaches", "pauses", "turns", "watches", "listens", "waits", "wanders", "lingers", "tavern", "forest", "river", "castle", "market", "harbor", "tower", "library", "garden", "bridge", "village", "lantern", "candle", "sword", "cloak", "map", "letter", "potion", "coin", "ring", "book", "key", "mirror", "door", "window", "fire", "rain", "wind", "snow", "shadow", "moon", "star", "dawn", "dusk", "storm", "mist", "silence", "song", "quietly", "softly", "slowly", "suddenly", "gently", "carefully", "old", "new", "small", "bright", "dark", "cold", "warm", "quiet", "strange", "familiar", "hidden", "broken", "golden", "silver", "crimson", "remember", "wonder", "believe", "promise", "forget", "trust", "fear", "hope", "dream", "follow", "travel", "is", "was", "seems", "feels", "because", "while", "when", "where", "although", "until", "after", "before", "tonight", "tomorrow", "always", "never", "café", "naïve"]
+FIRST = ["Aria", "Bram", "Cassia", "Dorian", "Elara", "Fenwick", "Gideon", "Hazel", "Isolde", "Jasper", "Kael", "Liora", "Magnus", "Nyx", "Orin"]
+LAST = ["Blackwood", "Thorne", "Ashford", "Vale", "Marsh", "Rook", "Sterling", "Hollow", "Frost", "Quinn", "Everhart", "Lockwood", "Mercer"]
+TAGS = (
+    "fantasy",
+    "sci-fi",
+    "romance",
+    "adventure",
+    "mystery",
+    "comedy",
+    "horror",
+    "slice of life",
+    "drama",
+    "OC",
+    "female",
+    "male",
+)
 LABELS = ("", "", "main", "side", "villain", "npc", "companion")
 
 
@@ -187,10 +189,15 @@ def _messages(session: ChatSession, first: int, count: int, text: _Text, rng: ra
     return rows
 
 
-def _build_chat(user, character: Character, size: int, text: _Text, seed: int, tick: Callable[[int], None]) -> int:
+def _build_chat(
+    user, character: Character, size: int, text: _Text, seed: int, tick: Callable[[int], None]
+) -> int:
     rng = random.Random(seed * 1_000_003 + size)
     session = ChatSession.objects.create(
-        user=user, character=character, title=CHAT_TITLE.format(size), code=uuid.UUID(int=rng.getrandbits(128), version=4)
+        user=user,
+        character=character,
+        title=CHAT_TITLE.format(size),
+        code=uuid.UUID(int=rng.getrandbits(128), version=4),
     )
     made = 0
     for first in range(1, size + 1, BATCH):
@@ -201,14 +208,20 @@ def _build_chat(user, character: Character, size: int, text: _Text, seed: int, t
             for message in rows:
                 if message.alternative_count:
                     alternatives += [
-                        MessageAlternative(message=message, index=i, content=text.draw(rng) if i < 2 else message.content,
-                                           token_count=message.token_count)
+                        MessageAlternative(
+                            message=message,
+                            index=i,
+                            content=text.draw(rng) if i < 2 else message.content,
+                            token_count=message.token_count,
+                        )
                         for i in range(3)
                     ]
             MessageAlternative.objects.bulk_create(alternatives)
         made += count
         tick(count)
-    ChatSession.objects.filter(pk=session.pk).update(last_seq=size, message_count=size, last_message_at=timezone.now())
+    ChatSession.objects.filter(pk=session.pk).update(
+        last_seq=size, message_count=size, last_message_at=timezone.now()
+    )
     return made
 
 
@@ -243,15 +256,24 @@ def _build_set(owner, size: int, text: _Text, seed: int, tick: Callable[[int], N
                 for i in range(count)
             )
             Through.objects.bulk_create(
-                Through(character_id=c.pk, tag_id=t.pk) for c in made for t in rng.sample(tags, rng.randint(2, 4))
+                Through(character_id=c.pk, tag_id=t.pk)
+                for c in made
+                for t in rng.sample(tags, rng.randint(2, 4))
             )
         tick(count)
     # Their chat lists: one empty chat per character, up to FILLER_CHATS (the chat list and the
     # admin's chats list need a chats table of some size to be judged).
-    characters = list(Character.objects.filter(owner=owner).order_by("id").values_list("id", flat=True)[:FILLER_CHATS])
+    characters = list(
+        Character.objects.filter(owner=owner).order_by("id").values_list("id", flat=True)[:FILLER_CHATS]
+    )
     for start in range(0, len(characters), BATCH):
         ChatSession.objects.bulk_create(
-            ChatSession(user=owner, character_id=cid, title=f"Chat {start + i}", code=uuid.UUID(int=rng.getrandbits(128), version=4))
+            ChatSession(
+                user=owner,
+                character_id=cid,
+                title=f"Chat {start + i}",
+                code=uuid.UUID(int=rng.getrandbits(128), version=4),
+            )
             for i, cid in enumerate(characters[start : start + BATCH])
         )
     return size
@@ -267,14 +289,16 @@ def generate(
 ) -> Report:
     """Make what is missing of the data set described above; returns what was done."""
     report = Report()
-    progress = progress or (lambda total, desc: (lambda n: None))
+    progress = progress or (lambda total, desc: lambda n: None)
     text = _Text(seed)
     rng = random.Random(seed)
     bench = _user(BENCH_USER)
     character = _bench_character(bench, text, rng)
 
     for size in chat_sizes:
-        existing = ChatSession.objects.filter(user=bench, title=CHAT_TITLE.format(size), deleted_at__isnull=True)
+        existing = ChatSession.objects.filter(
+            user=bench, title=CHAT_TITLE.format(size), deleted_at__isnull=True
+        )
         # The benchmark sends a few messages into each chat, so "at least n" counts as built.
         if existing.filter(message_count__gte=size).exists():
             report.chats_kept += 1

@@ -116,7 +116,11 @@ def manage_py(env: dict, *args: str) -> str:
     """Run a manage.py command in a subprocess with `env`; its output, or RuntimeError."""
     done = subprocess.run(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, check=False,
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
@@ -130,9 +134,21 @@ def uvicorn_process(*, env: dict, log_path: Path, startup_timeout: float = 90) -
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "rpchat.asgi:application",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "rpchat.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + startup_timeout
@@ -192,7 +208,9 @@ def local_server() -> Iterator[LocalServer]:
         # The tiny model's tokens are mostly single bytes, about three times the app's estimate, so
         # its context must be large for the busiest shared chats of a long run to fit.
         manage_py(
-            env, "shell", "-c",
+            env,
+            "shell",
+            "-c",
             "from settings_app.models import SiteSettings; s = SiteSettings.load(); "
             f"s.builtin_context_size = {TINY_CONTEXT}; s.save()",
         )
@@ -220,9 +238,7 @@ def prepare(*, using: str, clients: int, shared_chats: int) -> Plan:
     User = get_user_model()
     usernames, codes = [], []
     for n in range(users):
-        user = User.objects.db_manager(using).create(
-            username=f"stress-{run_id}-{n + 1}", password=encoded
-        )
+        user = User.objects.db_manager(using).create(username=f"stress-{run_id}-{n + 1}", password=encoded)
         character = Character.objects.using(using).create(
             owner=user,
             name=f"Stress Partner {n + 1}",
@@ -346,7 +362,9 @@ class Client:
                 send.latency = time.monotonic() - started
                 break
             if response.status_code != 409:
-                raise ClientError(f"client {self.n}: send answered {response.status_code}: {response.text[:200]}")
+                raise ClientError(
+                    f"client {self.n}: send answered {response.status_code}: {response.text[:200]}"
+                )
             # Backpressure: someone else's reply is being written in this shared chat.
             self.results.busy += 1
             if time.monotonic() >= deadline:
@@ -401,9 +419,7 @@ async def run_clients(
 ) -> Results:
     """Every client logs in, opens its chats, and sends until `seconds` have passed."""
     results = Results()
-    clients = [
-        Client(n, base_url, results, repeat_rate=repeat_rate, seed=seed) for n in range(plan.clients)
-    ]
+    clients = [Client(n, base_url, results, repeat_rate=repeat_rate, seed=seed) for n in range(plan.clients)]
     shared_ready = {g: asyncio.get_running_loop().create_future() for g in range(plan.shared_chats)}
 
     async def setup(client: Client) -> tuple[str, str | None]:
@@ -441,7 +457,7 @@ async def run_clients(
             return await coro
         except ClientError as exc:
             results.errors.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - any other failure is a finding to report
+        except Exception as exc:
             results.errors.append(f"{type(exc).__name__}: {exc}")
         return None
 
@@ -463,9 +479,7 @@ async def run_clients(
                     tick(results)
 
         ticking = asyncio.create_task(ticker())
-        await asyncio.gather(
-            *(guarded(work(c, *pair, deadline)) for c, pair in zip(clients, chats) if pair)
-        )
+        await asyncio.gather(*(guarded(work(c, *pair, deadline)) for c, pair in zip(clients, chats) if pair))
         ticking.cancel()
         results.seconds = time.monotonic() - started
     finally:
@@ -498,7 +512,9 @@ def verify(*, using: str, results: Results, expected_reply: str | None) -> list[
         if session.message_count != len(rows):
             problems.append(f"{where}: message_count is {session.message_count}, it has {len(rows)}")
         if session.last_seq != (seqs[-1] if seqs else 0):
-            problems.append(f"{where}: last_seq is {session.last_seq}, the highest seq is {seqs[-1] if seqs else 0}")
+            problems.append(
+                f"{where}: last_seq is {session.last_seq}, the highest seq is {seqs[-1] if seqs else 0}"
+            )
         tokens = Counter(r[4] for r in rows if r[4])
         for token, count in tokens.items():
             if count > 1:
@@ -528,7 +544,9 @@ def verify(*, using: str, results: Results, expected_reply: str | None) -> list[
     for token, send in sends.items():
         if send.status == "accepted":
             if stored[token] != 1:
-                problems.append(f"message {token} (client {send.client}) stored {stored[token]} times, not once")
+                problems.append(
+                    f"message {token} (client {send.client}) stored {stored[token]} times, not once"
+                )
             elif seq_of[token] + 1 != send.reply_seq:
                 problems.append(f"message {token}: the reply the client followed is not the one after it")
         elif send.status == "abandoned" and stored[token]:

@@ -43,18 +43,22 @@ def test_the_character_list_links_to_the_import_page(admin_client):
 
 def test_an_admin_imports_cards_for_a_user_or_for_everyone(admin_client, owner):
     html = admin_client.post(
-        "/admin/characters/character/import/", {"files": [card_file("Ada"), SimpleUploadedFile("x.json", b"{}")], "owner": "olivia"}
+        "/admin/characters/character/import/",
+        {"files": [card_file("Ada"), SimpleUploadedFile("x.json", b"{}")], "owner": "olivia"},
     ).content.decode()
     assert results(html) == [("imported", "Ada.png"), ("failed", "x.json")]
     assert "not a character card: no spec and no name" in html
     admin_client.post("/admin/characters/character/import/", {"files": [card_file("Bea")]})
     assert set(Character.objects.values_list("name", "owner__username", "visibility")) == {
-        ("Ada", "olivia", "private"), ("Bea", None, "public"),
+        ("Ada", "olivia", "private"),
+        ("Bea", None, "public"),
     }
 
 
 def test_an_unknown_owner_imports_nothing(admin_client):
-    html = admin_client.post("/admin/characters/character/import/", {"files": [card_file()], "owner": "nobody"}).content.decode()
+    html = admin_client.post(
+        "/admin/characters/character/import/", {"files": [card_file()], "owner": "nobody"}
+    ).content.decode()
     assert "There is no user named &#x27;nobody&#x27;." in html
     assert Character.objects.count() == 0
 
@@ -69,7 +73,10 @@ def test_only_staff_reach_the_import_page(client, owner):
 def test_lorebooks_import_and_export_in_admin(admin_client, owner):
     html = admin_client.post(
         "/admin/characters/lorebook/import/",
-        {"files": [SimpleUploadedFile("Harbor.json", json.dumps(cardkit.world_info()).encode())], "owner": "olivia"},
+        {
+            "files": [SimpleUploadedFile("Harbor.json", json.dumps(cardkit.world_info()).encode())],
+            "owner": "olivia",
+        },
     ).content.decode()
     assert results(html) == [("imported", "Harbor.json")]
     Lorebook.objects.create(owner=owner, name="Empty")
@@ -79,7 +86,8 @@ def test_lorebooks_import_and_export_in_admin(admin_client, owner):
     )
     assert one["Content-Type"] == "application/json" and one.json() == cardkit.world_info()
     both = admin_client.post(
-        "/admin/characters/lorebook/", {"action": "export_lorebook_v3", "_selected_action": [b.pk for b in books]}
+        "/admin/characters/lorebook/",
+        {"action": "export_lorebook_v3", "_selected_action": [b.pk for b in books]},
     )
     names = zipfile.ZipFile(io.BytesIO(both.content)).namelist()
     assert len(names) == 2 and all(n.endswith(".lorebook.json") for n in names)

@@ -34,7 +34,9 @@ def test_a_list_entry_has_only_the_fields_a_list_needs(owner_client):
     assert entry["thumbnail_url"] is None
 
 
-def test_the_list_is_paged_without_counting_and_with_the_same_queries_at_any_size(owner_client, django_assert_num_queries, settings):
+def test_the_list_is_paged_without_counting_and_with_the_same_queries_at_any_size(
+    owner_client, django_assert_num_queries, settings
+):
     settings.RPCHAT = {**settings.RPCHAT, "API_PAGE_SIZE": 10}
     for i in range(25):
         make_character(name=f"C{i:03d}", tags=["t"])
@@ -56,7 +58,9 @@ def test_the_list_is_paged_without_counting_and_with_the_same_queries_at_any_siz
 
 
 def test_the_detail_gives_the_card_and_hides_others_private_characters(client, owner, other):
-    character = make_character(owner=owner, public=False, name="Secret Sam", first_message="Hi.", alternate_greetings=["Yo."])
+    character = make_character(
+        owner=owner, public=False, name="Secret Sam", first_message="Hi.", alternate_greetings=["Yo."]
+    )
     client.force_login(other)
     response = client.get(reverse("api:character", args=[character.code]))
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
@@ -80,13 +84,19 @@ def test_character_search_ranks_and_respects_visibility(client, owner, other):
 
 def test_anonymous_visitors_get_401_as_json(client):
     character = make_character()
-    for url in (reverse("api:characters"), reverse("api:character", args=[character.code]), reverse("api:search_characters") + "?q=x"):
+    for url in (
+        reverse("api:characters"),
+        reverse("api:character", args=[character.code]),
+        reverse("api:search_characters") + "?q=x",
+    ):
         response = client.get(url)
         assert response.status_code == 401, url
         assert "error" in response.json() and response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_the_detail_and_search_make_the_same_queries_with_many_characters(owner_client, django_assert_num_queries):
+def test_the_detail_and_search_make_the_same_queries_with_many_characters(
+    owner_client, django_assert_num_queries
+):
     character = make_character(name="Ember", description="A fire spirit.", tags=["fire"])
     detail = reverse("api:character", args=[character.code])
     search = reverse("api:search_characters")

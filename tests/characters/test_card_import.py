@@ -48,18 +48,35 @@ def test_an_imported_card_is_a_private_character_of_the_importer_with_its_pictur
 def test_a_card_can_be_shared_and_an_ownerless_import_is_public(owner):
     card_import(source=png_of(cardkit.v2_card("Shared")), file_name="a.png", owner=owner, public=True)
     card_import(source=png_of(cardkit.v2_card("Instance")), file_name="b.png", owner=None)
-    assert dict(Character.objects.values_list("name", "visibility")) == {"Shared": "public", "Instance": "public"}
+    assert dict(Character.objects.values_list("name", "visibility")) == {
+        "Shared": "public",
+        "Instance": "public",
+    }
 
 
 def test_the_embedded_book_becomes_the_characters_lorebook(owner):
     card_import(source=json.dumps(cardkit.v3_card()).encode(), file_name="ada.json", owner=owner)
     book = Lorebook.objects.get()
     assert book.character.name == "Ada" and book.owner == owner
-    assert (book.name, book.scan_depth, book.token_budget, book.recursive_scanning) == ("Archive lore", 6, 300, True)
+    assert (book.name, book.scan_depth, book.token_budget, book.recursive_scanning) == (
+        "Archive lore",
+        6,
+        300,
+        True,
+    )
     first, second = book.entries.order_by("id")
-    assert (first.keys, first.secondary_keys, first.insertion_order, first.position) == (["archive", "stacks"], ["floor"], 50, "after_char")
+    assert (first.keys, first.secondary_keys, first.insertion_order, first.position) == (
+        ["archive", "stacks"],
+        ["floor"],
+        50,
+        "after_char",
+    )
     assert first.extensions == {"position": 1, "depth": 4, "x_custom": {"a": None}}
-    assert (second.uid, second.enabled, second.entry_extra["unknown"]) == ("lamp-1", False, {"unknown_entry_key": "kept"})
+    assert (second.uid, second.enabled, second.entry_extra["unknown"]) == (
+        "lamp-1",
+        False,
+        {"unknown_entry_key": "kept"},
+    )
 
 
 def test_the_same_file_is_skipped_the_second_time_and_imported_again_after_a_delete(owner, other):
@@ -136,7 +153,9 @@ def test_a_character_made_in_rpchat_exports_as_a_card_sillytavern_reads(owner):
 
 def test_a_charx_card_is_imported_with_its_icon_as_avatar(owner):
     icon = cardkit.image_png(size=(30, 30), color=(9, 9, 9))
-    result = card_import(source=cardkit.charx(cardkit.v3_card(), icon=icon), file_name="ada.charx", owner=owner)
+    result = card_import(
+        source=cardkit.charx(cardkit.v3_card(), icon=icon), file_name="ada.charx", owner=owner
+    )
     assert result.status == "imported"
     assert Image.open(Character.objects.get().avatar.open("rb")).size == (30, 30)
 
@@ -144,7 +163,13 @@ def test_a_charx_card_is_imported_with_its_icon_as_avatar(owner):
 def test_a_jpeg_icon_is_stored_as_a_png_avatar(owner):
     buffer = io.BytesIO()
     Image.new("RGB", (20, 10), (1, 200, 3)).save(buffer, format="JPEG")
-    card_import(source=cardkit.charx(cardkit.v3_card(), icon=buffer.getvalue(), icon_path="assets/icon/images/main.jpg"), file_name="a.charx", owner=owner)
+    card_import(
+        source=cardkit.charx(
+            cardkit.v3_card(), icon=buffer.getvalue(), icon_path="assets/icon/images/main.jpg"
+        ),
+        file_name="a.charx",
+        owner=owner,
+    )
     with Character.objects.get().avatar.open("rb") as fh:
         assert fh.read(8) == cards.PNG_SIGNATURE
 
@@ -165,9 +190,18 @@ def assert_nothing_imported(media) -> None:
         (png_of(cardkit.v2_card())[:300], "the PNG is truncated"),
         (cardkit.png_card({"chara": "@@@"}), "the chara chunk is not valid base64"),
         (b'{"name": ', "the file is not valid JSON"),
-        (json.dumps({"spec": "chara_card_v2", "data": {"name": 7}}).encode(), "data.name must be a string, not a number"),
-        (json.dumps({"name": "Nul", "description": "a\u0000b"}).encode(), "the file cannot be imported: it contains a NUL character"),
-        (b'{"name": "Half", "description": "\\ud800"}', "the file cannot be imported: it contains a lone UTF-16 surrogate"),
+        (
+            json.dumps({"spec": "chara_card_v2", "data": {"name": 7}}).encode(),
+            "data.name must be a string, not a number",
+        ),
+        (
+            json.dumps({"name": "Nul", "description": "a\u0000b"}).encode(),
+            "the file cannot be imported: it contains a NUL character",
+        ),
+        (
+            b'{"name": "Half", "description": "\\ud800"}',
+            "the file cannot be imported: it contains a lone UTF-16 surrogate",
+        ),
     ],
 )
 def test_a_bad_file_fails_with_its_reason_and_leaves_nothing(owner, media, data, reason):
@@ -238,5 +272,9 @@ def test_a_book_over_the_entry_limit_is_refused_and_nothing_is_left(owner, setti
     result = card_import(source=json.dumps(cardkit.v3_card()).encode(), file_name="ada.json", owner=owner)
     assert result.status == "failed"
     assert "2 entries; the limit is 1 (RPCHAT_MAX_LOREBOOK_ENTRIES)" in result.reason
-    assert not Character.objects.exists() and not Lorebook.objects.exists() and not LorebookEntry.objects.exists()
+    assert (
+        not Character.objects.exists()
+        and not Lorebook.objects.exists()
+        and not LorebookEntry.objects.exists()
+    )
     assert media_files(media) == []

@@ -24,12 +24,17 @@ from tests import cardkit
 chars = st.characters(codec="utf-8", exclude_characters="\x00")
 # JSON values as JSON parsers return them (no NaN or infinities, integers in JavaScript's range).
 json_scalars = (
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(chars, max_size=20)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(chars, max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(chars, max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 text = st.text(chars, max_size=40)
@@ -38,7 +43,9 @@ int32 = st.integers(-(2**31), 2**31 - 1)
 
 
 def unknown_keys(known: set[str]):
-    return st.dictionaries(st.text(chars, min_size=1, max_size=12).filter(lambda k: k not in known), json_values, max_size=3)
+    return st.dictionaries(
+        st.text(chars, min_size=1, max_size=12).filter(lambda k: k not in known), json_values, max_size=3
+    )
 
 
 def some_of(required: dict, optional: dict):
@@ -49,12 +56,25 @@ def some_of(required: dict, optional: dict):
 ENTRY_KEYS = {f.key for f in cards.ENTRY_FIELDS}
 entry = st.tuples(
     some_of(
-        {"keys": st.lists(short, max_size=3), "content": text, "extensions": st.dictionaries(short, json_values, max_size=3),
-         "enabled": st.booleans(), "insertion_order": int32},
-        {"case_sensitive": st.booleans() | st.none(), "name": short, "priority": int32,
-         "id": st.integers(0, 10**6) | st.text(chars, max_size=10), "comment": text, "selective": st.booleans(),
-         "secondary_keys": st.lists(short, max_size=3), "constant": st.booleans(),
-         "position": st.sampled_from(["before_char", "after_char", "", "after_desc"]), "use_regex": st.booleans()},
+        {
+            "keys": st.lists(short, max_size=3),
+            "content": text,
+            "extensions": st.dictionaries(short, json_values, max_size=3),
+            "enabled": st.booleans(),
+            "insertion_order": int32,
+        },
+        {
+            "case_sensitive": st.booleans() | st.none(),
+            "name": short,
+            "priority": int32,
+            "id": st.integers(0, 10**6) | st.text(chars, max_size=10),
+            "comment": text,
+            "selective": st.booleans(),
+            "secondary_keys": st.lists(short, max_size=3),
+            "constant": st.booleans(),
+            "position": st.sampled_from(["before_char", "after_char", "", "after_desc"]),
+            "use_regex": st.booleans(),
+        },
     ),
     unknown_keys(ENTRY_KEYS),
 ).map(lambda pair: {**pair[1], **pair[0]})
@@ -62,9 +82,17 @@ entry = st.tuples(
 BOOK_KEYS = {f.key for f in cards.BOOK_FIELDS} | {"entries"}
 book = st.tuples(
     some_of(
-        {"extensions": st.dictionaries(short, json_values, max_size=2), "entries": st.lists(entry, max_size=4)},
-        {"name": short, "description": text, "scan_depth": st.integers(0, 2**31 - 1),
-         "token_budget": st.integers(0, 2**31 - 1), "recursive_scanning": st.booleans()},
+        {
+            "extensions": st.dictionaries(short, json_values, max_size=2),
+            "entries": st.lists(entry, max_size=4),
+        },
+        {
+            "name": short,
+            "description": text,
+            "scan_depth": st.integers(0, 2**31 - 1),
+            "token_budget": st.integers(0, 2**31 - 1),
+            "recursive_scanning": st.booleans(),
+        },
     ),
     unknown_keys(BOOK_KEYS),
 ).map(lambda pair: {**pair[1], **pair[0]})
@@ -73,13 +101,26 @@ name = st.text(chars, min_size=1, max_size=40).filter(str.strip)
 DATA_KEYS = {f.key for f in cards.CARD_FIELDS} | {"tags", "character_book", "group_only_greetings"}
 data = st.tuples(
     some_of(
-        {"name": name, "description": text, "personality": text, "scenario": text, "first_mes": text,
-         "mes_example": text},
-        {"creator_notes": text | st.none(), "system_prompt": text, "post_history_instructions": text,
-         "alternate_greetings": st.lists(text, max_size=3), "tags": st.lists(short, max_size=4),
-         "creator": short, "character_version": short | st.integers(0, 99) | st.floats(0, 99, allow_nan=False),
-         "extensions": st.dictionaries(short, json_values, max_size=4), "character_book": book,
-         "nickname": short},
+        {
+            "name": name,
+            "description": text,
+            "personality": text,
+            "scenario": text,
+            "first_mes": text,
+            "mes_example": text,
+        },
+        {
+            "creator_notes": text | st.none(),
+            "system_prompt": text,
+            "post_history_instructions": text,
+            "alternate_greetings": st.lists(text, max_size=3),
+            "tags": st.lists(short, max_size=4),
+            "creator": short,
+            "character_version": short | st.integers(0, 99) | st.floats(0, 99, allow_nan=False),
+            "extensions": st.dictionaries(short, json_values, max_size=4),
+            "character_book": book,
+            "nickname": short,
+        },
     ),
     unknown_keys(DATA_KEYS),
 ).map(lambda pair: {**pair[1], **pair[0]})
@@ -105,9 +146,13 @@ def exported(parsed: cards.ParsedCard, spec: str) -> dict:
     book_dict = None
     if parsed.book is not None:
         book_dict = cards.build_book(
-            values=parsed.book.values, extra=parsed.book.extra, entries=[(e.values, e.extra) for e in parsed.book.entries]
+            values=parsed.book.values,
+            extra=parsed.book.extra,
+            entries=[(e.values, e.extra) for e in parsed.book.entries],
         )
-    return cards.build_card(values=parsed.values, tags=parsed.tags, card_extra=parsed.card_extra, book=book_dict, spec=spec)
+    return cards.build_card(
+        values=parsed.values, tags=parsed.tags, card_extra=parsed.card_extra, book=book_dict, spec=spec
+    )
 
 
 def assert_gives_back(original: dict, out: dict) -> None:
@@ -173,7 +218,11 @@ def test_a_damaged_card_png_is_read_or_refused_with_a_card_error(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["spec", "spec_version", "data", "name", "entries", "first_mes"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(["spec", "spec_version", "data", "name", "entries", "first_mes"]), json_values
+    )
+)
 def test_any_json_object_is_a_card_or_a_card_error(obj):
     for reader in (lambda b: cards.read_card(b, max_unpacked=1 << 20), cards.read_lorebook):
         try:
@@ -182,16 +231,40 @@ def test_any_json_object_is_a_card_or_a_card_error(obj):
             pass
 
 
-WI_KEYS = {"uid", "key", "keysecondary", "comment", "content", "constant", "selective", "order", "disable"} | set(cards.WI_EXTENSION_KEYS)
+WI_KEYS = {
+    "uid",
+    "key",
+    "keysecondary",
+    "comment",
+    "content",
+    "constant",
+    "selective",
+    "order",
+    "disable",
+} | set(cards.WI_EXTENSION_KEYS)
 wi_entry = st.tuples(
     some_of(
         {"key": st.lists(short, max_size=3), "content": text},
-        {"keysecondary": st.lists(short, max_size=3), "comment": text, "constant": st.booleans(),
-         "selective": st.booleans(), "order": int32, "disable": st.booleans(),
-         "position": st.integers(0, 7), "selectiveLogic": st.integers(0, 3), "probability": st.integers(0, 100),
-         "useProbability": st.booleans(), "depth": st.integers(0, 100), "group": short,
-         "caseSensitive": st.none() | st.booleans(), "excludeRecursion": st.booleans(), "sticky": st.none() | st.integers(0, 9),
-         "displayIndex": st.integers(0, 99), "matchWholeWords": st.none() | st.booleans(), "role": st.none() | st.integers(0, 2)},
+        {
+            "keysecondary": st.lists(short, max_size=3),
+            "comment": text,
+            "constant": st.booleans(),
+            "selective": st.booleans(),
+            "order": int32,
+            "disable": st.booleans(),
+            "position": st.integers(0, 7),
+            "selectiveLogic": st.integers(0, 3),
+            "probability": st.integers(0, 100),
+            "useProbability": st.booleans(),
+            "depth": st.integers(0, 100),
+            "group": short,
+            "caseSensitive": st.none() | st.booleans(),
+            "excludeRecursion": st.booleans(),
+            "sticky": st.none() | st.integers(0, 9),
+            "displayIndex": st.integers(0, 99),
+            "matchWholeWords": st.none() | st.booleans(),
+            "role": st.none() | st.integers(0, 2),
+        },
     ),
     unknown_keys(WI_KEYS | {"extensions"}),
 ).map(lambda pair: {**pair[1], **pair[0]})
@@ -211,5 +284,7 @@ def world_info_file(draw):
 @given(world_info_file())
 def test_any_world_info_file_comes_back_from_export_as_it_went_in(wi):
     parsed = cards.read_lorebook(json.dumps(wi).encode())
-    out = cards.build_world_info(values=parsed.values, extra=parsed.extra, entries=[(e.values, e.extra) for e in parsed.entries])
+    out = cards.build_world_info(
+        values=parsed.values, extra=parsed.extra, entries=[(e.values, e.extra) for e in parsed.entries]
+    )
     assert out == wi

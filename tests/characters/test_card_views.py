@@ -43,21 +43,37 @@ def test_the_import_page_has_a_multiple_file_input_a_drop_zone_and_its_script(ow
 
 
 def test_the_page_script_reports_each_file_as_json(owner_client, owner):
-    response = owner_client.post(URL, {"files": upload("ada.png", png_of(cardkit.v2_card()))}, HTTP_ACCEPT="application/json")
+    response = owner_client.post(
+        URL, {"files": upload("ada.png", png_of(cardkit.v2_card()))}, HTTP_ACCEPT="application/json"
+    )
     [row] = response.json()["results"]
     character = Character.objects.get()
-    assert row == {"file": "ada.png", "status": "imported", "reason": "", "warnings": [], "url": character.get_absolute_url()}
+    assert row == {
+        "file": "ada.png",
+        "status": "imported",
+        "reason": "",
+        "warnings": [],
+        "url": character.get_absolute_url(),
+    }
     assert (character.owner, character.visibility) == (owner, "private")
-    again = owner_client.post(URL, {"files": upload("ada.png", png_of(cardkit.v2_card()))}, HTTP_ACCEPT="application/json")
+    again = owner_client.post(
+        URL, {"files": upload("ada.png", png_of(cardkit.v2_card()))}, HTTP_ACCEPT="application/json"
+    )
     assert again.json()["results"][0]["status"] == "skipped"
     assert again.json()["results"][0]["reason"] == "already imported as Ada"
 
 
 def test_a_bad_file_is_reported_with_its_reason(owner_client):
-    response = owner_client.post(URL, {"files": upload("cat.png", cardkit.image_png())}, HTTP_ACCEPT="application/json")
+    response = owner_client.post(
+        URL, {"files": upload("cat.png", cardkit.image_png())}, HTTP_ACCEPT="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["results"][0] == {
-        "file": "cat.png", "status": "failed", "reason": "the PNG holds no character card (no 'chara' or 'ccv3' text chunk)", "warnings": [], "url": "",
+        "file": "cat.png",
+        "status": "failed",
+        "reason": "the PNG holds no character card (no 'chara' or 'ccv3' text chunk)",
+        "warnings": [],
+        "url": "",
     }
     assert Character.objects.count() == 0
 
@@ -81,13 +97,18 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(owner_client, settin
     response = owner_client.post(URL, {"files": big}, HTTP_ACCEPT="application/json")
     assert response.status_code == 413
     assert response.json()["results"][0]["reason"].startswith("the file is 197.")
-    assert response.json()["results"][0]["reason"].endswith("the limit is 1,000 bytes (RPCHAT_MAX_CARD_BYTES)")
+    assert response.json()["results"][0]["reason"].endswith(
+        "the limit is 1,000 bytes (RPCHAT_MAX_CARD_BYTES)"
+    )
     assert Character.objects.count() == 0
 
 
 def test_a_form_with_one_file_over_the_limit_imports_the_others(owner_client, settings):
     settings.RPCHAT = {**settings.RPCHAT, "MAX_CARD_BYTES": 20_000}
-    files = [upload("big.png", b"\x89PNG" + b"\0" * 30_000), upload("ada.json", json.dumps(cardkit.v2_card()).encode())]
+    files = [
+        upload("big.png", b"\x89PNG" + b"\0" * 30_000),
+        upload("ada.json", json.dumps(cardkit.v2_card()).encode()),
+    ]
     html = owner_client.post(URL, {"files": files}).content.decode()
     assert re.findall(r'<li data-status="(\w+)">', html) == ["failed", "imported"]
     assert "big.png" in html and "larger than 19.5 KB (RPCHAT_MAX_CARD_BYTES)" in html
@@ -98,7 +119,10 @@ def test_the_import_needs_a_csrf_token_and_a_login(owner):
     client = Client(enforce_csrf_checks=True)
     assert client.post(URL, {"files": upload("a.json", b"{}")}).status_code == 302  # to the login page
     client.force_login(owner)
-    assert client.post(URL, {"files": upload("a.json", json.dumps(cardkit.v2_card()).encode())}).status_code == 403
+    assert (
+        client.post(URL, {"files": upload("a.json", json.dumps(cardkit.v2_card()).encode())}).status_code
+        == 403
+    )
     assert Character.objects.count() == 0
 
 

@@ -28,9 +28,13 @@ def round_trip(card: cards.ParsedCard, spec: str) -> dict:
     book = None
     if card.book is not None:
         book = cards.build_book(
-            values=card.book.values, extra=card.book.extra, entries=[(e.values, e.extra) for e in card.book.entries]
+            values=card.book.values,
+            extra=card.book.extra,
+            entries=[(e.values, e.extra) for e in card.book.entries],
         )
-    return cards.build_card(values=card.values, tags=card.tags, card_extra=card.card_extra, book=book, spec=spec)
+    return cards.build_card(
+        values=card.values, tags=card.tags, card_extra=card.card_extra, book=book, spec=spec
+    )
 
 
 def text_chunks(png: bytes) -> dict[str, dict]:
@@ -46,7 +50,9 @@ def text_chunks(png: bytes) -> dict[str, dict]:
 
 
 def test_a_png_with_both_chunks_is_read_from_ccv3():
-    png = cardkit.png_card({"chara": cardkit.b64(cardkit.v2_card("From V2")), "ccv3": cardkit.b64(cardkit.v3_card("From V3"))})
+    png = cardkit.png_card(
+        {"chara": cardkit.b64(cardkit.v2_card("From V2")), "ccv3": cardkit.b64(cardkit.v3_card("From V3"))}
+    )
     card = read(png)
     assert card.values["name"] == "From V3"
     assert card.values["nickname"] == "Addy"
@@ -102,7 +108,14 @@ def test_a_charx_archive_gives_its_card_and_main_icon():
 def test_a_json_v3_card_with_a_data_url_icon_gets_that_picture():
     icon = cardkit.image_png()
     v3 = cardkit.v3_card()
-    v3["data"]["assets"] = [{"type": "icon", "name": "main", "ext": "png", "uri": "data:image/png;base64," + base64.b64encode(icon).decode()}]
+    v3["data"]["assets"] = [
+        {
+            "type": "icon",
+            "name": "main",
+            "ext": "png",
+            "uri": "data:image/png;base64," + base64.b64encode(icon).decode(),
+        }
+    ]
     assert read(json.dumps(v3).encode()).avatar == icon
 
 
@@ -157,9 +170,17 @@ def test_tags_keep_their_spelling_even_when_the_tag_exists_in_another_case():
     v2 = cardkit.v2_card()
     card = read(json.dumps(v2).encode())
     # The database matched "Steampunk" to an existing "steampunk" tag.
-    out = cards.build_card(values=card.values, tags=["steampunk", "Archive"], card_extra=card.card_extra, book=None, spec=cards.SPEC_V2)
+    out = cards.build_card(
+        values=card.values,
+        tags=["steampunk", "Archive"],
+        card_extra=card.card_extra,
+        book=None,
+        spec=cards.SPEC_V2,
+    )
     assert out["data"]["tags"] == ["Steampunk", "archive"]
-    changed = cards.build_card(values=card.values, tags=["steampunk"], card_extra=card.card_extra, book=None, spec=cards.SPEC_V2)
+    changed = cards.build_card(
+        values=card.values, tags=["steampunk"], card_extra=card.card_extra, book=None, spec=cards.SPEC_V2
+    )
     assert changed["data"]["tags"] == ["steampunk"]
 
 
@@ -176,8 +197,12 @@ def test_an_edited_field_is_exported_with_its_new_value():
 
 def test_png_export_writes_chara_as_v2_and_ccv3_as_v3_before_iend():
     original = cardkit.v3_card()
-    card = read(cardkit.png_card({"ccv3": cardkit.b64(original), "chara": cardkit.b64(cardkit.v2_card("Old"))}))
-    png = cards.png_with_card(card.avatar, v2=round_trip(card, cards.SPEC_V2), v3=round_trip(card, cards.SPEC_V3))
+    card = read(
+        cardkit.png_card({"ccv3": cardkit.b64(original), "chara": cardkit.b64(cardkit.v2_card("Old"))})
+    )
+    png = cards.png_with_card(
+        card.avatar, v2=round_trip(card, cards.SPEC_V2), v3=round_trip(card, cards.SPEC_V3)
+    )
     chunks = [c for c, *_ in cards.png_chunks(png)]
     assert chunks[-3:] == [b"tEXt", b"tEXt", b"IEND"]
     texts = text_chunks(png)
@@ -213,7 +238,10 @@ def test_a_png_without_a_card_says_so():
 
 
 def test_invalid_base64_is_named():
-    assert error_of(cardkit.png_card({"chara": "this is not base64 !!!"})) == "the chara chunk is not valid base64"
+    assert (
+        error_of(cardkit.png_card({"chara": "this is not base64 !!!"}))
+        == "the chara chunk is not valid base64"
+    )
 
 
 def test_invalid_json_is_named_with_its_position():
@@ -227,10 +255,19 @@ def test_invalid_json_is_named_with_its_position():
     [
         (lambda d: d.update(name=42), "data.name must be a string, not a number"),
         (lambda d: d.update(tags="fantasy"), "data.tags must be a list of strings, not a string"),
-        (lambda d: d.update(alternate_greetings=["ok", 3]), "data.alternate_greetings must be a list of strings, not a list with other values in it"),
+        (
+            lambda d: d.update(alternate_greetings=["ok", 3]),
+            "data.alternate_greetings must be a list of strings, not a list with other values in it",
+        ),
         (lambda d: d.update(extensions=[]), "data.extensions must be an object, not a list"),
-        (lambda d: d["character_book"]["entries"][0].update(keys="archive"), "data.character_book.entries[0].keys must be a list of strings, not a string"),
-        (lambda d: d["character_book"]["entries"][0].update(insertion_order=2**40), "data.character_book.entries[0].insertion_order is 1099511627776"),
+        (
+            lambda d: d["character_book"]["entries"][0].update(keys="archive"),
+            "data.character_book.entries[0].keys must be a list of strings, not a string",
+        ),
+        (
+            lambda d: d["character_book"]["entries"][0].update(insertion_order=2**40),
+            "data.character_book.entries[0].insertion_order is 1099511627776",
+        ),
         (lambda d: d.update(name="   "), "the card has no name"),
     ],
 )
@@ -243,9 +280,11 @@ def test_wrong_types_are_refused_with_the_field_named(change, message):
 def test_other_files_are_not_cards():
     assert error_of(b"") == "the file is empty"
     assert error_of(b"GIF89a....").startswith("not a character card")
-    assert error_of(b"[1, 2]") .startswith("not a character card")
+    assert error_of(b"[1, 2]").startswith("not a character card")
     assert "lorebook" in error_of(json.dumps({"spec": "lorebook_v3", "data": {"entries": []}}).encode())
-    assert error_of(json.dumps({"spec": "chara_card_v9", "data": {}}).encode()).startswith("unknown card spec")
+    assert error_of(json.dumps({"spec": "chara_card_v9", "data": {}}).encode()).startswith(
+        "unknown card spec"
+    )
 
 
 def test_a_charx_without_card_json_is_refused():

@@ -10,7 +10,9 @@ from tests.factories import make_character, make_chat
 pytestmark = pytest.mark.django_db
 
 
-def test_the_character_page_makes_the_same_queries_with_many_characters_and_chats(owner_client, owner, django_assert_num_queries):
+def test_the_character_page_makes_the_same_queries_with_many_characters_and_chats(
+    owner_client, owner, django_assert_num_queries
+):
     character = make_character(name="Mira", tags=["fantasy", "mystery"], description="**Bold** and kind.")
     owner_client.get(character.get_absolute_url())
     # the user, the character (its tags come from cachalot once warm)

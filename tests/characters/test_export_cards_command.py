@@ -30,11 +30,20 @@ def test_a_users_characters_are_exported_as_png_cards_that_import_back(tmp_path,
     assert "Exported 2 card(s)" in out.getvalue()
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["Ada (2).png", "Ada.png"]
-    results = [card_import(source=p, file_name=p.name, owner=other) for p in sorted((tmp_path / "out").iterdir())]
+    results = [
+        card_import(source=p, file_name=p.name, owner=other) for p in sorted((tmp_path / "out").iterdir())
+    ]
     assert [r.status for r in results] == ["imported", "imported"]
     back = Character.objects.filter(owner=other, name="Ada").exclude(nickname="").get()
     original = Character.objects.get(owner=owner, nickname="Addy")
-    for field in ("description", "first_message", "alternate_greetings", "extensions", "nickname", "system_prompt"):
+    for field in (
+        "description",
+        "first_message",
+        "alternate_greetings",
+        "extensions",
+        "nickname",
+        "system_prompt",
+    ):
         assert getattr(back, field) == getattr(original, field)
     assert back.lorebook.entries.count() == 2
 

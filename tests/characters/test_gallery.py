@@ -24,11 +24,15 @@ def test_search_tag_and_label_filters(owner_client):
     assert names(owner_client.get(url, {"q": "bram"}).content.decode()) == ["Bram Thorne"]
     assert names(owner_client.get(url, {"tag": "FANTASY"}).content.decode()) == ["Aria Vale", "Cassia Rook"]
     assert names(owner_client.get(url, {"label": "main"}).content.decode()) == ["Aria Vale", "Bram Thorne"]
-    assert names(owner_client.get(url, {"tag": "fantasy", "label": "side"}).content.decode()) == ["Cassia Rook"]
+    assert names(owner_client.get(url, {"tag": "fantasy", "label": "side"}).content.decode()) == [
+        "Cassia Rook"
+    ]
     assert "No characters match" in owner_client.get(url, {"q": "nobody"}).content.decode()
 
 
-def test_the_gallery_is_paginated_with_the_same_queries_at_any_size(owner_client, django_assert_num_queries, settings):
+def test_the_gallery_is_paginated_with_the_same_queries_at_any_size(
+    owner_client, django_assert_num_queries, settings
+):
     for i in range(30):
         make_character(name=f"C{i:03d}", tags=["t"])
     url = reverse("characters:gallery")
@@ -58,7 +62,7 @@ def test_private_characters_are_seen_only_by_their_owner(client, owner, other):
 
 
 def test_card_text_is_sanitized_on_the_detail_page(owner_client):
-    character = make_character(description='<script>alert(1)</script>[x](javascript:alert(1)) **bold**')
+    character = make_character(description="<script>alert(1)</script>[x](javascript:alert(1)) **bold**")
     html = owner_client.get(character.get_absolute_url()).content.decode()
     assert "<strong>bold</strong>" in html
     assert "<script>alert(1)" not in html and 'href="javascript:' not in html
@@ -77,14 +81,18 @@ def test_the_demo_characters_have_thumbnails_made_at_seed_time(owner_client):
     assert response.status_code == 200
     body = b"".join(response.streaming_content)
     assert body.startswith(b"\x89PNG")
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert max(Image.open(io.BytesIO(body)).size) <= 128
 
 
 def test_gallery_summaries_are_plain_text(owner_client):
-    make_character(name="Mira", description="Captain of the *Lantern's Wake*, see [the log](https://x.example) & <b>more</b>")
+    make_character(
+        name="Mira",
+        description="Captain of the *Lantern's Wake*, see [the log](https://x.example) & <b>more</b>",
+    )
     html = owner_client.get(reverse("characters:gallery")).content.decode()
     summary = re.search(r'<p class="summary">(.*?)</p>', html).group(1)
     assert summary == "Captain of the Lantern&#x27;s Wake, see the log &amp; &lt;b&gt;more&lt;/b&gt;"

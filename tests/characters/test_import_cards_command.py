@@ -41,7 +41,11 @@ def test_a_folder_is_imported_recursively_and_a_broken_file_is_named(folder, own
     with pytest.raises(CommandError) as info:
         run(str(folder), "--user", "olivia")
     assert str(info.value).startswith("Cards: 3 imported, 0 skipped, 1 failed.")
-    assert sorted(Character.objects.values_list("name", "visibility")) == [("Ada", "private"), ("Bea", "private"), ("Cy", "private")]
+    assert sorted(Character.objects.values_list("name", "visibility")) == [
+        ("Ada", "private"),
+        ("Bea", "private"),
+        ("Cy", "private"),
+    ]
     assert set(Character.objects.values_list("owner__username", flat=True)) == {"olivia"}
 
 
@@ -73,7 +77,10 @@ def test_a_huge_file_is_refused_by_its_size(tmp_path, owner):
     out = StringIO()
     with pytest.raises(CommandError):
         call_command("import_cards", str(huge), "--user", "olivia", stdout=out)
-    assert "huge.png: failed (the file is 1.0 GB; the limit is 32.0 MB (RPCHAT_MAX_CARD_BYTES))" in out.getvalue()
+    assert (
+        "huge.png: failed (the file is 1.0 GB; the limit is 32.0 MB (RPCHAT_MAX_CARD_BYTES))"
+        in out.getvalue()
+    )
 
 
 def test_bad_arguments_are_command_errors(folder, owner):

@@ -16,11 +16,15 @@ URL = "/characters/lorebooks/"
 
 
 def wi_upload(name="Harbor.json"):
-    return SimpleUploadedFile(name, json.dumps(cardkit.world_info()).encode(), content_type="application/json")
+    return SimpleUploadedFile(
+        name, json.dumps(cardkit.world_info()).encode(), content_type="application/json"
+    )
 
 
 def test_a_user_imports_a_world_info_file_and_sees_it_listed(owner_client, owner):
-    response = owner_client.post(URL, {"files": [wi_upload(), SimpleUploadedFile("x.json", b"[]")]}, follow=True)
+    response = owner_client.post(
+        URL, {"files": [wi_upload(), SimpleUploadedFile("x.json", b"[]")]}, follow=True
+    )
     html = response.content.decode()
     assert "Harbor.json: imported" in html
     assert "x.json: failed (the file must hold a JSON object, not a list)" in html
@@ -34,7 +38,9 @@ def test_a_lorebook_downloads_as_world_info_and_lorebook_v3(owner_client):
     wi = owner_client.get(reverse("characters:lorebook_world_info", args=[book.code]))
     assert wi["Content-Disposition"] == 'attachment; filename="Harbor.json"'
     assert wi.json() == cardkit.world_info()
-    assert owner_client.get(reverse("characters:lorebook_v3", args=[book.code])).json()["spec"] == "lorebook_v3"
+    assert (
+        owner_client.get(reverse("characters:lorebook_v3", args=[book.code])).json()["spec"] == "lorebook_v3"
+    )
 
 
 def test_other_users_neither_see_nor_download_a_lorebook(client, owner, other):

@@ -69,7 +69,9 @@ def test_the_character_match_uses_the_full_text_index(owner):
     for i in range(50):
         make_character(name=f"Filler {i}", description="Plain text.")
     make_character(name="Target", description="An astronomer.")
-    sql, params = Character.objects.filter(id__in=matching_ids(parse_query("astronomer"))).query.sql_with_params()
+    sql, params = Character.objects.filter(
+        id__in=matching_ids(parse_query("astronomer"))
+    ).query.sql_with_params()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL enable_seqscan = off")

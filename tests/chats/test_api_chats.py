@@ -13,8 +13,16 @@ from tests.factories import add_messages, make_character, make_chat
 pytestmark = pytest.mark.django_db
 
 MESSAGE_FIELDS = {
-    "seq", "role", "speaker", "content", "status", "version", "hidden", "alternative_index",
-    "alternative_count", "created_at",
+    "seq",
+    "role",
+    "speaker",
+    "content",
+    "status",
+    "version",
+    "hidden",
+    "alternative_index",
+    "alternative_count",
+    "created_at",
 }
 
 
@@ -27,7 +35,9 @@ def seqs(data) -> list[int]:
     return [m["seq"] for m in data["messages"]]
 
 
-def test_the_chat_list_shows_only_the_users_chats_most_recent_first(client, owner, other, django_assert_num_queries):
+def test_the_chat_list_shows_only_the_users_chats_most_recent_first(
+    client, owner, other, django_assert_num_queries
+):
     mira, wren = make_character(name="Mira"), make_character(name="Wren")
     older = make_chat(user=owner, character=mira, messages=2)
     newer = make_chat(user=owner, character=wren, messages=2)
@@ -39,7 +49,9 @@ def test_the_chat_list_shows_only_the_users_chats_most_recent_first(client, owne
         data = client.get(url).json()
     assert [c["code"] for c in data["results"]] == [str(newer.code), str(older.code)]
     assert data["results"][0]["character"] == {"code": str(wren.code), "name": "Wren"}
-    assert [c["code"] for c in client.get(url, {"character": mira.code}).json()["results"]] == [str(older.code)]
+    assert [c["code"] for c in client.get(url, {"character": mira.code}).json()["results"]] == [
+        str(older.code)
+    ]
     assert client.get(url, {"character": "not-a-uuid"}).status_code == 400
     for _ in range(80):
         make_chat(user=owner, character=mira, messages=1)
@@ -87,7 +99,9 @@ def test_bad_page_parameters_are_json_errors(owner_client, long_chat):
     assert response.status_code in (403, 405)
 
 
-def test_a_message_page_makes_the_same_queries_anywhere_in_a_chat_of_any_length(owner_client, owner, django_assert_num_queries):
+def test_a_message_page_makes_the_same_queries_anywhere_in_a_chat_of_any_length(
+    owner_client, owner, django_assert_num_queries
+):
     chat = make_chat(user=owner, character=make_character(), messages=200)
     url = reverse("api:messages", args=[chat.code])
     owner_client.get(url)
@@ -140,7 +154,9 @@ def test_anonymous_visitors_get_401_from_every_chat_url(client, long_chat):
         assert response.json()["error"]
 
 
-def test_message_search_pages_and_links_to_the_chat_at_the_message(owner_client, owner, django_assert_num_queries):
+def test_message_search_pages_and_links_to_the_chat_at_the_message(
+    owner_client, owner, django_assert_num_queries
+):
     chat = make_chat(user=owner, character=make_character(name="Mira"), messages=30, text="Lantern {seq}")
     url = reverse("api:search_messages")
     # the user, the search
@@ -159,7 +175,11 @@ def test_message_search_pages_and_links_to_the_chat_at_the_message(owner_client,
 def test_a_hidden_or_edited_message_shows_its_state(owner_client, owner):
     chat = make_chat(user=owner, character=make_character(), messages=3)
     Message.objects.filter(session=chat, seq=2).update(hidden=True, version=4, content="Edited.")
-    message = next(m for m in owner_client.get(reverse("api:messages", args=[chat.code])).json()["messages"] if m["seq"] == 2)
+    message = next(
+        m
+        for m in owner_client.get(reverse("api:messages", args=[chat.code])).json()["messages"]
+        if m["seq"] == 2
+    )
     assert (message["hidden"], message["version"], message["content"]) == (True, 4, "Edited.")
 
 

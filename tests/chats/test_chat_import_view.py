@@ -24,7 +24,12 @@ def ada(owner):
 
 def chat_file(n=120, name="Ada - 2024-10-18@20h52m17s.jsonl"):
     lines = [cardkit.st_header()] + [
-        {"name": "Olivia" if i % 2 else "Ada", "is_user": bool(i % 2), "mes": f"Message {i + 1}", "send_date": 1729284737000 + i * 60000}
+        {
+            "name": "Olivia" if i % 2 else "Ada",
+            "is_user": bool(i % 2),
+            "mes": f"Message {i + 1}",
+            "send_date": 1729284737000 + i * 60000,
+        }
         for i in range(n)
     ]
     return SimpleUploadedFile(name, cardkit.jsonl(lines), content_type="application/jsonl")
@@ -49,10 +54,18 @@ def test_an_imported_chat_opens_at_its_newest_50_messages(owner_client, ada):
 
 
 def test_a_damaged_file_is_refused_with_its_broken_lines_and_can_be_imported_in_part(owner_client, ada):
-    data = cardkit.jsonl([cardkit.st_header(), {"name": "Ada", "mes": "one"}]) + b"\n{broken\n" + json.dumps({"name": "Ada", "mes": "two"}).encode()
+    data = (
+        cardkit.jsonl([cardkit.st_header(), {"name": "Ada", "mes": "one"}])
+        + b"\n{broken\n"
+        + json.dumps({"name": "Ada", "mes": "two"}).encode()
+    )
     upload = lambda: SimpleUploadedFile("damaged.jsonl", data)  # noqa: E731
-    html = owner_client.post(reverse("chats:import", args=[ada.code]), {"file": upload()}, follow=True).content.decode()
-    assert "damaged.jsonl was not imported: 1 broken line(s), nothing was imported: line 3: invalid JSON" in html
+    html = owner_client.post(
+        reverse("chats:import", args=[ada.code]), {"file": upload()}, follow=True
+    ).content.decode()
+    assert (
+        "damaged.jsonl was not imported: 1 broken line(s), nothing was imported: line 3: invalid JSON" in html
+    )
     assert ChatSession.objects.count() == 0
     html = owner_client.post(
         reverse("chats:import", args=[ada.code]), {"file": upload(), "skip_broken_lines": "1"}, follow=True
@@ -63,14 +76,18 @@ def test_a_damaged_file_is_refused_with_its_broken_lines_and_can_be_imported_in_
 
 def test_the_same_file_twice_opens_the_chat_imported_the_first_time(owner_client, ada):
     owner_client.post(reverse("chats:import", args=[ada.code]), {"file": chat_file(4)})
-    response = owner_client.post(reverse("chats:import", args=[ada.code]), {"file": chat_file(4)}, follow=True)
+    response = owner_client.post(
+        reverse("chats:import", args=[ada.code]), {"file": chat_file(4)}, follow=True
+    )
     assert "was imported before; here it is." in response.content.decode()
     assert ChatSession.objects.count() == 1
 
 
 def test_a_file_over_the_limit_is_refused(owner_client, ada, settings):
     settings.RPCHAT = {**settings.RPCHAT, "MAX_CHAT_BYTES": 2000}
-    html = owner_client.post(reverse("chats:import", args=[ada.code]), {"file": chat_file(200)}, follow=True).content.decode()
+    html = owner_client.post(
+        reverse("chats:import", args=[ada.code]), {"file": chat_file(200)}, follow=True
+    ).content.decode()
     assert "the file is larger than 2.0 KB (RPCHAT_MAX_CHAT_BYTES)." in html
     assert ChatSession.objects.count() == 0
 

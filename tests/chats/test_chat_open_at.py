@@ -65,7 +65,9 @@ def test_without_a_usable_at_the_chat_opens_at_its_newest_messages(owner_client,
         assert seqs(html) == list(range(251, 301)) and "data-at=" not in html
 
 
-def test_opening_at_a_message_makes_the_same_queries_at_any_length(owner_client, owner, django_assert_num_queries):
+def test_opening_at_a_message_makes_the_same_queries_at_any_length(
+    owner_client, owner, django_assert_num_queries
+):
     chat = make_chat(user=owner, character=make_character(), messages=100)
     owner_client.get(chat.get_absolute_url(), {"at": 50})
     # the user, the chat joined with its character, the messages up to it, the messages after it

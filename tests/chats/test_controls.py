@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from chats import generation
 from chats.models import ChatSession, Message, MessageAlternative, PromptSnapshot
-from tests.factories import add_messages, make_character, make_chat
 from rpchat.tiny_model import TINY_REPLY
+from tests.factories import make_character, make_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,9 +73,13 @@ def test_impersonate_writes_the_users_turn_without_storing_it(owner_client, chat
 
 def test_an_edit_from_a_stale_page_is_refused_with_409(owner_client, chat):
     message = chat.messages.get(seq=3)
-    first = owner_client.post(url("message_edit", chat, 3), {"content": "Edited in tab A", "version": message.version})
+    first = owner_client.post(
+        url("message_edit", chat, 3), {"content": "Edited in tab A", "version": message.version}
+    )
     assert first.status_code == 200 and "Edited in tab A" in first.json()["html"]
-    stale = owner_client.post(url("message_edit", chat, 3), {"content": "Edited in tab B", "version": message.version})
+    stale = owner_client.post(
+        url("message_edit", chat, 3), {"content": "Edited in tab B", "version": message.version}
+    )
     assert stale.status_code == 409
     assert "changed in another tab" in stale.json()["error"]
     message.refresh_from_db()
@@ -114,14 +118,19 @@ def test_delete_one_message_or_it_and_everything_after(owner_client, chat):
 def test_branch_copies_the_history_up_to_a_message_and_links_back(owner_client, owner, chat):
     last = chat.messages.get(seq=4)
     MessageAlternative.objects.bulk_create(
-        [MessageAlternative(message=last, index=0, content="Message 4"), MessageAlternative(message=last, index=1, content="Alt")]
+        [
+            MessageAlternative(message=last, index=0, content="Message 4"),
+            MessageAlternative(message=last, index=1, content="Alt"),
+        ]
     )
     Message.objects.filter(pk=last.pk).update(alternative_count=2)
     data = owner_client.post(url("message_branch", chat, 4)).json()
     branch = ChatSession.objects.exclude(pk=chat.pk).get(user=owner)
     assert data["url"] == branch.get_absolute_url()
     assert (branch.parent_id, branch.branch_seq, branch.message_count, branch.last_seq) == (chat.pk, 4, 4, 4)
-    assert list(branch.messages.values_list("content", flat=True).order_by("seq")) == [f"Message {i}" for i in range(1, 5)]
+    assert list(branch.messages.values_list("content", flat=True).order_by("seq")) == [
+        f"Message {i}" for i in range(1, 5)
+    ]
     copied = branch.messages.get(seq=4)
     assert list(copied.alternatives.values_list("content", flat=True)) == ["Message 4", "Alt"]
     page = owner_client.get(branch.get_absolute_url()).content.decode()
@@ -155,8 +164,12 @@ def test_chat_settings_rename_persona_and_authors_note(owner_client, owner, chat
     response = owner_client.post(
         url("settings", chat),
         {
-            "title": "The long night", "persona": persona.pk, "author_note": "[Mood: tense]",
-            "author_note_depth": 0, "author_note_frequency": 1, "author_note_role": "system",
+            "title": "The long night",
+            "persona": persona.pk,
+            "author_note": "[Mood: tense]",
+            "author_note_depth": 0,
+            "author_note_frequency": 1,
+            "author_note_role": "system",
             "turn_strategy": "mention",
         },
     )
@@ -174,7 +187,17 @@ def test_another_users_persona_cannot_be_chosen(owner_client, other, chat):
     from settings_app.models import Persona
 
     theirs = Persona.objects.create(user=other, name="Not yours")
-    response = owner_client.post(url("settings", chat), {"title": "x", "persona": theirs.pk, "author_note_depth": 4, "author_note_frequency": 1, "author_note_role": "system", "turn_strategy": "mention"})
+    response = owner_client.post(
+        url("settings", chat),
+        {
+            "title": "x",
+            "persona": theirs.pk,
+            "author_note_depth": 4,
+            "author_note_frequency": 1,
+            "author_note_role": "system",
+            "turn_strategy": "mention",
+        },
+    )
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
 
@@ -196,7 +219,11 @@ def test_group_chat_speakers_by_mention_in_order_and_by_choice(owner_client, own
     for c in (mira, quince):
         owner_client.post(url("members", chat), {"action": "add", "character": c.pk})
     chat.refresh_from_db()
-    assert chat.is_group and list(chat.members.values_list("character__name", flat=True)) == ["Wren", "Mira Vance", "Quince"]
+    assert chat.is_group and list(chat.members.values_list("character__name", flat=True)) == [
+        "Wren",
+        "Mira Vance",
+        "Quince",
+    ]
 
     def speak(**data):
         response = owner_client.post(url("send", chat), {"content": "Hello", **data})
@@ -218,12 +245,22 @@ def test_a_user_cannot_pick_a_speaker_from_outside_the_chat(owner_client, owner)
     chat = make_chat(user=owner, character=make_character())
     owner_client.post(url("members", chat), {"action": "add", "character": make_character().pk})
     stranger = make_character(name="Stranger")
-    assert owner_client.post(url("send", chat), {"content": "Hi", "speaker": str(stranger.code)}).status_code == 404
+    assert (
+        owner_client.post(url("send", chat), {"content": "Hi", "speaker": str(stranger.code)}).status_code
+        == 404
+    )
 
 
 def test_controls_are_scoped_to_the_owner(client, other, chat):
     client.force_login(other)
-    for name in ("message_edit", "message_hide", "message_delete", "message_branch", "message_regenerate", "message_continue"):
+    for name in (
+        "message_edit",
+        "message_hide",
+        "message_delete",
+        "message_branch",
+        "message_regenerate",
+        "message_continue",
+    ):
         assert client.post(url(name, chat, 4), {"content": "x", "version": 1}).status_code == 404, name
     for name in ("message_source", "message_prompt"):
         assert client.get(url(name, chat, 4)).status_code == 404, name

@@ -22,7 +22,9 @@ def chat(owner):
 
 def _finish_replies(chat) -> None:
     """The reply a send leaves streaming (no generation runs inside a test transaction)."""
-    Message.objects.filter(session=chat, status=Message.Status.STREAMING).update(status=Message.Status.COMPLETE)
+    Message.objects.filter(session=chat, status=Message.Status.STREAMING).update(
+        status=Message.Status.COMPLETE
+    )
 
 
 def test_sending_makes_the_same_queries_at_any_chat_length(owner_client, chat, django_assert_num_queries):
@@ -42,7 +44,9 @@ def test_sending_makes_the_same_queries_at_any_chat_length(owner_client, chat, d
     assert response.json()["reply_seq"] == 3046
 
 
-def test_a_double_click_costs_one_lookup_more_not_a_second_message(owner_client, chat, django_assert_num_queries):
+def test_a_double_click_costs_one_lookup_more_not_a_second_message(
+    owner_client, chat, django_assert_num_queries
+):
     url = reverse("chats:send", args=[chat.code])
     owner_client.post(url, {"content": "Hello", "client_token": "tok-1"})
     # the user, the chat, the message sent with this token, the reply after it
@@ -77,7 +81,9 @@ def test_a_swipe_makes_the_same_queries_at_any_chat_length(owner_client, chat, d
         owner_client.post(url, {"index": 0, "version": message.version})
 
 
-def test_stop_and_retry_make_the_same_queries_at_any_chat_length(owner_client, chat, django_assert_num_queries):
+def test_stop_and_retry_make_the_same_queries_at_any_chat_length(
+    owner_client, chat, django_assert_num_queries
+):
     Message.objects.filter(session=chat, seq=40).update(status=Message.Status.ERROR, error="down")
     stop = reverse("chats:message_stop", args=[chat.code, 40])
     retry = reverse("chats:message_retry", args=[chat.code, 40])

@@ -41,7 +41,9 @@ def test_a_timeout_before_the_first_token(owner_client, chat, make_profile, scri
     assert "sent nothing for 0 seconds" in reply.error or "sent nothing" in reply.error
 
 
-def test_a_stall_mid_stream_keeps_the_partial_reply(owner_client, chat, make_profile, scripted_server, short_timeouts):
+def test_a_stall_mid_stream_keeps_the_partial_reply(
+    owner_client, chat, make_profile, scripted_server, short_timeouts
+):
     scripted_server.pieces = ["Half", " a", " reply", "<stall>"]
     scripted_server.delay = 0.05
     original = scripted_server.handle
@@ -114,7 +116,9 @@ def test_a_failed_reply_can_be_retried_and_then_succeeds(owner_client, chat, mak
     assert (reply.status, reply.content, reply.error) == ("complete", "Once upon a time", "")
 
 
-def test_a_page_that_reattaches_mid_reply_gets_every_token(owner, owner_client, chat, make_profile, scripted_server):
+def test_a_page_that_reattaches_mid_reply_gets_every_token(
+    owner, owner_client, chat, make_profile, scripted_server
+):
     import json
 
     from asgiref.sync import async_to_sync

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from chats import generation
 from chats.models import ChatSession, Message
-from tests.factories import make_character, make_chat
 from rpchat.tiny_model import TINY_REPLY
+from tests.factories import make_character, make_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,7 +77,9 @@ def test_the_streamed_reply_is_the_models_text_and_is_what_was_saved(owner, chat
     assert chat.message_count == 2
 
 
-def test_a_page_that_attaches_after_the_reply_finished_gets_the_whole_reply(owner_client, chat, tiny_builtin, owner):
+def test_a_page_that_attaches_after_the_reply_finished_gets_the_whole_reply(
+    owner_client, chat, tiny_builtin, owner
+):
     url = send(owner_client, chat).json()["stream_url"]
     finish(chat)
     aclient = AsyncClient()
@@ -122,7 +124,15 @@ def test_a_short_length_limit_is_reported_to_the_user(owner_client, chat, make_p
     ],
 )
 def test_engine_failures_keep_the_users_message_and_say_why(
-    request, owner_client, chat, make_profile, tiny_engine_url, tiny_model_path, scripted_server, setup, expected
+    request,
+    owner_client,
+    chat,
+    make_profile,
+    tiny_engine_url,
+    tiny_model_path,
+    scripted_server,
+    setup,
+    expected,
 ):
     from tests.conftest import start_llama_server
 

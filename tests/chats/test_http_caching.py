@@ -56,7 +56,10 @@ def test_new_messages_at_the_end_do_not_change_an_older_page(owner_client, chat,
         pytest.param(lambda rows: rows.filter(seq=60).delete(), id="delete"),
         # The row just past the page decides whether there is an older page.
         pytest.param(lambda rows: rows.filter(seq__lt=50).delete(), id="delete-everything-older"),
-        pytest.param(lambda rows: rows.filter(seq=99).update(content="more", updated_at=timezone.now()), id="streamed-text"),
+        pytest.param(
+            lambda rows: rows.filter(seq=99).update(content="more", updated_at=timezone.now()),
+            id="streamed-text",
+        ),
     ],
 )
 def test_a_change_inside_the_page_changes_its_etag(owner_client, chat, page_url, change):

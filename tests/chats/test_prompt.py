@@ -27,7 +27,10 @@ def build(chat, *, context_size=2048, reply_tokens=100, **kw):
 
 def test_the_prompt_is_system_then_history_in_order(owner):
     character = make_character(
-        name="Mira", description="{{char}} captains a ship.", personality="wry", scenario="Launch day with {{user}}."
+        name="Mira",
+        description="{{char}} captains a ship.",
+        personality="wry",
+        scenario="Launch day with {{user}}.",
     )
     site = SiteSettings.load()
     site.system_prompt = "You are {{char}}. Talk to {{user}}."
@@ -40,7 +43,10 @@ def test_the_prompt_is_system_then_history_in_order(owner):
         "Mira's personality: wry\n\nScenario: Launch day with Olivia.",
     }
     assert [(m["role"], m["content"]) for m in prompt.messages[1:]] == [
-        ("user", "Message 1"), ("assistant", "Message 2"), ("user", "Message 3"), ("assistant", "Message 4"),
+        ("user", "Message 1"),
+        ("assistant", "Message 2"),
+        ("user", "Message 3"),
+        ("assistant", "Message 4"),
     ]
 
 
@@ -54,7 +60,9 @@ def test_the_card_system_prompt_overrides_the_instances_with_original(owner):
 
 
 def test_history_is_trimmed_to_the_budget_newest_kept(owner):
-    chat = make_chat(user=owner, character=make_character(description=""), messages=200, text="x" * 35 + " {seq}")
+    chat = make_chat(
+        user=owner, character=make_character(description=""), messages=200, text="x" * 35 + " {seq}"
+    )
     prompt = build(chat, context_size=600, reply_tokens=100)
     seqs = [int(m["content"].split()[-1]) for m in prompt.messages[1:]]
     assert seqs == list(range(200 - len(seqs) + 1, 201))
@@ -63,7 +71,9 @@ def test_history_is_trimmed_to_the_budget_newest_kept(owner):
 
 
 def test_example_dialogue_is_dropped_before_history(owner):
-    character = make_character(description="", example_dialogue="<START>\n" + "long example " * 40 + "\n<START>\nshort one")
+    character = make_character(
+        description="", example_dialogue="<START>\n" + "long example " * 40 + "\n<START>\nshort one"
+    )
     chat = make_chat(user=owner, character=character, messages=10)
     roomy = build(chat, context_size=2048)
     assert "long example" in roomy.messages[0]["content"] and "short one" in roomy.messages[0]["content"]
@@ -159,8 +169,22 @@ def test_constant_entries_secondary_logic_regex_and_case(owner):
     character = make_character(description="")
     book = _book(character, scan_depth=4)
     _entry(book, [], "Always here.", constant=True)
-    _entry(book, ["sword"], "Needs both.", selective=True, secondary_keys=["fire"], selective_logic=LorebookEntry.Logic.AND_ANY)
-    _entry(book, ["sword"], "Not with ice.", selective=True, secondary_keys=["ice"], selective_logic=LorebookEntry.Logic.NOT_ANY)
+    _entry(
+        book,
+        ["sword"],
+        "Needs both.",
+        selective=True,
+        secondary_keys=["fire"],
+        selective_logic=LorebookEntry.Logic.AND_ANY,
+    )
+    _entry(
+        book,
+        ["sword"],
+        "Not with ice.",
+        selective=True,
+        secondary_keys=["ice"],
+        selective_logic=LorebookEntry.Logic.NOT_ANY,
+    )
     _entry(book, [r"/gr[ae]y wolf/i"], "Wolves.", use_regex=True)
     _entry(book, ["Moon"], "Case matters.", case_sensitive=True)
     chat = make_chat(user=owner, character=character)
@@ -231,9 +255,16 @@ def test_text_mode_renders_each_shipped_instruct_template(owner, name, instruct_
     template = InstructTemplate.objects.get(name=name)
     chat = make_chat(user=owner, character=make_character(name="Mira", description="Pilot."), messages=2)
     prompt = build_prompt(
-        session=chat, character=chat.character, user_name="Olivia", persona_description="",
-        site=SiteSettings.load(), context_size=2048, reply_tokens=100, before_seq=3,
-        mode="text", template=template,
+        session=chat,
+        character=chat.character,
+        user_name="Olivia",
+        persona_description="",
+        site=SiteSettings.load(),
+        context_size=2048,
+        reply_tokens=100,
+        before_seq=3,
+        mode="text",
+        template=template,
     )
     assert prompt.text.startswith(template.prompt_prefix)
     assert f"{template.user_prefix}Message 1{template.user_suffix}" in prompt.text
@@ -248,8 +279,15 @@ def test_chatml_text_prompt_is_exact(owner):
     site.save()
     chat = make_chat(user=owner, character=make_character(name="Mira", description=""), messages=2)
     prompt = build_prompt(
-        session=chat, character=chat.character, user_name="Olivia", persona_description="",
-        site=SiteSettings.load(), context_size=2048, reply_tokens=100, before_seq=3, mode="text",
+        session=chat,
+        character=chat.character,
+        user_name="Olivia",
+        persona_description="",
+        site=SiteSettings.load(),
+        context_size=2048,
+        reply_tokens=100,
+        before_seq=3,
+        mode="text",
     )
     assert prompt.text == (
         "<|im_start|>system\nBe Mira.<|im_end|>\n"

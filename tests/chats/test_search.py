@@ -94,8 +94,21 @@ def test_a_chat_given_to_another_user_moves_its_messages_to_their_search(owner, 
 
 def test_query_syntax_in_the_search_box_is_taken_as_text(owner, other, two_users_chats):
     # FTS5 operators, column filters and tsquery syntax must neither error nor widen the scope.
-    for query in ['scope : "u1"', f"u{other.pk}", "dragon OR someone", "NEAR(dragon someone)", '"unbalanced',
-                  "dragon:*", "!dragon", "-dragon", "content : someone", "* ", "'", "scope s1", "&|!():*"]:
+    for query in [
+        'scope : "u1"',
+        f"u{other.pk}",
+        "dragon OR someone",
+        "NEAR(dragon someone)",
+        '"unbalanced',
+        "dragon:*",
+        "!dragon",
+        "-dragon",
+        "content : someone",
+        "* ",
+        "'",
+        "scope s1",
+        "&|!():*",
+    ]:
         results = search_messages(user=owner, query=query)
         assert all(str(h.chat_code) == str(two_users_chats[0].code) for h in results.hits), query
     assert found(owner, "dragon OR someone") == []  # OR is a word that must also appear
@@ -110,7 +123,11 @@ def test_a_message_cannot_forge_another_users_scope(owner, other):
 
 def test_snippets_show_the_match_escaped_with_the_words_marked(owner):
     chat = make_chat(user=owner, character=make_character(), messages=0)
-    add_messages(chat, 1, text="x " * 200 + 'the <script>alert("dragon")</script> & the dragon <b>roars</b> ' + "y " * 200)
+    add_messages(
+        chat,
+        1,
+        text="x " * 200 + 'the <script>alert("dragon")</script> & the dragon <b>roars</b> ' + "y " * 200,
+    )
     snippet = search_messages(user=owner, query="dragon").hits[0].snippet
     assert "<script>" not in snippet and "<b>" not in snippet
     assert "&lt;script&gt;" in snippet and "&amp;" in snippet
@@ -147,7 +164,10 @@ def test_the_query_plan_is_driven_by_the_full_text_index(owner, other):
     # Enough rows, and fresh statistics, for PostgreSQL's planner to weigh its choices as it would
     # on a real instance: the searched words are rare, the user's messages are many.
     character = make_character()
-    chats = [make_chat(user=owner, character=character, messages=1000, text="Sun on the hills {seq}") for _ in range(3)]
+    chats = [
+        make_chat(user=owner, character=character, messages=1000, text="Sun on the hills {seq}")
+        for _ in range(3)
+    ]
     make_chat(user=other, character=character, messages=2000, text="Wind in the trees {seq}")
     add_messages(chats[1], 5, text="Rain on the roof again {seq}")
     if connection.vendor == "postgresql":
@@ -192,7 +212,9 @@ def test_triggers_dropped_by_a_table_rebuild_are_restored_and_the_index_caught_u
     assert ensure_sqlite_triggers(connection, migration="0003_message_search", app_label="chats") == []
 
 
-def test_the_search_page_links_each_result_to_the_chat_opened_at_that_message(owner_client, owner, other, two_users_chats):
+def test_the_search_page_links_each_result_to_the_chat_opened_at_that_message(
+    owner_client, owner, other, two_users_chats
+):
     mine, _ = two_users_chats
     html = owner_client.get(reverse("search"), {"q": "dragon"}).content.decode()
     assert f'href="/chats/{mine.code}/?at=1#m1"' in html
@@ -210,7 +232,9 @@ def test_the_search_page_escapes_the_query_and_needs_a_login(client, owner_clien
 
 
 def test_the_search_page_makes_the_same_queries_at_any_size(owner_client, owner, django_assert_num_queries):
-    chat = make_chat(user=owner, character=make_character(name="Mira"), messages=30, text="Fog on the pier {seq}")
+    chat = make_chat(
+        user=owner, character=make_character(name="Mira"), messages=30, text="Fog on the pier {seq}"
+    )
     url = reverse("search")
     owner_client.get(url, {"q": "fog"})
     # the user, the message search, the character search

@@ -27,14 +27,19 @@ UTC = dt.UTC
         (1729284737000, dt.datetime(2024, 10, 18, 20, 52, 17, tzinfo=UTC)),
         (1729284737123.0, dt.datetime(2024, 10, 18, 20, 52, 17, 123000, tzinfo=UTC)),
         ("1729284737000", dt.datetime(2024, 10, 18, 20, 52, 17, tzinfo=UTC)),
-        ("Fri Oct 18 2024 22:52:17 GMT+0200 (Central European Summer Time)", dt.datetime(2024, 10, 18, 20, 52, 17, tzinfo=UTC)),
+        (
+            "Fri Oct 18 2024 22:52:17 GMT+0200 (Central European Summer Time)",
+            dt.datetime(2024, 10, 18, 20, 52, 17, tzinfo=UTC),
+        ),
     ],
 )
 def test_every_send_date_form_is_read(value, expected):
     assert parse_send_date(value) == expected
 
 
-@pytest.mark.parametrize("value", [None, True, "", "yesterday", "Smarch 3, 2024 1:00pm", "2024-13-40@99h99m99s", 10**30, [], {}])
+@pytest.mark.parametrize(
+    "value", [None, True, "", "yesterday", "Smarch 3, 2024 1:00pm", "2024-13-40@99h99m99s", 10**30, [], {}]
+)
 def test_unreadable_dates_give_none(value):
     assert parse_send_date(value) is None
 

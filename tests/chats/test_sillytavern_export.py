@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 def imported(owner):
     ada = make_character(owner=owner, name="Ada")
     data = cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()])
-    return chat_import_sillytavern(source=io.BytesIO(data), file_name="Ada - chat.jsonl", user=owner, character=ada).object
+    return chat_import_sillytavern(
+        source=io.BytesIO(data), file_name="Ada - chat.jsonl", user=owner, character=ada
+    ).object
 
 
 def body(response) -> str:
@@ -51,7 +53,9 @@ def test_an_imported_chat_exports_as_the_sillytavern_file_it_came_from(owner_cli
 
 def test_the_exported_file_imports_again_to_the_same_chat(owner_client, owner, imported):
     data = body(owner_client.get(reverse("chats:export_jsonl", args=[imported.code]))).encode()
-    again = chat_import_sillytavern(source=io.BytesIO(data), file_name="again.jsonl", user=owner, character=imported.character).object
+    again = chat_import_sillytavern(
+        source=io.BytesIO(data), file_name="again.jsonl", user=owner, character=imported.character
+    ).object
     fields = ("seq", "role", "speaker", "content", "hidden", "alternative_index", "alternative_count")
     assert list(Message.objects.filter(session=again).order_by("seq").values_list(*fields)) == list(
         Message.objects.filter(session=imported).order_by("seq").values_list(*fields)
@@ -76,7 +80,10 @@ def test_a_chat_started_in_rpchat_exports_as_sillytavern_writes_chats(owner_clie
     session = services.chat_start(user=owner, character=character)
     session.refresh_from_db()
     add_messages(session, 2)
-    header, greeting, *rest = [json.loads(line) for line in body(owner_client.get(reverse("chats:export_jsonl", args=[session.code]))).split("\n")]
+    header, greeting, *rest = [
+        json.loads(line)
+        for line in body(owner_client.get(reverse("chats:export_jsonl", args=[session.code]))).split("\n")
+    ]
     assert header["user_name"] == "olivia" and header["character_name"] == "Wren"
     assert set(header) == {"user_name", "character_name", "create_date", "chat_metadata"}
     assert greeting["name"] == "Wren" and greeting["is_user"] is False and greeting["is_system"] is False
@@ -103,7 +110,9 @@ def test_another_user_cannot_export_a_chat(client, other, imported):
     assert client.get(reverse("chats:export_text", args=[imported.code])).status_code == 404
 
 
-def test_the_export_reads_the_chat_a_page_at_a_time(owner_client, owner, monkeypatch, django_assert_num_queries):
+def test_the_export_reads_the_chat_a_page_at_a_time(
+    owner_client, owner, monkeypatch, django_assert_num_queries
+):
     monkeypatch.setattr(sillytavern, "EXPORT_PAGE_SIZE", 10)
     session = make_chat(user=owner, character=make_character(), messages=35)
     url = reverse("chats:export_jsonl", args=[session.code])
@@ -121,12 +130,17 @@ def test_swipes_are_read_once_per_page(owner_client, owner, monkeypatch, django_
     monkeypatch.setattr(sillytavern, "EXPORT_PAGE_SIZE", 10)
     session = make_chat(user=owner, character=make_character(), messages=20)
     for message in Message.objects.filter(session=session):
-        MessageAlternative.objects.bulk_create(MessageAlternative(message=message, index=i, content=f"{message.content} v{i}") for i in range(2))
+        MessageAlternative.objects.bulk_create(
+            MessageAlternative(message=message, index=i, content=f"{message.content} v{i}") for i in range(2)
+        )
     Message.objects.filter(session=session).update(alternative_count=2)
     # the user, the chat, its user; per page of 10: messages, then their alternatives; the third
     # page read is empty
     with django_assert_num_queries(3 + 2 * 2 + 1):
-        lines = [json.loads(line) for line in body(owner_client.get(reverse("chats:export_jsonl", args=[session.code]))).split("\n")]
+        lines = [
+            json.loads(line)
+            for line in body(owner_client.get(reverse("chats:export_jsonl", args=[session.code]))).split("\n")
+        ]
     assert lines[5]["swipes"] == ["Message 5 v0", "Message 5 v1"]
 
 

@@ -25,11 +25,15 @@ def ada(owner):
 
 
 def import_bytes(data: bytes, *, user, character, name="Ada - 2024-10-18@20h52m17s.jsonl", **kwargs):
-    return chat_import_sillytavern(source=io.BytesIO(data), file_name=name, user=user, character=character, **kwargs)
+    return chat_import_sillytavern(
+        source=io.BytesIO(data), file_name=name, user=user, character=character, **kwargs
+    )
 
 
 def test_a_chat_is_imported_with_its_messages_in_order(owner, ada):
-    result = import_bytes(cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada)
+    result = import_bytes(
+        cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada
+    )
     assert (result.status, result.reason) == ("imported", "5 messages")
     session = result.object
     assert (session.user, session.character, session.title) == (owner, ada, "Ada - 2024-10-18@20h52m17s")
@@ -43,11 +47,17 @@ def test_a_chat_is_imported_with_its_messages_in_order(owner, ada):
 
 
 def test_swipes_become_alternatives_with_the_active_one_as_the_message(owner, ada):
-    session = import_bytes(cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada).object
+    session = import_bytes(
+        cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada
+    ).object
     third = Message.objects.get(session=session, seq=3)
     assert (third.alternative_index, third.alternative_count) == (1, 3)
     alternatives = list(MessageAlternative.objects.filter(message=third).order_by("index"))
-    assert [a.content for a in alternatives] == ["The first answer.", "The second answer.", "The third answer."]
+    assert [a.content for a in alternatives] == [
+        "The first answer.",
+        "The second answer.",
+        "The third answer.",
+    ]
     assert alternatives[0].meta["st"]["send_date"] == "October 18, 2024 8:54pm"
     # A message with a single swipe has no alternative rows to page through.
     assert Message.objects.get(session=session, seq=5).alternative_count == 0
@@ -55,7 +65,9 @@ def test_swipes_become_alternatives_with_the_active_one_as_the_message(owner, ad
 
 def test_hidden_messages_extras_and_metadata_are_kept(owner, ada):
     Persona.objects.create(user=owner, name="Olivia")
-    session = import_bytes(cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada).object
+    session = import_bytes(
+        cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada
+    ).object
     hidden = Message.objects.get(session=session, seq=4)
     assert hidden.hidden is True and hidden.content == "(a hidden aside)"
     third = Message.objects.get(session=session, seq=3)
@@ -65,14 +77,24 @@ def test_hidden_messages_extras_and_metadata_are_kept(owner, ada):
     assert session.metadata["integrity"] == "4f9c1c9e-1111-2222-3333-444455556666"
     assert session.metadata["an_extension_key"] == [1, 2, 3]
     # The author's note becomes the chat's own, and the header's persona is found by name.
-    assert (session.author_note, session.author_note_depth, session.author_note_frequency, session.author_note_role) == (
-        "Ada is tired.", 3, 2, "system",
+    assert (
+        session.author_note,
+        session.author_note_depth,
+        session.author_note_frequency,
+        session.author_note_role,
+    ) == (
+        "Ada is tired.",
+        3,
+        2,
+        "system",
     )
     assert session.persona.name == "Olivia"
 
 
 def test_messages_keep_their_own_dates(owner, ada):
-    session = import_bytes(cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada).object
+    session = import_bytes(
+        cardkit.jsonl([cardkit.st_header(), *cardkit.st_messages()]), user=owner, character=ada
+    ).object
     dates = list(Message.objects.filter(session=session).order_by("seq").values_list("created_at", flat=True))
     assert dates == [
         dt.datetime(2024, 10, 18, 20, 52, tzinfo=UTC),
@@ -96,17 +118,33 @@ def test_a_group_chat_knows_who_said_what(owner):
     bram = make_character(owner=owner, name="Bram")
     lines = [
         {"chat_metadata": {"tainted": True}, "user_name": "unused", "character_name": "unused"},
-        {"name": "Ada", "is_user": False, "mes": "Hello.", "send_date": 1729284737000, "original_avatar": "ada-card.png"},
+        {
+            "name": "Ada",
+            "is_user": False,
+            "mes": "Hello.",
+            "send_date": 1729284737000,
+            "original_avatar": "ada-card.png",
+        },
         {"name": "Olivia", "is_user": True, "mes": "Hi both.", "send_date": 1729284738000},
         {"name": "Bram", "is_user": False, "mes": "Evening.", "send_date": 1729284739000},
     ]
     result = import_bytes(
-        cardkit.jsonl(lines), user=owner, character=ada, members=[ada, bram], avatars={"ada-card.png": ada}, name="group.jsonl"
+        cardkit.jsonl(lines),
+        user=owner,
+        character=ada,
+        members=[ada, bram],
+        avatars={"ada-card.png": ada},
+        name="group.jsonl",
     )
     session = result.object
     assert session.is_group
-    assert list(ChatMember.objects.filter(session=session).values_list("character__name", flat=True)) == ["Ada", "Bram"]
-    speakers = list(Message.objects.filter(session=session).order_by("seq").values_list("character__name", flat=True))
+    assert list(ChatMember.objects.filter(session=session).values_list("character__name", flat=True)) == [
+        "Ada",
+        "Bram",
+    ]
+    speakers = list(
+        Message.objects.filter(session=session).order_by("seq").values_list("character__name", flat=True)
+    )
     assert speakers == ["Ada", None, "Bram"]
 
 
@@ -120,7 +158,14 @@ def test_the_same_file_is_skipped_the_second_time(owner, ada):
 
 def test_a_big_chat_is_inserted_in_batches_with_counters_set_once(owner, ada, django_assert_max_num_queries):
     lines = [cardkit.st_header()] + [
-        {"name": "Ada", "is_user": False, "mes": f"line {i}", "send_date": 1729284737000 + i * 1000, "swipes": [f"line {i}", "alt"], "swipe_id": 0}
+        {
+            "name": "Ada",
+            "is_user": False,
+            "mes": f"line {i}",
+            "send_date": 1729284737000 + i * 1000,
+            "swipes": [f"line {i}", "alt"],
+            "swipe_id": 0,
+        }
         for i in range(2500)
     ]
     data = cardkit.jsonl(lines)
@@ -176,7 +221,9 @@ def test_broken_lines_can_be_skipped_and_are_reported(owner, ada):
     assert result.status == "imported"
     assert result.object.message_count == 3
     assert result.warnings[0].startswith("skipped 4 broken line(s): line 3: invalid JSON")
-    assert list(Message.objects.filter(session=result.object).order_by("seq").values_list("seq", flat=True)) == [1, 2, 3]
+    assert list(
+        Message.objects.filter(session=result.object).order_by("seq").values_list("seq", flat=True)
+    ) == [1, 2, 3]
 
 
 def test_an_overlong_line_is_broken_without_being_read_whole(owner, ada, settings):
@@ -199,14 +246,16 @@ class Upload(io.BytesIO):
 
 
 def test_a_file_over_the_limit_is_refused_before_reading(owner, ada, tmp_path):
-    result = chat_import_sillytavern(source=Upload(2 << 30), file_name="huge.jsonl", user=owner, character=ada)
+    result = chat_import_sillytavern(
+        source=Upload(2 << 30), file_name="huge.jsonl", user=owner, character=ada
+    )
     assert result.reason == "the file is 2.0 GB; the limit is 512.0 MB (RPCHAT_MAX_CHAT_BYTES)"
     path = tmp_path / "huge.jsonl"
     with open(path, "wb") as fh:
         fh.truncate(600 << 20)
-    assert chat_import_sillytavern(source=path, file_name="huge.jsonl", user=owner, character=ada).reason.startswith(
-        "the file is 600.0 MB"
-    )
+    assert chat_import_sillytavern(
+        source=path, file_name="huge.jsonl", user=owner, character=ada
+    ).reason.startswith("the file is 600.0 MB")
     assert ChatSession.objects.count() == 0
 
 

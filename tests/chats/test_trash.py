@@ -36,7 +36,10 @@ def test_an_owner_deletes_and_restores_their_character(owner_client, owner):
     assert "Delete this character" in page
     owner_client.post(reverse("characters:delete", args=[mine.code]))
     assert owner_client.get(mine.get_absolute_url()).status_code == 404
-    assert '<span class="name">Mine</span>' not in owner_client.get(reverse("characters:gallery")).content.decode()
+    assert (
+        '<span class="name">Mine</span>'
+        not in owner_client.get(reverse("characters:gallery")).content.decode()
+    )
     assert "Mine" in owner_client.get(reverse("chats:trash")).content.decode()
     owner_client.post(reverse("characters:restore", args=[mine.code]))
     assert owner_client.get(mine.get_absolute_url()).status_code == 200
@@ -69,7 +72,9 @@ def test_prune_keeps_a_deleted_character_that_others_still_chat_with(owner, othe
     shared = make_character(owner=owner, name="Shared")
     alone = make_character(owner=owner, name="Alone")
     make_chat(user=other, character=shared, messages=2)
-    Character.objects.filter(pk__in=[shared.pk, alone.pk]).update(deleted_at=timezone.now() - timedelta(days=40))
+    Character.objects.filter(pk__in=[shared.pk, alone.pk]).update(
+        deleted_at=timezone.now() - timedelta(days=40)
+    )
     call_command("prune", stdout=StringIO(), stderr=StringIO())
     assert list(Character.objects.values_list("name", flat=True)) == ["Shared"]
     assert ChatSession.objects.filter(user=other).get().messages.count() == 2

@@ -57,7 +57,9 @@ def test_the_chat_page_makes_the_same_queries_at_any_length(owner_client, owner,
     assert seqs(response.content.decode())[-1] == 3060
 
 
-def test_an_older_page_makes_the_same_queries_anywhere_in_the_chat(owner_client, owner, django_assert_num_queries):
+def test_an_older_page_makes_the_same_queries_anywhere_in_the_chat(
+    owner_client, owner, django_assert_num_queries
+):
     chat = make_chat(user=owner, character=make_character(), messages=200)
     url = reverse("chats:older", args=[chat.code])
     owner_client.get(url, {"before": 150})
@@ -72,7 +74,9 @@ def test_an_older_page_makes_the_same_queries_anywhere_in_the_chat(owner_client,
         assert seqs(owner_client.get(url, {"before": 51}).json()["html"]) == list(range(1, 51))
 
 
-def test_the_chat_list_shows_the_most_recent_chat_first_with_constant_queries(owner_client, owner, django_assert_num_queries):
+def test_the_chat_list_shows_the_most_recent_chat_first_with_constant_queries(
+    owner_client, owner, django_assert_num_queries
+):
     older = make_chat(user=owner, character=make_character(name="Older"), messages=2)
     newer = make_chat(user=owner, character=make_character(name="Newer"), messages=2)
     owner_client.get(reverse("chats:list"))
@@ -111,14 +115,20 @@ def test_another_user_gets_404_on_every_chat_url(client, other, long_chat):
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, long_chat):
-    for url in (reverse("chats:list"), long_chat.get_absolute_url(), reverse("chats:message_stream", args=[long_chat.code, 1])):
+    for url in (
+        reverse("chats:list"),
+        long_chat.get_absolute_url(),
+        reverse("chats:message_stream", args=[long_chat.code, 1]),
+    ):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
 def test_starting_a_chat_puts_the_greeting_first_with_alternates_as_swipes(owner_client, owner):
     character = make_character(
-        name="Wren", first_message="Welcome, {{user}}!", alternate_greetings=["Who sent you, {{user}}?", "Tea?"]
+        name="Wren",
+        first_message="Welcome, {{user}}!",
+        alternate_greetings=["Who sent you, {{user}}?", "Tea?"],
     )
     response = owner_client.post(reverse("chats:new", args=[character.code]))
     chat = owner.chatsession_set.get()

@@ -7,7 +7,6 @@ engine. Skipped, with the reason printed, when Chromium is not installed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -61,7 +60,9 @@ class App:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory, tiny_model_path):
     var_dir = tmp_path_factory.mktemp("e2e-var")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")
+    }
     env.update(
         RPCHAT_VAR_DIR=str(var_dir),
         RPCHAT_BUILTIN_MODEL=tiny_model_path,
@@ -80,8 +81,20 @@ def app(tmp_path_factory, tiny_model_path):
     application.manage("collectstatic", "--no-input", "-v0")
     log = open(var_dir / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "rpchat.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "rpchat.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while True:

@@ -110,14 +110,18 @@ def test_switching_persona_changes_who_you_are(page, app, signed_up):
 
 
 def test_older_messages_load_without_the_view_jumping(page, app, signed_up):
-    code = app.shell(
-        "from django.contrib.auth import get_user_model\n"
-        "from characters.models import Character\n"
-        "from tests.factories import make_chat\n"
-        f"u = get_user_model().objects.get(username='{signed_up}')\n"
-        "c = make_chat(user=u, character=Character.objects.get(name='Wren of the Hollow'), messages=180)\n"
-        "print(c.code)"
-    ).strip().splitlines()[-1]
+    code = (
+        app.shell(
+            "from django.contrib.auth import get_user_model\n"
+            "from characters.models import Character\n"
+            "from tests.factories import make_chat\n"
+            f"u = get_user_model().objects.get(username='{signed_up}')\n"
+            "c = make_chat(user=u, character=Character.objects.get(name='Wren of the Hollow'), messages=180)\n"
+            "print(c.code)"
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     page.goto(f"{app.base_url}/chats/{code}/")
     messages = page.locator("article.message")
     expect(messages).to_have_count(50)

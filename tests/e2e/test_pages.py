@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -72,7 +71,12 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
     check(page, "chat-settings")
     page.goto(chat_url + "messages/3/prompt/")
     check(page, "prompt-inspector")
-    for name, path in (("chat-list", "/chats/"), ("personas", "/personas/"), ("settings", "/accounts/settings/"), ("trash", "/chats/trash/")):
+    for name, path in (
+        ("chat-list", "/chats/"),
+        ("personas", "/personas/"),
+        ("settings", "/accounts/settings/"),
+        ("trash", "/chats/trash/"),
+    ):
         page.goto(app.base_url + path)
         check(page, name)
 

@@ -24,7 +24,7 @@ def test_search_opens_the_chat_at_the_found_message(page, app, signed_up, shot):
         f"chat = ChatSession.objects.get(user__username='{signed_up}')\n"
         "add_messages(chat, 99, text='Small talk number {seq}.')\n"
         "add_messages(chat, 1, text='Behind the mill lies the <b>copper</b> key.')\n"
-        "add_messages(chat, 200, text='More small talk {seq}.')\n"
+        "add_messages(chat, 200, text='More small talk {seq}.')\n",
     )
     search = page.get_by_label("Search your chats and characters")
     search.fill("copper key")

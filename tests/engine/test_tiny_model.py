@@ -54,7 +54,7 @@ def _stream(url: str, payload: dict, headers: dict | None = None) -> tuple[list[
         for line in r.iter_lines():
             if not line.startswith("data: "):
                 continue
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             if data == "[DONE]":
                 done += 1
                 continue
@@ -66,7 +66,9 @@ def _chat_stream(base_url: str, payload: dict) -> tuple[str, str | None]:
     chunks, done = _stream(base_url + "/v1/chat/completions", payload)
     assert done == 1
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
-    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    finish = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
     assert len(finish) == 1
     return text, finish[0]
 
@@ -75,7 +77,9 @@ def _text_stream(base_url: str, payload: dict) -> tuple[str, str | None]:
     chunks, done = _stream(base_url + "/v1/completions", payload)
     assert done == 1
     text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
-    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    finish = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
     assert len(finish) == 1
     return text, finish[0]
 
@@ -96,8 +100,14 @@ def test_file_is_small(model_path):
         {"temperature": 2.0, "seed": 12345, "top_p": 1.0, "top_k": 0, "min_p": 0.0},
         {"temperature": 0.0},
         {
-            "temperature": 3.0, "seed": 99, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
-            "repeat_penalty": 2.0, "presence_penalty": 2.0, "frequency_penalty": 2.0,
+            "temperature": 3.0,
+            "seed": 99,
+            "top_k": 0,
+            "top_p": 1.0,
+            "min_p": 0.0,
+            "repeat_penalty": 2.0,
+            "presence_penalty": 2.0,
+            "frequency_penalty": 2.0,
         },
         {"temperature": 1.5, "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2},
     ],

@@ -24,7 +24,9 @@ def _changelist(model) -> str:
 
 
 @pytest.mark.parametrize("model", [Character, ChatSession, Message], ids=lambda m: m.__name__)
-def test_an_admin_list_makes_the_same_queries_with_many_more_rows(staff, owner, model, django_assert_num_queries):
+def test_an_admin_list_makes_the_same_queries_with_many_more_rows(
+    staff, owner, model, django_assert_num_queries
+):
     for i in range(60):
         chat = make_chat(user=owner, character=make_character(owner=owner, name=f"C{i:03d}"), messages=1)
     if connection.vendor == "postgresql":

@@ -188,11 +188,11 @@ def test_a_backup_taken_while_the_app_writes_is_one_consistent_moment(owner, tmp
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
-
-
 @on_postgresql
 @pytest.mark.skipif(shutil.which("pg_restore") is None, reason="pg_dump/pg_restore are not installed")
-def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_row_back(owner, other, tmp_path):
+def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_row_back(
+    owner, other, tmp_path
+):
     _write_data(owner, other)
     out = StringIO()
     call_command("backup_db", str(tmp_path / "rpchat.pgdump"), stdout=out)

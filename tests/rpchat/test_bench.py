@@ -13,14 +13,35 @@ from django.core.management import call_command
 def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_path):
     out = StringIO()
     call_command(
-        "bench", "--chat-sizes", "10,100", "--characters", "10", "--requests", "3", "--warmup", "1",
-        "--output", str(tmp_path / "out"), "--var-dir", str(tmp_path / "var"),
-        "--database-url", f"sqlite:///{tmp_path / 'bench.sqlite3'}",
+        "bench",
+        "--chat-sizes",
+        "10,100",
+        "--characters",
+        "10",
+        "--requests",
+        "3",
+        "--warmup",
+        "1",
+        "--output",
+        str(tmp_path / "out"),
+        "--var-dir",
+        str(tmp_path / "var"),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'bench.sqlite3'}",
         stdout=out,
     )
     report = json.loads((tmp_path / "out" / "bench.json").read_text())
     measured = {(r["op"], r["size"]) for r in report["operations"]}
-    for op in ("floor", "open_chat", "chat_json", "older_newest", "older_middle", "older_start", "send", "prompt"):
+    for op in (
+        "floor",
+        "open_chat",
+        "chat_json",
+        "older_newest",
+        "older_middle",
+        "older_start",
+        "send",
+        "prompt",
+    ):
         assert {(op, 10), (op, 100)} <= measured, op
     assert ("gallery", 10) in measured
     for r in report["operations"]:
@@ -30,7 +51,13 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
     assert [t["target"] for t in report["targets"]][0].startswith("open a chat")
     assert set(report["profile"]) == {"chat-html", "chat-json"}
     markdown = (tmp_path / "out" / "bench.md").read_text()
-    for label in ("open a chat (HTML page)", "send a message", "gallery first page", "build a prompt", "floor"):
+    for label in (
+        "open a chat (HTML page)",
+        "send a message",
+        "gallery first page",
+        "build a prompt",
+        "floor",
+    ):
         assert label in markdown and label in out.getvalue()
     assert (tmp_path / "out" / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "out" / "profile-chat-html.html").exists()
@@ -44,7 +71,13 @@ def test_bench_says_the_sillytavern_importer_is_needed_when_it_is_missing(tmp_pa
         pytest.skip("import_sillytavern exists here")
     from rpchat.management.bench import Bench, Config
 
-    config = Config(chat_sizes=[10], character_sets=[10], output=tmp_path, var_dir=tmp_path,
-                    database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}", st_dataset=tmp_path)
+    config = Config(
+        chat_sizes=[10],
+        character_sets=[10],
+        output=tmp_path,
+        var_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        st_dataset=tmp_path,
+    )
     with pytest.raises(CommandError, match="needs the import_sillytavern management command"):
         Bench(config, lambda s: None).import_sillytavern()

@@ -51,10 +51,19 @@ def test_every_hot_query_is_served_by_an_index_on_a_large_data_set(large_data_se
     out = StringIO()
     call_command("explain_queries", stdout=out)
     text = out.getvalue()
-    for name in ("gallery: first page", "gallery: filter by label", "gallery: filter by tag", "chat list",
-                 "chat page: newest messages", "chat page: an older page from the middle", "prompt: history read",
-                 "lorebook: a book's enabled entries", "admin: characters list", "admin: chats list",
-                 "admin: messages list"):
+    for name in (
+        "gallery: first page",
+        "gallery: filter by label",
+        "gallery: filter by tag",
+        "chat list",
+        "chat page: newest messages",
+        "chat page: an older page from the middle",
+        "prompt: history read",
+        "lorebook: a book's enabled entries",
+        "admin: characters list",
+        "admin: chats list",
+        "admin: messages list",
+    ):
         assert name in text
     assert "skipped" not in text
     assert re.search(r"\d+ hot queries checked: no full scan or sort of a big table", text)
@@ -88,7 +97,11 @@ def test_a_query_the_indexes_do_not_serve_fails_the_check(large_data_set, extra_
 def test_an_allowed_scan_passes_with_its_reason(large_data_set, extra_query):
     from chats.models import Message
 
-    extra_query("test: allowed", lambda: Message.objects.filter(speaker="nobody").order_by()[:50], allow_scan="a test says so")
+    extra_query(
+        "test: allowed",
+        lambda: Message.objects.filter(speaker="nobody").order_by()[:50],
+        allow_scan="a test says so",
+    )
     out = StringIO()
     call_command("explain_queries", "--only", "test: allowed", stdout=out)
     assert "(allowed: a test says so)" in out.getvalue()
@@ -97,10 +110,18 @@ def test_an_allowed_scan_passes_with_its_reason(large_data_set, extra_query):
 def test_postgresql_plans_are_judged_by_seq_scans_and_big_sorts():
     big = {"chats_message"}
     sql = 'SELECT ... FROM "chats_message" ...'
-    plan = "Limit  (cost=1..2 rows=50 width=8)\n  ->  Seq Scan on chats_message  (cost=0..9 rows=20000 width=8)"
-    assert hot_queries.judge(plan, "postgresql", big=big, sql=sql)[0] == ["full scan of chats_message (Seq Scan)"]
-    plan = "Limit\n  ->  Sort  (cost=5..6 rows=20000 width=8)\n        ->  Index Scan using x on chats_message"
-    assert hot_queries.judge(plan, "postgresql", big=big, sql=sql)[0] == ["a Sort node over an estimated 20,000 rows"]
+    plan = (
+        "Limit  (cost=1..2 rows=50 width=8)\n  ->  Seq Scan on chats_message  (cost=0..9 rows=20000 width=8)"
+    )
+    assert hot_queries.judge(plan, "postgresql", big=big, sql=sql)[0] == [
+        "full scan of chats_message (Seq Scan)"
+    ]
+    plan = (
+        "Limit\n  ->  Sort  (cost=5..6 rows=20000 width=8)\n        ->  Index Scan using x on chats_message"
+    )
+    assert hot_queries.judge(plan, "postgresql", big=big, sql=sql)[0] == [
+        "a Sort node over an estimated 20,000 rows"
+    ]
     plan = "Limit\n  ->  Sort  (cost=5..6 rows=12 width=8)\n        ->  Index Scan using x on chats_message"
     assert hot_queries.judge(plan, "postgresql", big=big, sql=sql)[0] == []
     plan = "Limit\n  ->  Incremental Sort  (cost=5..6 rows=2000 width=8)\n        ->  Index Scan using x on chats_message"
@@ -135,9 +156,15 @@ def test_the_registered_queries_are_the_ones_the_pages_run(client, owner, admin_
     client.force_login(owner)
     gallery = _page_sql(client, reverse("characters:gallery"))
     assert _registered_sql("gallery: first page") in gallery
-    assert _registered_sql("gallery: filter by label") in _page_sql(client, reverse("characters:gallery"), {"label": "main"})
-    assert _registered_sql("gallery: filter by tag") in _page_sql(client, reverse("characters:gallery"), {"tag": "fantasy"})
-    assert _registered_sql("gallery: search by name") in _page_sql(client, reverse("characters:gallery"), {"q": "ar"})
+    assert _registered_sql("gallery: filter by label") in _page_sql(
+        client, reverse("characters:gallery"), {"label": "main"}
+    )
+    assert _registered_sql("gallery: filter by tag") in _page_sql(
+        client, reverse("characters:gallery"), {"tag": "fantasy"}
+    )
+    assert _registered_sql("gallery: search by name") in _page_sql(
+        client, reverse("characters:gallery"), {"q": "ar"}
+    )
     assert _registered_sql("chat list") in _page_sql(client, reverse("chats:list"))
     assert _registered_sql("chat page: newest messages") in _page_sql(client, chat.get_absolute_url())
     older = _page_sql(client, reverse("chats:older", args=[chat.code]), {"before": 100})
@@ -153,14 +180,26 @@ def test_the_registered_queries_are_the_ones_the_pages_run(client, owner, admin_
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(capture):
-        build_prompt(session=chat, character=character, user_name="olivia", persona_description="",
-                     site=SiteSettings.load(), context_size=2048, reply_tokens=0, before_seq=chat.last_seq + 1)
+        build_prompt(
+            session=chat,
+            character=character,
+            user_name="olivia",
+            persona_description="",
+            site=SiteSettings.load(),
+            context_size=2048,
+            reply_tokens=0,
+            before_seq=chat.last_seq + 1,
+        )
     assert _registered_sql("prompt: history read") in seen
 
     client.force_login(admin_user)
     from characters.models import Character
     from chats.models import ChatSession, Message
 
-    for model, name in ((Character, "admin: characters list"), (ChatSession, "admin: chats list"), (Message, "admin: messages list")):
+    for model, name in (
+        (Character, "admin: characters list"),
+        (ChatSession, "admin: chats list"),
+        (Message, "admin: messages list"),
+    ):
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         assert _registered_sql(name) in _page_sql(client, url), name

@@ -30,6 +30,7 @@ def test_hashed_static_files_are_cached_for_good_and_plain_names_for_a_year(tmp_
         call_command("collectstatic", "--no-input", verbosity=0, stdout=StringIO())
         hashed_url = staticfiles_storage.url("js/chat.js")
         assert re.search(r"/static/js/chat\.[0-9a-f]{12}\.js$", hashed_url)
+
         async def not_found(request):
             return HttpResponse(status=404)
 

@@ -25,7 +25,12 @@ def media(settings, tmp_path):
 
 def solo_chat(n: int) -> bytes:
     lines = [cardkit.st_header()] + [
-        {"name": "Olivia" if i % 2 else "Ada", "is_user": bool(i % 2), "mes": f"Message {i + 1}", "send_date": 1729284737000 + i * 60000}
+        {
+            "name": "Olivia" if i % 2 else "Ada",
+            "is_user": bool(i % 2),
+            "mes": f"Message {i + 1}",
+            "send_date": 1729284737000 + i * 60000,
+        }
         for i in range(n)
     ]
     return cardkit.jsonl(lines)
@@ -40,24 +45,48 @@ def st_folder(tmp_path):
     ada = cardkit.v2_card("Ada")
     ada["data"]["extensions"]["world"] = "Harbor"
     (user / "characters" / "Ada.png").write_bytes(cardkit.png_card({"chara": cardkit.b64(ada)}))
-    (user / "characters" / "Bram.png").write_bytes(cardkit.png_card({"chara": cardkit.b64(cardkit.v2_card("Bram", book=False))}))
+    (user / "characters" / "Bram.png").write_bytes(
+        cardkit.png_card({"chara": cardkit.b64(cardkit.v2_card("Bram", book=False))})
+    )
     (user / "characters" / "Broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (user / "chats" / "Ada" / "Ada - 2024-10-18@20h52m17s.jsonl").write_bytes(solo_chat(120))
     header = cardkit.st_header()
     header["chat_metadata"]["world_info"] = "Harbor"
-    (user / "chats" / "Ada" / "Ada - swipes.jsonl").write_bytes(cardkit.jsonl([header, *cardkit.st_messages()]))
+    (user / "chats" / "Ada" / "Ada - swipes.jsonl").write_bytes(
+        cardkit.jsonl([header, *cardkit.st_messages()])
+    )
     (user / "chats" / "Ada" / "damaged.jsonl").write_bytes(solo_chat(3) + b"\n{oops")
     (user / "chats" / "Ghost" / "Ghost - 2024.jsonl").write_bytes(solo_chat(2))
     (user / "groups" / "1700000000000.json").write_text(
-        json.dumps({"id": "1700000000000", "name": "The crew", "members": ["Ada.png", "Bram.png"], "chat_id": "1700000000001", "chats": ["1700000000001"]})
+        json.dumps(
+            {
+                "id": "1700000000000",
+                "name": "The crew",
+                "members": ["Ada.png", "Bram.png"],
+                "chat_id": "1700000000001",
+                "chats": ["1700000000001"],
+            }
+        )
     )
     (user / "group chats" / "1700000000001.jsonl").write_bytes(
         cardkit.jsonl(
             [
                 {"chat_metadata": {}, "user_name": "unused", "character_name": "unused"},
-                {"name": "Ada", "is_user": False, "mes": "Hello crew.", "send_date": 1729284737000, "original_avatar": "Ada.png"},
+                {
+                    "name": "Ada",
+                    "is_user": False,
+                    "mes": "Hello crew.",
+                    "send_date": 1729284737000,
+                    "original_avatar": "Ada.png",
+                },
                 {"name": "Olivia", "is_user": True, "mes": "Hi.", "send_date": 1729284738000},
-                {"name": "Bram", "is_user": False, "mes": "Aye.", "send_date": 1729284739000, "original_avatar": "Bram.png"},
+                {
+                    "name": "Bram",
+                    "is_user": False,
+                    "mes": "Aye.",
+                    "send_date": 1729284739000,
+                    "original_avatar": "Bram.png",
+                },
             ]
         )
     )
@@ -68,7 +97,9 @@ def st_folder(tmp_path):
             {
                 "power_user": {
                     "personas": {"olivia.png": "Olivia", "knight.png": "Sir Olivia"},
-                    "persona_descriptions": {"olivia.png": {"description": "A curious traveller.", "position": 0}},
+                    "persona_descriptions": {
+                        "olivia.png": {"description": "A curious traveller.", "position": 0}
+                    },
                     "default_persona": "olivia.png",
                 }
             }
@@ -94,15 +125,27 @@ def test_a_sillytavern_folder_is_imported_for_a_user(st_folder, owner):
     assert "  chats: 3 imported, 0 skipped, 2 failed (128 messages imported)" in out
     assert error == "3 file(s) could not be imported (listed above); everything else was."
 
-    assert set(Character.objects.values_list("name", "owner__username", "visibility")) == {("Ada", "olivia", "private"), ("Bram", "olivia", "private")}
+    assert set(Character.objects.values_list("name", "owner__username", "visibility")) == {
+        ("Ada", "olivia", "private"),
+        ("Bram", "olivia", "private"),
+    }
     solo = ChatSession.objects.get(title="Ada - 2024-10-18@20h52m17s")
     assert (solo.user, solo.character.name, solo.message_count) == (owner, "Ada", 120)
     group = ChatSession.objects.get(is_group=True)
     assert group.title == "The crew"
-    assert list(ChatMember.objects.filter(session=group).values_list("character__name", flat=True)) == ["Ada", "Bram"]
-    assert list(Message.objects.filter(session=group).order_by("seq").values_list("character__name", flat=True)) == ["Ada", None, "Bram"]
+    assert list(ChatMember.objects.filter(session=group).values_list("character__name", flat=True)) == [
+        "Ada",
+        "Bram",
+    ]
+    assert list(
+        Message.objects.filter(session=group).order_by("seq").values_list("character__name", flat=True)
+    ) == ["Ada", None, "Bram"]
     olivia = Persona.objects.get(user=owner, name="Olivia")
-    assert (olivia.description, olivia.is_default, bool(olivia.avatar)) == ("A curious traveller.", True, True)
+    assert (olivia.description, olivia.is_default, bool(olivia.avatar)) == (
+        "A curious traveller.",
+        True,
+        True,
+    )
     assert Persona.objects.get(name="Sir Olivia").is_default is False
     harbor = Lorebook.objects.get(character__isnull=True)
     assert harbor.name == "Harbor"
@@ -137,7 +180,9 @@ def test_a_second_run_skips_everything_already_imported(st_folder, owner):
     assert "  cards: 0 imported, 2 skipped, 1 failed" in out
     assert "  chats: 0 imported, 3 skipped, 2 failed (0 messages imported)" in out
     assert "  skipped: characters/Ada.png: already imported as Ada" in out
-    assert Character.objects.count() == 2 and ChatSession.objects.count() == 3 and Message.objects.count() == 128
+    assert (
+        Character.objects.count() == 2 and ChatSession.objects.count() == 3 and Message.objects.count() == 128
+    )
 
 
 def test_an_interrupted_import_resumes_where_it_stopped(st_folder, owner, monkeypatch):
@@ -169,7 +214,9 @@ def test_an_imported_chat_opens_at_its_newest_50_messages(st_folder, owner, clie
 
 def test_progress_follows_the_bytes_read_up_to_the_folders_total(st_folder, owner):
     seen = []
-    sillytavern.sillytavern_folder_import(root=st_folder, user=owner, progress=lambda n, label: seen.append(n))
+    sillytavern.sillytavern_folder_import(
+        root=st_folder, user=owner, progress=lambda n, label: seen.append(n)
+    )
     assert all(n >= 0 for n in seen)
     assert sum(seen) == sillytavern.sillytavern_folder_size(st_folder)
 
@@ -181,5 +228,7 @@ def test_the_user_defaults_to_the_only_superuser(st_folder, admin_user):
 
 
 def test_bad_arguments_are_command_errors(tmp_path, owner):
-    assert run(tmp_path, "--user", "olivia")[1].endswith("is not a SillyTavern data folder (no characters/ or chats/ in it)")
+    assert run(tmp_path, "--user", "olivia")[1].endswith(
+        "is not a SillyTavern data folder (no characters/ or chats/ in it)"
+    )
     assert run(tmp_path)[1] == "Give --user NAME: the imported data needs an owner."

@@ -58,8 +58,6 @@ class Workers:
     character_code: str
 
 
-
-
 def _seed(database_url: str, engine_url: str) -> str:
     """Accounts, a character and the scripted engine as the active profile; the character's code."""
     # One hash the workers know (the test settings hash with MD5, which they do not accept).
@@ -206,7 +204,11 @@ class Browser:
         self.http.get(f"{base}/accounts/login/")
         response = self.http.post(
             f"{base}/accounts/login/",
-            data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": self.http.cookies["csrftoken"]},
+            data={
+                "username": username,
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": self.http.cookies["csrftoken"],
+            },
         )
         assert response.status_code == 302, response.text[:500]
 
@@ -331,7 +333,9 @@ def test_the_query_cache_of_one_worker_is_dropped_when_another_changes_the_table
     with attached_database("workers", workers.database_url) as db:
         pk = Tag.objects.using(db).get(name="fantasy").pk
 
-    response = root.submit_admin_form(f"{workers.a}/admin/characters/tag/{pk}/change/", {"name": "high fantasy"})
+    response = root.submit_admin_form(
+        f"{workers.a}/admin/characters/tag/{pk}/change/", {"name": "high fantasy"}
+    )
     assert response.status_code == 302, _form_errors(response.text)
 
     gallery = olivia.http.get(f"{workers.b}/characters/").text
@@ -344,7 +348,9 @@ def test_a_reply_started_on_one_worker_can_be_followed_whole_from_the_other(work
     engine.delay = 0.1
     chat = olivia.new_chat(workers.a, workers.character_code)
 
-    sent = olivia.post(f"{workers.a}/chats/{chat}/send/", {"content": "Tell me a story", "client_token": "t1"})
+    sent = olivia.post(
+        f"{workers.a}/chats/{chat}/send/", {"content": "Tell me a story", "client_token": "t1"}
+    )
     assert sent.status_code == 200
     events = olivia.stream(workers.b + sent.json()["stream_url"])
 

@@ -45,7 +45,9 @@ def staff_client(admin_user):
     return client
 
 
-def test_every_response_says_how_many_queries_it_ran_in_server_timing(owner_client, chat, django_assert_num_queries):
+def test_every_response_says_how_many_queries_it_ran_in_server_timing(
+    owner_client, chat, django_assert_num_queries
+):
     owner_client.get(chat.get_absolute_url())
     with django_assert_num_queries(3) as captured:
         response = owner_client.get(chat.get_absolute_url())
@@ -62,7 +64,10 @@ def test_metrics_are_labelled_by_route_never_by_the_raw_path(owner_client, chat,
     assert sample("rpchat_http_request_duration_seconds_count", labels) == before + 2
     owner_client.get("/no/such/page/?q=1")
     text = staff_client.get(reverse("metrics")).content.decode()
-    assert 'rpchat_http_request_duration_seconds_bucket{le="0.005",method="GET",route="chats/<uuid:code>/"}' in text
+    assert (
+        'rpchat_http_request_duration_seconds_bucket{le="0.005",method="GET",route="chats/<uuid:code>/"}'
+        in text
+    )
     assert 'route="<unmatched>"' in text
     assert str(chat.code) not in text and "/no/such/page" not in text
     assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
@@ -120,7 +125,10 @@ def test_cachalot_hits_and_cache_misses_are_counted(owner_client):
     misses = {"cache": "cachalot", "result": "miss"}
     url = reverse("characters:gallery")
     owner_client.get(url)
-    before_hits, before_misses = sample("rpchat_cache_lookups_total", hits), sample("rpchat_cache_lookups_total", misses)
+    before_hits, before_misses = (
+        sample("rpchat_cache_lookups_total", hits),
+        sample("rpchat_cache_lookups_total", misses),
+    )
     owner_client.get(url)  # the tags and the tag list now come from cachalot
     assert sample("rpchat_cache_lookups_total", hits) >= before_hits + 2
     assert sample("rpchat_cache_lookups_total", misses) == before_misses
@@ -151,7 +159,9 @@ def test_the_performance_page_shows_latency_queries_and_memory_per_route(staff_c
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_streamed_reply_still_arrives_piece_by_piece_through_the_middleware(owner, scripted_server, make_profile):
+def test_a_streamed_reply_still_arrives_piece_by_piece_through_the_middleware(
+    owner, scripted_server, make_profile
+):
     scripted_server.pieces = ["One", " two", " three", " four"]
     scripted_server.delay = 0.3
     make_profile(scripted_server.url)
@@ -170,7 +180,11 @@ def test_a_streamed_reply_still_arrives_piece_by_piece_through_the_middleware(ow
         async for chunk in chunks:
             text = chunk.decode() if isinstance(chunk, bytes) else chunk
             if "event: delta" in text or ("event: snapshot" in text and "One" in text):
-                status = await Message.objects.filter(session=chat, seq=2).values_list("status", flat=True).afirst()
+                status = (
+                    await Message.objects.filter(session=chat, seq=2)
+                    .values_list("status", flat=True)
+                    .afirst()
+                )
                 await chunks.aclose()
                 return status
         return None
@@ -201,7 +215,9 @@ def test_time_to_first_token_and_speed_of_each_reply_are_recorded(owner_client, 
 
 
 def _default_cache_reads() -> float:
-    return sum(sample("rpchat_cache_lookups_total", {"cache": "default", "result": r}) for r in ("hit", "miss"))
+    return sum(
+        sample("rpchat_cache_lookups_total", {"cache": "default", "result": r}) for r in ("hit", "miss")
+    )
 
 
 def test_the_chat_page_reads_the_settings_once_however_many_messages_it_shows(owner_client, owner):

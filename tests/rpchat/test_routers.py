@@ -119,7 +119,10 @@ def test_the_gallery_is_read_from_the_replica_and_shows_what_the_primary_holds(r
     make_character(owner=owner, name="Wren", public=False, tags=["fantasy"])
     client.force_login(owner)
 
-    with CaptureQueriesContext(replica) as on_replica, CaptureQueriesContext(connections["default"]) as on_primary:
+    with (
+        CaptureQueriesContext(replica) as on_replica,
+        CaptureQueriesContext(connections["default"]) as on_primary,
+    ):
         page = client.get("/characters/")
 
     assert page.status_code == 200

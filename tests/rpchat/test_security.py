@@ -21,13 +21,18 @@ SECRET = "OWNER-ONLY-SECRET-TEXT"
 
 def test_every_page_sends_a_strict_content_security_policy(owner_client):
     policy = owner_client.get(reverse("characters:gallery"))["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert (
+        "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    )
     assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert "img-src 'self' data:;" in policy + ";"
     site = SiteSettings.load()
     site.allow_external_media = True
     site.save()
-    assert "img-src 'self' data: https:" in owner_client.get(reverse("characters:gallery"))["Content-Security-Policy"]
+    assert (
+        "img-src 'self' data: https:"
+        in owner_client.get(reverse("characters:gallery"))["Content-Security-Policy"]
+    )
 
 
 def test_templates_have_no_inline_script_or_handlers():
@@ -79,7 +84,10 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -121,8 +129,13 @@ def owned(owner):
 
 
 def _kwargs(name: str, entry: URLPattern, owned) -> dict:
-    namespace = name.split(":")[0]
-    by_namespace = {"chats": owned["chat"], "characters": owned["character"], "personas": owned["persona"], "api": owned["chat"]}
+    namespace = name.split(":", maxsplit=1)[0]
+    by_namespace = {
+        "chats": owned["chat"],
+        "characters": owned["character"],
+        "personas": owned["persona"],
+        "api": owned["chat"],
+    }
     kwargs = {}
     for param in entry.pattern.converters:
         if param == "seq":
@@ -149,7 +162,9 @@ def test_every_url_refuses_another_users_data(client, other, owned):
             continue  # lists: scoped by the user, checked below
         url = reverse(name, kwargs=kwargs)
         for method in ("get", "post"):
-            response = getattr(client, method)(url, {"content": "x", "version": 1, "index": 0, "action": "add"})
+            response = getattr(client, method)(
+                url, {"content": "x", "version": 1, "index": 0, "action": "add"}
+            )
             assert response.status_code in (404, 405), f"{method.upper()} {url} gave {response.status_code}"
             body = b"".join(response.streaming_content) if response.streaming else response.content
             assert SECRET.encode() not in body, f"{method.upper()} {url} leaked the owner's data"
@@ -175,6 +190,10 @@ def test_every_url_sends_anonymous_visitors_to_log_in(client, owned):
 
 def test_staff_pages_are_closed_to_users(client, owner):
     client.force_login(owner)
-    for url in ("/admin/", "/admin/settings_app/sitesettings/1/change/", "/admin/settings_app/connectionprofile/"):
+    for url in (
+        "/admin/",
+        "/admin/settings_app/sitesettings/1/change/",
+        "/admin/settings_app/connectionprofile/",
+    ):
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url

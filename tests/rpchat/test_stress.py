@@ -28,7 +28,7 @@ def test_a_short_run_of_four_clients_ends_with_no_errors_and_every_message_store
         with django_db_blocker.unblock():
             try:
                 call_command("stress", clients=4, seconds=3, shared_chats=1, stdout=out)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
+            except BaseException as exc:
                 failure.append(exc)
 
     # In a thread of its own, as from a shell: after the browser tests, Playwright's event loop is

@@ -18,16 +18,16 @@ PAYLOADS = [
     "<script>alert(1)</script>",
     "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
     "<img src=x onerror=alert(1)>",
-    "<img src=\"javascript:alert(1)\">",
+    '<img src="javascript:alert(1)">',
     "<svg onload=alert(1)>",
     "<svg><script>alert(1)</script></svg>",
-    "<iframe src=\"https://evil.example\"></iframe>",
-    "<iframe srcdoc=\"<script>alert(1)</script>\">",
-    "<object data=\"javascript:alert(1)\"></object>",
-    "<embed src=\"javascript:alert(1)\">",
-    "<a href=\"javascript:alert(1)\">click</a>",
-    "<a href=\"JaVaScRiPt:alert(1)\">click</a>",
-    "<a href=\"&#106;avascript:alert(1)\">x</a>",
+    '<iframe src="https://evil.example"></iframe>',
+    '<iframe srcdoc="<script>alert(1)</script>">',
+    '<object data="javascript:alert(1)"></object>',
+    '<embed src="javascript:alert(1)">',
+    '<a href="javascript:alert(1)">click</a>',
+    '<a href="JaVaScRiPt:alert(1)">click</a>',
+    '<a href="&#106;avascript:alert(1)">x</a>',
     "[click](javascript:alert(1))",
     "[click](  javascript:alert(1))",
     "[click](vbscript:msgbox(1))",
@@ -35,30 +35,30 @@ PAYLOADS = [
     "![x](javascript:alert(1))",
     "![x](https://evil.example/track.png)",
     "<body onload=alert(1)>",
-    "<div style=\"background:url(javascript:alert(1))\">x</div>",
+    '<div style="background:url(javascript:alert(1))">x</div>',
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "<details open ontoggle=alert(1)>",
     "<input autofocus onfocus=alert(1)>",
     "<form action=javascript:alert(1)><button>x</button></form>",
-    "<base href=\"https://evil.example/\">",
-    "<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example\">",
+    '<base href="https://evil.example/">',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example">',
     "<link rel=stylesheet href=https://evil.example/x.css>",
     "<style>@import 'https://evil.example/x.css';</style>",
-    "\"><script>alert(1)</script>",
+    '"><script>alert(1)</script>',
     "'><img src=x onerror=alert(1)>",
     "</textarea><script>alert(1)</script>",
     "</title><script>alert(1)</script>",
     "{{7*7}}{% debug %}",
     "<scr<script>ipt>alert(1)</scr</script>ipt>",
-    "<a href=\"https://ok.example\" onclick=\"alert(1)\">ok</a>",
+    '<a href="https://ok.example" onclick="alert(1)">ok</a>',
     "<video><source onerror=alert(1)></video>",
     "<audio src=x onerror=alert(1)>",
     "<marquee onstart=alert(1)>",
     "<isindex type=image src=1 onerror=alert(1)>",
-    "<!--<img src=\"--><img src=x onerror=alert(1)//\">",
+    '<!--<img src="--><img src=x onerror=alert(1)//">',
     "\u003cscript\u003ealert(1)\u003c/script\u003e",
-    "<noscript><p title=\"</noscript><img src=x onerror=alert(1)>\">",
-    "<a href=\"data:text/html,<script>alert(1)</script>\">x</a>",
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
+    '<a href="data:text/html,<script>alert(1)</script>">x</a>',
     "javascript:alert(1)",
 ]
 
@@ -109,9 +109,18 @@ def audit(html: str) -> list[str]:
 @pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
 def test_payloads_in_every_user_and_card_field_are_neutralized(owner_client, owner, payload):
     character = make_character(
-        owner=owner, public=False, name=payload[:200], nickname=payload[:200], description=payload,
-        personality=payload, scenario=payload, first_message=payload, creator_notes=payload,
-        creator=payload[:200], label=payload[:60], tags=[payload[:60]],
+        owner=owner,
+        public=False,
+        name=payload[:200],
+        nickname=payload[:200],
+        description=payload,
+        personality=payload,
+        scenario=payload,
+        first_message=payload,
+        creator_notes=payload,
+        creator=payload[:200],
+        label=payload[:60],
+        tags=[payload[:60]],
     )
     chat = make_chat(user=owner, character=character, messages=2, text=payload)
     Message.objects.filter(session=chat).update(speaker=payload[:200])
@@ -119,7 +128,16 @@ def test_payloads_in_every_user_and_card_field_are_neutralized(owner_client, own
     chat.author_note = payload
     chat.save()
     reply = chat.messages.get(seq=2)
-    PromptSnapshot.objects.create(message=reply, data={"messages": [{"role": "user", "content": payload}], "parts": [{"name": payload, "tokens": 1, "included": True}], "budget": 1, "used": 1, "text": payload})
+    PromptSnapshot.objects.create(
+        message=reply,
+        data={
+            "messages": [{"role": "user", "content": payload}],
+            "parts": [{"name": payload, "tokens": 1, "included": True}],
+            "budget": 1,
+            "used": 1,
+            "text": payload,
+        },
+    )
     Persona.objects.create(user=owner, name=payload[:100], description=payload)
     pages = [
         reverse("characters:gallery"),

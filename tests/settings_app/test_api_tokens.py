@@ -44,7 +44,9 @@ def test_a_token_needs_a_name(owner_client, owner):
     assert not ApiToken.objects.exists()
 
 
-def test_the_token_opens_the_api_without_a_session_and_last_use_is_written_at_most_once_a_minute(owner, django_assert_num_queries):
+def test_the_token_opens_the_api_without_a_session_and_last_use_is_written_at_most_once_a_minute(
+    owner, django_assert_num_queries
+):
     _, raw = api_token_create(user=owner, name="cli")
     client = Client()
     # the token joined with its user, then the first use is recorded, then the page of chats
@@ -124,7 +126,9 @@ def _post(user=None, *, csrf: bool = False, token: str | None = None):
     return request
 
 
-def test_a_session_authenticated_post_needs_its_csrf_token_and_a_token_authenticated_one_does_not(owner, echo_view):
+def test_a_session_authenticated_post_needs_its_csrf_token_and_a_token_authenticated_one_does_not(
+    owner, echo_view
+):
     assert echo_view(_post(owner)).status_code == 403
     assert echo_view(_post(owner, csrf=True)).status_code == 200
     _, raw = api_token_create(user=owner, name="cli")
@@ -142,7 +146,12 @@ def test_tokens_are_listed_read_only_in_admin(client, admin_user, owner):
     html = client.get(reverse("admin:settings_app_apitoken_change", args=[token.pk])).content.decode()
     assert token.token_hash in html  # shown as text, for matching a leaked token's hash
     assert 'name="token_hash"' not in html and raw not in html
-    assert client.post(reverse("admin:settings_app_apitoken_delete", args=[token.pk]), {"post": "yes"}).status_code == 302
+    assert (
+        client.post(
+            reverse("admin:settings_app_apitoken_delete", args=[token.pk]), {"post": "yes"}
+        ).status_code
+        == 302
+    )
     assert not ApiToken.objects.exists()
 
 

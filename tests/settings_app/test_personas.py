@@ -22,7 +22,10 @@ def create(client, name, default=False, description=""):
 def test_a_user_keeps_several_personas_with_one_default(owner_client, owner):
     create(owner_client, "Ada", default=True)
     create(owner_client, "Bea", default=True)
-    assert list(Persona.objects.filter(user=owner).values_list("name", "is_default")) == [("Ada", False), ("Bea", True)]
+    assert list(Persona.objects.filter(user=owner).values_list("name", "is_default")) == [
+        ("Ada", False),
+        ("Bea", True),
+    ]
     html = owner_client.get(reverse("personas:list")).content.decode()
     assert "Ada" in html and "Bea" in html and "default" in html
 

@@ -50,7 +50,9 @@ def test_the_engine_label_is_shown_on_the_chat_page(owner_client, owner):
     html = owner_client.get(chat.get_absolute_url()).content.decode()
     assert "built-in demo model (SmolLM2-135M)" in html
     site = SiteSettings.load()
-    site.active_profile = ConnectionProfile.objects.create(name="My llama.cpp", base_url="http://127.0.0.1:1/v1")
+    site.active_profile = ConnectionProfile.objects.create(
+        name="My llama.cpp", base_url="http://127.0.0.1:1/v1"
+    )
     site.save()
     html = owner_client.get(chat.get_absolute_url()).content.decode()
     assert "My llama.cpp" in html and "built-in demo model (SmolLM2-135M)" not in html
@@ -62,10 +64,20 @@ def test_the_api_key_is_write_only_in_admin(client, admin_user):
     response = client.post(
         add,
         {
-            "name": "OpenRouter", "mode": "chat", "base_url": "https://openrouter.example/api/v1",
-            "model": "x", "api_key": "sk-very-secret", "context_size": 8192, "max_tokens": 300,
-            "temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
-            "stop_strings": "[]", "seed": "",
+            "name": "OpenRouter",
+            "mode": "chat",
+            "base_url": "https://openrouter.example/api/v1",
+            "model": "x",
+            "api_key": "sk-very-secret",
+            "context_size": 8192,
+            "max_tokens": 300,
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "top_k": 40,
+            "min_p": 0.05,
+            "repetition_penalty": 1.1,
+            "stop_strings": "[]",
+            "seed": "",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -73,12 +85,26 @@ def test_the_api_key_is_write_only_in_admin(client, admin_user):
     assert profile.api_key == "sk-very-secret"
     change = reverse("admin:settings_app_connectionprofile_change", args=[profile.pk])
     assert "sk-very-secret" not in client.get(change).content.decode()
-    assert "sk-very-secret" not in client.get(reverse("admin:settings_app_connectionprofile_changelist")).content.decode()
+    assert (
+        "sk-very-secret"
+        not in client.get(reverse("admin:settings_app_connectionprofile_changelist")).content.decode()
+    )
     # Saving the form without typing a key keeps the stored one.
     data = {
-        "name": "OpenRouter", "mode": "chat", "base_url": "https://openrouter.example/api/v1", "model": "y",
-        "api_key": "", "context_size": 8192, "max_tokens": 300, "temperature": 0.8, "top_p": 0.95,
-        "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "stop_strings": "[]", "seed": "",
+        "name": "OpenRouter",
+        "mode": "chat",
+        "base_url": "https://openrouter.example/api/v1",
+        "model": "y",
+        "api_key": "",
+        "context_size": 8192,
+        "max_tokens": 300,
+        "temperature": 0.8,
+        "top_p": 0.95,
+        "top_k": 40,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
+        "stop_strings": "[]",
+        "seed": "",
     }
     assert client.post(change, data).status_code == 302
     profile.refresh_from_db()

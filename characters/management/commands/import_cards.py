@@ -27,9 +27,16 @@ class Command(BaseCommand):
     help = "Import character cards (PNG, APNG, JSON, CHARX) from files or folders; already imported ones are skipped."
 
     def add_arguments(self, parser):
-        parser.add_argument("paths", nargs="+", metavar="PATH", help="Card files or folders (searched recursively).")
-        parser.add_argument("--user", help="The owner; the cards are private to them. Without it they are public instance characters.")
-        parser.add_argument("--public", action="store_true", help="Share the user's cards with everyone on the instance.")
+        parser.add_argument(
+            "paths", nargs="+", metavar="PATH", help="Card files or folders (searched recursively)."
+        )
+        parser.add_argument(
+            "--user",
+            help="The owner; the cards are private to them. Without it they are public instance characters.",
+        )
+        parser.add_argument(
+            "--public", action="store_true", help="Share the user's cards with everyone on the instance."
+        )
 
     def handle(self, *args, paths, user, public, verbosity, **options):
         owner = command_user(user)

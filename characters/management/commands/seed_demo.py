@@ -37,10 +37,15 @@ class Command(BaseCommand):
                 character = Character.objects.create(
                     owner=None, visibility=Character.Visibility.PUBLIC, creator="rpchat", **fields
                 )
-                tags = [Tag.objects.filter(name__iexact=t).first() or Tag.objects.create(name=t) for t in spec["tags"]]
+                tags = [
+                    Tag.objects.filter(name__iexact=t).first() or Tag.objects.create(name=t)
+                    for t in spec["tags"]
+                ]
                 character.tags.set(tags)
                 character_set_avatar(character=character, data=_portrait(spec["color"], spec["name"][0]))
             created += 1
         self.stdout.write(
-            self.style.SUCCESS(f"Demo characters: {created} created, {len(DEMO_CHARACTERS) - created} already there.")
+            self.style.SUCCESS(
+                f"Demo characters: {created} created, {len(DEMO_CHARACTERS) - created} already there."
+            )
         )

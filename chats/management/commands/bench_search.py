@@ -80,9 +80,7 @@ class Command(BaseCommand):
     def _fill(self, count: int, rng, vocab, weights) -> None:
         User = get_user_model()
         n = User.objects.filter(username__startswith=BENCH_PREFIX).count()
-        users = [
-            User.objects.create_user(f"{BENCH_PREFIX}{n + i}", password=None) for i in range(11)
-        ]
+        users = [User.objects.create_user(f"{BENCH_PREFIX}{n + i}", password=None) for i in range(11)]
         character = Character.objects.create(name="Bench", visibility="public")
         # One heavy user with half the messages, nine with a twentieth each, one with a small chat.
         plan = [(users[0], 100)] + [(u, 10) for u in users[1:10]]
@@ -116,12 +114,16 @@ class Command(BaseCommand):
                 for _ in range(min(10, per_chat - r * 10)):
                     seq[chat.pk] += 1
                     s = seq[chat.pk]
-                    rows.append((chat.pk, s, "user" if s % 2 else "assistant", rng.choice(texts), False, now, now))
+                    rows.append(
+                        (chat.pk, s, "user" if s % 2 else "assistant", rng.choice(texts), False, now, now)
+                    )
             if r < 50:
                 for _ in range(10):
                     seq[small.pk] += 1
                     s = seq[small.pk]
-                    rows.append((small.pk, s, "user" if s % 2 else "assistant", rng.choice(texts), False, now, now))
+                    rows.append(
+                        (small.pk, s, "user" if s % 2 else "assistant", rng.choice(texts), False, now, now)
+                    )
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
             done += len(rows)

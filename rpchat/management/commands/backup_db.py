@@ -9,7 +9,9 @@ from rpchat import backup
 
 
 class Command(BaseCommand):
-    help = "Copy the database to PATH while the app keeps running (SQLite: online backup; PostgreSQL: pg_dump)."
+    help = (
+        "Copy the database to PATH while the app keeps running (SQLite: online backup; PostgreSQL: pg_dump)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="The backup file to write, or a folder to write a dated file into.")
@@ -33,7 +35,9 @@ class Command(BaseCommand):
             target = target / f"rpchat-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
         if engine == "sqlite3":
             if print_commands:
-                raise CommandError("--print-commands is for PostgreSQL; on SQLite this command is the backup.")
+                raise CommandError(
+                    "--print-commands is for PostgreSQL; on SQLite this command is the backup."
+                )
             self._sqlite(Path(config["NAME"]), target, pages_per_step)
         elif engine == "postgresql":
             self._postgresql(config, target, print_commands)
@@ -42,7 +46,9 @@ class Command(BaseCommand):
 
     def _sqlite(self, source: Path, target: Path, pages: int) -> None:
         started = time.monotonic()
-        bar = tqdm(unit=" pages", desc="backing up", file=getattr(self.stdout, "_out", self.stdout), disable=None)
+        bar = tqdm(
+            unit=" pages", desc="backing up", file=getattr(self.stdout, "_out", self.stdout), disable=None
+        )
 
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -73,6 +79,9 @@ class Command(BaseCommand):
             copied = backup.pg_dump(config, target)
         except (backup.BackupError, OSError) as exc:
             raise CommandError(f"{exc}\nRun these instead (see docs/operations.md):\n{how}") from None
-        self.stdout.write(self.style.SUCCESS(f"Backed up {config['NAME']} with pg_dump to {copied.path}: "
-                                             f"{copied.bytes / 1e6:.1f} MB."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Backed up {config['NAME']} with pg_dump to {copied.path}: {copied.bytes / 1e6:.1f} MB."
+            )
+        )
         self.stdout.write(f"To restore it:\n  {commands.shown(commands.restore)}  (with the server stopped)")

@@ -21,26 +21,47 @@ class Command(BaseCommand):
         parser.add_argument("--requests", type=int, default=40, help="timed requests per figure")
         parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
         parser.add_argument("--warmup", type=int, default=3)
-        parser.add_argument("--output", default="bench-output", help="folder for bench.json, bench.md, bench.png")
+        parser.add_argument(
+            "--output", default="bench-output", help="folder for bench.json, bench.md, bench.png"
+        )
         parser.add_argument("--var-dir", default="", help="the bench server's var folder (default var/bench)")
         parser.add_argument(
-            "--database-url", default="",
+            "--database-url",
+            default="",
             help="the bench database (default: DATABASE_URL when it is PostgreSQL, else var/bench/bench.sqlite3)",
         )
-        parser.add_argument("--redis-url", default="", help="serve with this Redis as the cache (default: local memory)")
+        parser.add_argument(
+            "--redis-url", default="", help="serve with this Redis as the cache (default: local memory)"
+        )
         parser.add_argument("--reset", action="store_true", help="rebuild the bench data from scratch")
         parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
-        parser.add_argument("--st-dataset", default="", help="a folder made by gen_st_data.py, imported with import_sillytavern")
-        parser.add_argument("--st-import-args", default="", help="arguments for import_sillytavern (default: DIR --user bench)")
-        parser.add_argument("--api-chat-url", default="", help="the JSON API's chat page, with {code} (found by itself when present)")
-        parser.add_argument("--search-url", default="", help="the search URL, with {q} (found by itself when present)")
+        parser.add_argument(
+            "--st-dataset",
+            default="",
+            help="a folder made by gen_st_data.py, imported with import_sillytavern",
+        )
+        parser.add_argument(
+            "--st-import-args",
+            default="",
+            help="arguments for import_sillytavern (default: DIR --user bench)",
+        )
+        parser.add_argument(
+            "--api-chat-url",
+            default="",
+            help="the JSON API's chat page, with {code} (found by itself when present)",
+        )
+        parser.add_argument(
+            "--search-url", default="", help="the search URL, with {q} (found by itself when present)"
+        )
 
     def handle(self, *args, **options):
         var_dir = Path(options["var_dir"] or Path(settings.BASE_DIR) / "var" / "bench").resolve()
         database_url = options["database_url"]
         if not database_url:
             env_url = os.getenv("DATABASE_URL", "")
-            database_url = env_url if env_url.startswith("postgres") else f"sqlite:///{var_dir / 'bench.sqlite3'}"
+            database_url = (
+                env_url if env_url.startswith("postgres") else f"sqlite:///{var_dir / 'bench.sqlite3'}"
+            )
         config = bench.Config(
             chat_sizes=sizes(options["chat_sizes"]),
             character_sets=sizes(options["characters"]),
@@ -58,7 +79,9 @@ class Command(BaseCommand):
             st_import_args=shlex.split(options["st_import_args"]),
             api_chat_url=options["api_chat_url"],
             search_url=options["search_url"],
-            command="manage.py bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if "bench" in sys.argv[1:2] else "manage.py bench",
+            command="manage.py bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+            if "bench" in sys.argv[1:2]
+            else "manage.py bench",
         )
 
         def write(text: str) -> None:

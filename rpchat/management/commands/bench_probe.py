@@ -7,7 +7,9 @@ from rpchat.management import bench_inside
 
 
 class Command(BaseCommand):
-    help = "The part of manage.py bench that runs inside the bench database; prints JSON (not for direct use)."
+    help = (
+        "The part of manage.py bench that runs inside the bench database; prints JSON (not for direct use)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["describe", "describe-imported", "prompt", "profile"])

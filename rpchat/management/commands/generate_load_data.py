@@ -18,13 +18,20 @@ class Command(BaseCommand):
     help = "Make the benchmark's data set: a user 'bench' with chats of the given sizes and users owning sets of characters."
 
     def add_arguments(self, parser):
-        parser.add_argument("--chat-sizes", default="100,1000,10000,100000", help="messages per chat (default: %(default)s)")
-        parser.add_argument("--big", action="store_true", help="also a chat of 1,000,000 messages")
-        parser.add_argument("--characters", default="10,1000,10000", help="sizes of the character sets (default: %(default)s)")
-        parser.add_argument("--seed", type=int, default=12345)
-        parser.add_argument("--reset", action="store_true", help="delete the bench users and their data first")
         parser.add_argument(
-            "--offline-engine", action="store_true",
+            "--chat-sizes", default="100,1000,10000,100000", help="messages per chat (default: %(default)s)"
+        )
+        parser.add_argument("--big", action="store_true", help="also a chat of 1,000,000 messages")
+        parser.add_argument(
+            "--characters", default="10,1000,10000", help="sizes of the character sets (default: %(default)s)"
+        )
+        parser.add_argument("--seed", type=int, default=12345)
+        parser.add_argument(
+            "--reset", action="store_true", help="delete the bench users and their data first"
+        )
+        parser.add_argument(
+            "--offline-engine",
+            action="store_true",
             help="make the active engine a profile that refuses connections (the benchmark's sends)",
         )
         parser.add_argument("--analyze", action="store_true", help="run ANALYZE afterwards")

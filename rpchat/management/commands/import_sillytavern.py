@@ -2,7 +2,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chats.sillytavern import KINDS, sillytavern_folder_import, sillytavern_folder_size, sillytavern_user_folder
+from chats.sillytavern import (
+    KINDS,
+    sillytavern_folder_import,
+    sillytavern_folder_size,
+    sillytavern_user_folder,
+)
 from rpchat.command_utils import command_user, progress_bar, status_counts
 
 
@@ -10,8 +15,12 @@ class Command(BaseCommand):
     help = "Import a SillyTavern user folder (personas, lorebooks, cards, chats); what was imported before is skipped."
 
     def add_arguments(self, parser):
-        parser.add_argument("data_dir", metavar="DATA_DIR", help="SillyTavern's data folder or one user's folder in it.")
-        parser.add_argument("--user", help="The rpchat user who gets everything (default: the only superuser).")
+        parser.add_argument(
+            "data_dir", metavar="DATA_DIR", help="SillyTavern's data folder or one user's folder in it."
+        )
+        parser.add_argument(
+            "--user", help="The rpchat user who gets everything (default: the only superuser)."
+        )
         parser.add_argument(
             "--skip-broken-lines",
             action="store_true",

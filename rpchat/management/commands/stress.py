@@ -71,8 +71,12 @@ class Command(BaseCommand):
     def _run(self, base_url, plan, seconds, expect_reply, repeat_rate):
         # tqdm redraws its line with \r: write to the raw stream, shown on terminals only.
         bar = tqdm(
-            total=int(seconds), unit="s", desc="chatting", file=getattr(self.stdout, "_out", self.stdout),
-            disable=None, bar_format="{desc} {bar} {n_fmt}/{total_fmt}s {postfix}",
+            total=int(seconds),
+            unit="s",
+            desc="chatting",
+            file=getattr(self.stdout, "_out", self.stdout),
+            disable=None,
+            bar_format="{desc} {bar} {n_fmt}/{total_fmt}s {postfix}",
         )
 
         def tick(results):
