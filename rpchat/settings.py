@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "settings_app",
     "characters",
     "chats",
+    "tools",
 ]
 
 MIDDLEWARE = [

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.cache import cache
 
-from rpchat.tiny_model import TINY_REPLY, write_tiny_gguf
+from tools.tiny_model import TINY_REPLY, write_tiny_gguf
 
 
 def _clear_cache() -> None:

@@ -18,10 +18,6 @@ import random
 import re
 import secrets
 import shutil
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 
 from characters.models import Character
 from chats.models import ChatSession, Message
-from rpchat.tiny_model import write_tiny_gguf
+from tools.servers import manage_py, server_env, uvicorn_process
+from tools.tiny_model import write_tiny_gguf
 
 # The built-in engine's context with the tiny model (the site setting's maximum).
 TINY_CONTEXT = 8192
@@ -95,12 +91,6 @@ class Results:
 # --- the server ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class LocalServer:
     base_url: str
@@ -110,76 +100,6 @@ class LocalServer:
     def log_errors(self) -> list[str]:
         lines = self.log_path.read_text(errors="replace").splitlines()
         return [line for line in lines if any(marker in line for marker in LOG_ERRORS)]
-
-
-def manage_py(env: dict, *args: str) -> str:
-    """Run a manage.py command in a subprocess with `env`; its output, or RuntimeError."""
-    done = subprocess.run(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-@contextmanager
-def uvicorn_process(*, env: dict, log_path: Path, startup_timeout: float = 90) -> Iterator[str]:
-    """A uvicorn process serving rpchat on a free loopback port; yields its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "rpchat.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + startup_timeout
-            while True:
-                try:
-                    if httpx.get(base_url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("The server did not start:\n" + log_path.read_text()[-3000:])
-                time.sleep(0.2)
-            yield base_url
-        finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def server_env(**overrides: str) -> dict:
-    """This process's environment for a server of its own: no database, cache or test worker of ours."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "DATABASE_REPLICA_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")
-    }
-    env.update(DEBUG="0", PYTHONUNBUFFERED="1", **overrides)
-    return env
 
 
 @contextmanager
@@ -215,8 +135,8 @@ def local_server() -> Iterator[LocalServer]:
             f"s.builtin_context_size = {TINY_CONTEXT}; s.save()",
         )
         log_path = root / "server.log"
-        with uvicorn_process(env=env, log_path=log_path) as base_url:
-            yield LocalServer(base_url, f"sqlite:///{var / 'rpchat.sqlite3'}", log_path)
+        with uvicorn_process(env=env, log_path=log_path) as server:
+            yield LocalServer(server.base_url, f"sqlite:///{var / 'rpchat.sqlite3'}", log_path)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -479,7 +399,9 @@ async def run_clients(
                     tick(results)
 
         ticking = asyncio.create_task(ticker())
-        await asyncio.gather(*(guarded(work(c, *pair, deadline)) for c, pair in zip(clients, chats) if pair))
+        await asyncio.gather(
+            *(guarded(work(c, *pair, deadline)) for c, pair in zip(clients, chats, strict=True) if pair)
+        )
         ticking.cancel()
         results.seconds = time.monotonic() - started
     finally:
@@ -522,7 +444,7 @@ def verify(*, using: str, results: Results, expected_reply: str | None) -> list[
             if token not in sends:
                 problems.append(f"{where}: key {token} stored but never sent")
         by_seq = {r[0]: r for r in rows}
-        for seq, role, status, content, token in rows:
+        for seq, role, status, content, _token in rows:
             if status != Message.Status.COMPLETE:
                 problems.append(f"{where}: #{seq} is {status}")
             if role == Message.Role.USER:
@@ -559,14 +481,6 @@ def _gaps(seqs: list[int]) -> str:
     return shown + (" ..." if len(seqs) > 20 else "")
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
-
-
 @contextmanager
 def quiet_loggers() -> Iterator[None]:
     """Keep httpx's line per request and gguf's file notes out of the command's output."""
@@ -577,5 +491,5 @@ def quiet_loggers() -> Iterator[None]:
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)

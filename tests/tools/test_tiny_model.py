@@ -11,7 +11,7 @@ import os
 import httpx
 import pytest
 
-from rpchat.tiny_model import TINY_REPLY, write_tiny_gguf
+from tools.tiny_model import TINY_REPLY, write_tiny_gguf
 
 xllamacpp = pytest.importorskip("xllamacpp")
 

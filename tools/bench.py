@@ -4,7 +4,7 @@ It never touches the development database: every step that needs a database runs
 `manage.py` process whose DATABASE_URL points at the bench database (a SQLite file under
 var/bench/ by default, or the PostgreSQL database given). The app is served by uvicorn (one
 process, loopback) and measured by concurrent httpx clients logged in through the login form.
-Each figure is compared with the floor (rpchat.bench_floor: raw SQL, no Django) and across sizes.
+Each figure is compared with the floor (tools.bench_floor: raw SQL, no Django) and across sizes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import logging
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
-from django.core.management import CommandError, get_commands
+from django.core.management import CommandError
 
-from rpchat.bench_floor import PREFIX as FLOOR_PREFIX
+from tools.bench_floor import PREFIX as FLOOR_PREFIX
+from tools.servers import BENCH_APP, Server, percentile, uvicorn_process
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -125,12 +125,6 @@ def redact(url: str) -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rss_mib(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -140,11 +134,6 @@ def _rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 _TIMING = re.compile(r'db;dur=([\d.]+);desc="(\d+) queries",\s*app;dur=([\d.]+)')
@@ -165,7 +154,7 @@ class Bench:
         self.write = write
         self.results: list[Result] = []
         self.notes: list[str] = []
-        self.server: subprocess.Popen | None = None
+        self.server: Server | None = None
         self.base_url = ""
         self.env = self._env()
 
@@ -183,7 +172,6 @@ class Bench:
             CACHE_KEY_PREFIX=f"rpchat-bench-{os.getpid()}",
             DEBUG="0",
             RPCHAT_PROFILE="0",
-            RPCHAT_BENCH_FLOOR="1",
             # Sends are measured back to back; the per-person reply limit would answer 429.
             RPCHAT_GENERATIONS_PER_MINUTE="0",
             LOG_LEVEL="WARNING",
@@ -197,7 +185,7 @@ class Bench:
         """Run manage.py in the bench environment; returns its standard output."""
         cmd = [sys.executable, "manage.py", *args]
         if not stream:
-            done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
+            done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
             if done.returncode:
                 raise CommandError(
                     f"manage.py {' '.join(args[:2])} failed:\n{done.stderr[-3000:] or done.stdout[-3000:]}"
@@ -224,51 +212,6 @@ class Bench:
     def probe(self, *args: str) -> dict | list:
         out = self.manage("bench_probe", *args)
         return json.loads(out.strip().splitlines()[-1])
-
-    def start_server(self) -> None:
-        port = _free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        log = open(self.config.output / "server.log", "w")  # noqa: SIM115 - closed with the server
-        self.server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "rpchat.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise CommandError(f"The bench server exited; see {self.config.output / 'server.log'}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise CommandError("The bench server did not answer /healthz within 60 seconds.")
-
-    def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(15)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        self.server = None
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -321,11 +264,11 @@ class Bench:
             unit=unit,
             requests=len(samples),
             median_ms=round(statistics.median(times), 2),
-            p95_ms=round(percentile(times, 0.95), 2),
+            p95_ms=round(percentile(times, 95), 2),
             max_ms=round(max(times), 2),
             queries=statistics.median(queries) if queries else None,
             bytes=int(statistics.median(s.size for s in samples)),
-            rss_mib=_rss_mib(self.server.pid) if self.server else None,
+            rss_mib=_rss_mib(self.server.process.pid) if self.server else None,
             throughput_rps=round(len(samples) / wall, 1) if wall else None,
             app_ms=round(statistics.median(s.app_ms for s in samples if s.app_ms is not None), 2)
             if queries
@@ -427,13 +370,19 @@ class Bench:
             f"Serving under uvicorn (1 process) on loopback; {c.requests} requests per figure, "
             f"{c.concurrency} at a time, after {c.warmup} warm-ups.\n"
         )
-        self.start_server()
-        try:
+        server = uvicorn_process(
+            env=self.env,
+            log_path=c.output / "server.log",
+            app=BENCH_APP,
+            startup_timeout=60,
+            extra_args=("--no-access-log", "--log-level", "warning"),
+        )
+        with server as self.server:
+            self.base_url = self.server.base_url
             # In a thread of its own: the caller may already run an event loop (a test, a notebook).
             with ThreadPoolExecutor(1) as pool:
                 pool.submit(asyncio.run, self._measure_all(data, api_chat, search, imported)).result()
-        finally:
-            self.stop_server()
+        self.server = None
 
         self.write("Timing prompt building in-process...\n")
         for row in self.probe("prompt", "--repeat", str(max(c.requests, 5))):
@@ -558,11 +507,6 @@ class Bench:
         return {}
 
     def import_sillytavern(self) -> dict:
-        if "import_sillytavern" not in get_commands():
-            raise CommandError(
-                "--st-dataset needs the import_sillytavern management command (SillyTavern import), "
-                "which this installation does not have yet."
-            )
         c = self.config
         args = c.st_import_args or [str(c.st_dataset), "--user", "bench"]
         self.write(f"Importing {c.st_dataset} with import_sillytavern {' '.join(args[1:])}\n")

@@ -1,6 +1,6 @@
 """The benchmark's floor: the newest 50 messages of a chat by raw SQL, as JSON, with nothing else.
 
-Mounted by rpchat.asgi in front of Django only when RPCHAT_BENCH_FLOOR=1 (the benchmark's server):
+Served in front of Django only by the benchmark's own server (`tools.bench_asgi:application`):
 no middleware, no session or user, no ORM, no template; one query on a connection the worker
 thread keeps open. What `manage.py bench` compares every page against: the least any Python server
 can do to answer "the newest page of this chat".

@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from rpchat.databases import attached_database
-from rpchat.management import stress
-from rpchat.tiny_model import TINY_REPLY
+from tools import stress
+from tools.servers import percentile
+from tools.tiny_model import TINY_REPLY
 
 
 class Command(BaseCommand):
@@ -115,12 +116,12 @@ class Command(BaseCommand):
             f"  409 busy:           {results.busy} (waited out; {abandoned} still waiting at the end, not sent)",
             f"  errors:             {len(results.errors)}",
             (
-                f"  send latency:       p50 {stress.percentile(latencies, 50):.0f} ms, "
-                f"p95 {stress.percentile(latencies, 95):.0f} ms"
+                f"  send latency:       p50 {percentile(latencies, 50):.0f} ms, "
+                f"p95 {percentile(latencies, 95):.0f} ms"
             ),
             (
-                f"  send to full reply: p50 {stress.percentile(replies, 50):.0f} ms, "
-                f"p95 {stress.percentile(replies, 95):.0f} ms"
+                f"  send to full reply: p50 {percentile(replies, 50):.0f} ms, "
+                f"p95 {percentile(replies, 95):.0f} ms"
             ),
         ]
         self.stdout.write("\n".join(lines))

@@ -98,12 +98,13 @@ class Command(BaseCommand):
         texts = [" ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(8, 60))) for _ in range(40_000)]
         now = timezone.now()
         table = Message._meta.db_table
+        # The table name comes from the model; the values are parameters.
         sql = (
-            f"INSERT INTO {table} (session_id, seq, role, speaker, character_id, content, token_count, "
+            f"INSERT INTO {table} (session_id, seq, role, speaker, character_id, content, token_count, "  # noqa: S608
             "status, error, version, hidden, alternative_index, alternative_count, client_token, meta, "
             "created_at, updated_at) VALUES (%s, %s, %s, '', NULL, %s, 10, 'complete', '', 1, %s, 0, 0, '', '{}', %s, %s)"
         )
-        seq = {c.pk: 0 for c in chats + [small]}
+        seq = {c.pk: 0 for c in [*chats, small]}
         started = time.perf_counter()
         done = 0
         # Chats advance together, ten messages at a time, as real chats interleave in time.
@@ -129,7 +130,7 @@ class Command(BaseCommand):
             done += len(rows)
             if r % 20 == 0:
                 self.stdout.write(f"  {done:,} messages, {time.perf_counter() - started:.0f} s")
-        for chat in chats + [small]:
+        for chat in [*chats, small]:
             ChatSession.objects.filter(pk=chat.pk).update(last_seq=seq[chat.pk], message_count=seq[chat.pk])
         with connection.cursor() as cursor:
             # Fresh statistics, as autovacuum gives PostgreSQL within a minute or two of a bulk

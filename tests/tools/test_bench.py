@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from io import StringIO
 
-import pytest
 from django.core.management import call_command
 
 
@@ -48,7 +47,7 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
         assert r["median_ms"] > 0 and r["p95_ms"] >= r["median_ms"]
         if r["op"] not in ("floor", "prompt"):
             assert r["queries"] is not None and r["bytes"] > 0 and r["rss_mib"] > 0
-    assert [t["target"] for t in report["targets"]][0].startswith("open a chat")
+    assert report["targets"][0]["target"].startswith("open a chat")
     assert set(report["profile"]) == {"chat-html", "chat-json"}
     markdown = (tmp_path / "out" / "bench.md").read_text()
     for label in (
@@ -62,22 +61,3 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
     assert (tmp_path / "out" / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "out" / "profile-chat-html.html").exists()
     assert "var/rpchat.sqlite3" not in json.dumps(report)
-
-
-def test_bench_says_the_sillytavern_importer_is_needed_when_it_is_missing(tmp_path):
-    from django.core.management import CommandError, get_commands
-
-    if "import_sillytavern" in get_commands():
-        pytest.skip("import_sillytavern exists here")
-    from rpchat.management.bench import Bench, Config
-
-    config = Config(
-        chat_sizes=[10],
-        character_sets=[10],
-        output=tmp_path,
-        var_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
-        st_dataset=tmp_path,
-    )
-    with pytest.raises(CommandError, match="needs the import_sillytavern management command"):
-        Bench(config, lambda s: None).import_sillytavern()

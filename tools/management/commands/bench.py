@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from rpchat.management import bench
+from tools import bench
 
 from .generate_load_data import sizes
 

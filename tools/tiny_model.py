@@ -66,6 +66,7 @@ Only ``gguf`` and ``numpy`` are needed (the development requirements); no Django
 
 from __future__ import annotations
 
+import itertools
 import os
 
 __all__ = [
@@ -168,11 +169,11 @@ def write_tiny_gguf(path: str | os.PathLike, *, n_ctx_train: int = 4096) -> str:
     # next-token table: every token -> first piece, chain pieces -> next piece
     chain = [ids[p] for p in REPLY_PIECES] + [eos]
     nxt = np.full(n_vocab, chain[0], dtype=np.int64)
-    for a, b in zip(chain[:-1], chain[1:]):
+    for a, b in itertools.pairwise(chain):
         nxt[a] = b
 
     # one embedding direction per possible target token
-    targets = sorted(set(int(t) for t in nxt))
+    targets = sorted({int(t) for t in nxt})
     assert len(targets) <= _N_EMBD
     dim_of = {t: d for d, t in enumerate(targets)}
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rpchat.management import load_data
+from tools import load_data
 
 
 def sizes(value: str) -> list[int]:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from rpchat.management import bench_inside
+from tools import bench_inside
 
 
 class Command(BaseCommand):

@@ -18,7 +18,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from characters.models import Character
 from chats.models import ChatSession
-from rpchat.management import load_data
+from tools import load_data
 
 
 def _routes(patterns=None, prefix: str = "") -> list[str]:
@@ -44,9 +44,9 @@ def find_route(kind: str) -> str:
             and "messages" in r
             and "<uuid:" in r
             and "search" not in r
+            and r.count("<") == 1
         ):
-            if r.count("<") == 1:
-                return "/" + r.split("<", 1)[0] + "{code}" + r.split(">", 1)[1]
+            return "/" + r.split("<", 1)[0] + "{code}" + r.split(">", 1)[1]
         if kind == "search" and "search" in r and "<" not in r:
             return "/" + r + "?q={q}"
     return ""

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def large_data_set(django_db_setup, django_db_blocker):
     """A chat of 20,000 messages, 3,000 characters of one owner and 2,000 chats, with fresh planner
     statistics: big enough that PostgreSQL prefers its indexes. Made once for the module."""
-    from rpchat.management import load_data
+    from tools import load_data
 
     with django_db_blocker.unblock():
         load_data.generate(chat_sizes=[20_000], character_sets=[10, 3000])

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 
 from chats.models import ChatSession, Message
-from rpchat.management.stress import Results, Send, verify
-from rpchat.tiny_model import TINY_REPLY
 from tests.factories import make_character, make_chat
+from tools.stress import Results, Send, verify
+from tools.tiny_model import TINY_REPLY
 
 
 def _figure(output: str, label: str) -> int:

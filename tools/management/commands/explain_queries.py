@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from rpchat import hot_queries
-from rpchat.management import load_data
+from tools import load_data
 
 
 class Command(BaseCommand):
