@@ -11,8 +11,8 @@ from django.urls import path
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_protect
 
-from rpchat.admin_utils import EstimatedCountPaginator
-from rpchat.uploads import LimitedUploadHandler
+from core.admin_utils import EstimatedCountPaginator
+from core.uploads import LimitedUploadHandler
 
 from . import services
 from .models import Character, Lorebook, LorebookEntry, Tag

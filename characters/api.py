@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import condition, require_GET
 
-from rpchat.http import etag_of
-from rpchat.pagination import page_number, page_of
+from core.http import etag_of
+from core.pagination import page_number, page_of
 from settings_app.auth import api_error, api_view
 
 from .models import Character

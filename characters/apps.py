@@ -8,7 +8,7 @@ def _drop_search_triggers(sender, using, plan=None, **kwargs):
     """Before a migration plan on SQLite, lift the search triggers; post_migrate puts them back."""
     from django.db import connections
 
-    from rpchat.search import drop_sqlite_triggers
+    from core.search import drop_sqlite_triggers
 
     if plan:
         drop_sqlite_triggers(connections[using], migration=SEARCH_MIGRATION, app_label="characters")
@@ -17,7 +17,7 @@ def _drop_search_triggers(sender, using, plan=None, **kwargs):
 def _ensure_search_triggers(sender, using, **kwargs):
     from django.db import connections
 
-    from rpchat.search import ensure_sqlite_triggers
+    from core.search import ensure_sqlite_triggers
 
     ensure_sqlite_triggers(connections[using], migration=SEARCH_MIGRATION, app_label="characters")
 

@@ -1,9 +1,9 @@
-"""The characters app's hot queries, checked by `manage.py explain_queries` (see rpchat.hot_queries)."""
+"""The characters app's hot queries, checked by `manage.py explain_queries` (see core.hot_queries)."""
 
 from django.conf import settings
 from django.db.models import Count
 
-from rpchat.hot_queries import admin_changelist_queryset, hot_query
+from core.hot_queries import admin_changelist_queryset, hot_query
 
 from .models import Character, Lorebook, LorebookEntry
 from .search import filter_characters

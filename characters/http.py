@@ -20,7 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import condition
 
-from rpchat.http import etag_of, private_revalidate
+from core.http import etag_of, private_revalidate
 
 from .models import Character, Lorebook
 

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.safestring import SafeString
 
-from rpchat.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
+from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
 
 from .models import Character
 

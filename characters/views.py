@@ -15,10 +15,10 @@ from django.views.decorators.http import (
     require_POST,
 )
 
-from rpchat.http import etag_of, private_cache, release_stamp
-from rpchat.pagination import page_number, page_of
-from rpchat.routers import reads_may_lag
-from rpchat.uploads import LimitedUploadHandler, body_larger_than, download_name
+from core.http import etag_of, private_cache, release_stamp
+from core.pagination import page_number, page_of
+from core.routers import reads_may_lag
+from core.uploads import LimitedUploadHandler, body_larger_than, download_name
 from settings_app.models import SiteSettings
 
 from . import services

@@ -5,10 +5,10 @@ SEARCH_MIGRATION = "0003_message_search"
 
 
 def _drop_search_triggers(sender, using, plan=None, **kwargs):
-    """Before migrating chats on SQLite, lift the search triggers (see rpchat.search)."""
+    """Before migrating chats on SQLite, lift the search triggers (see core.search)."""
     from django.db import connections
 
-    from rpchat.search import drop_sqlite_triggers
+    from core.search import drop_sqlite_triggers
 
     if plan:  # any table rebuild in the plan may be refused while they exist
         drop_sqlite_triggers(connections[using], migration=SEARCH_MIGRATION, app_label="chats")
@@ -17,7 +17,7 @@ def _drop_search_triggers(sender, using, plan=None, **kwargs):
 def _ensure_search_triggers(sender, using, **kwargs):
     from django.db import connections
 
-    from rpchat.search import ensure_sqlite_triggers
+    from core.search import ensure_sqlite_triggers
 
     ensure_sqlite_triggers(connections[using], migration=SEARCH_MIGRATION, app_label="chats")
 

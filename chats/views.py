@@ -21,12 +21,12 @@ from django.views.decorators.http import condition, require_GET, require_POST
 from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
-from rpchat import ratelimit
-from rpchat.databases import release_connection
-from rpchat.http import private_cache, release_stamp
-from rpchat.markdown import render_cached
-from rpchat.pagination import page_number, page_of
-from rpchat.uploads import LimitedUploadHandler, download_name
+from core import ratelimit
+from core.databases import release_connection
+from core.http import private_cache, release_stamp
+from core.markdown import render_cached
+from core.pagination import page_number, page_of
+from core.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
 
 from . import engines, forms, generation, paging, services, sillytavern

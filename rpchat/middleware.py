@@ -6,9 +6,8 @@ from __future__ import annotations
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
+from core import metrics
 from settings_app.models import SiteSettings
-
-from . import metrics
 
 
 def route_of(request) -> str:

@@ -86,7 +86,7 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "cachalot",
-    "rpchat",
+    "core",
     "settings_app",
     "characters",
     "chats",
@@ -170,12 +170,12 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     _default_db["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
 DATABASES = {"default": _default_db}
 
-# An optional read replica (a streaming replica of the PostgreSQL primary): rpchat/routers.py sends
+# An optional read replica (a streaming replica of the PostgreSQL primary): core/routers.py sends
 # it only the reads that may lag behind (the gallery); everything else stays on the primary.
 DATABASE_REPLICA_URL = os.getenv("DATABASE_REPLICA_URL", "")
 if DATABASE_REPLICA_URL:
     DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
-    DATABASE_ROUTERS = ["rpchat.routers.ReplicaRouter"]
+    DATABASE_ROUTERS = ["core.routers.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -188,14 +188,14 @@ if worker := os.getenv("PYTEST_XDIST_WORKER"):
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     _cache = {
-        "BACKEND": "rpchat.cache_backends.CountingRedisCache",
+        "BACKEND": "core.cache_backends.CountingRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 3600,
     }
 else:
     _cache = {
-        "BACKEND": "rpchat.cache_backends.CountingLocMemCache",
+        "BACKEND": "core.cache_backends.CountingLocMemCache",
         "LOCATION": CACHE_KEY_PREFIX,
         "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 3600,

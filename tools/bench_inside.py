@@ -181,7 +181,7 @@ def time_prompts(*, repeat: int) -> list[dict]:
 
 # Where the time of a request goes, by the first of these found in a frame's file path.
 CATEGORIES = (
-    ("markdown rendering", ("/markdown_it/", "/nh3", "rpchat/markdown.py", "mdurl")),
+    ("markdown rendering", ("/markdown_it/", "/nh3", "core/markdown.py", "mdurl")),
     ("template rendering", ("/django/template/", "/templatetags/")),
     ("database driver", ("sqlite3", "/psycopg/", "/psycopg_pool/")),
     ("ORM (query building, model instances)", ("/django/db/",)),

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from chats.models import ChatSession, Message
 from chats.search import message_search_sql, search_messages
-from rpchat.search import parse_query
+from core.search import parse_query
 from tests.factories import add_messages, make_character, make_chat
 
 pytestmark = pytest.mark.django_db
@@ -196,7 +196,7 @@ def test_the_query_plan_is_driven_by_the_full_text_index(owner, other):
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite keeps the index in sync with triggers")
 def test_triggers_dropped_by_a_table_rebuild_are_restored_and_the_index_caught_up(owner):
-    from rpchat.search import ensure_sqlite_triggers
+    from core.search import ensure_sqlite_triggers
 
     chat = make_chat(user=owner, character=make_character(), messages=0)
     with connection.cursor() as cursor:

@@ -29,7 +29,7 @@ from django.db import connection
 
 from characters.models import Character, Tag
 from chats.models import Message
-from rpchat.databases import attached_database
+from core.databases import attached_database
 from settings_app.models import ConnectionProfile, SiteSettings
 from tests.conftest import ScriptedServer
 from tests.postgres import admin_dsn

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
-from rpchat import hot_queries
+from core import hot_queries
 from tests.factories import make_character, make_chat
 
 pytestmark = pytest.mark.django_db

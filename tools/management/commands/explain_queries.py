@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from rpchat import hot_queries
+from core import hot_queries
 from tools import load_data
 
 

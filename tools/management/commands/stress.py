@@ -5,7 +5,7 @@ from cachalot.api import cachalot_disabled
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rpchat.databases import attached_database
+from core.databases import attached_database
 from tools import stress
 from tools.servers import percentile
 from tools.tiny_model import TINY_REPLY

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from tqdm import tqdm
 
-from rpchat import backup
+from tools import backup
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from chats.sillytavern import (
     sillytavern_folder_size,
     sillytavern_user_folder,
 )
-from rpchat.command_utils import command_user, progress_bar, status_counts
+from core.command_utils import command_user, progress_bar, status_counts
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from rpchat import backup
+from tools import backup
 from settings_app.models import SITE_SETTINGS_CACHE_KEY
 
 

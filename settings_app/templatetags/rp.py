@@ -3,8 +3,8 @@ import re
 from django import template
 from django.utils.safestring import mark_safe
 
-from rpchat.markdown import render
-from rpchat.metrics import per_request
+from core.markdown import render
+from core.metrics import per_request
 from settings_app.models import SiteSettings
 
 register = template.Library()

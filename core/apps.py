@@ -12,9 +12,11 @@ def _install_query_wrapper(sender, connection, **kwargs):
         connection.execute_wrappers.insert(0, query_wrapper)
 
 
-class RpchatConfig(AppConfig):
-    name = "rpchat"
-    verbose_name = "rpchat"
+class CoreConfig(AppConfig):
+    """Helpers every app shares (HTTP, pagination, search, Markdown, rate limits, metrics); imports no app."""
+
+    name = "core"
+    verbose_name = "Core"
 
     def ready(self):
-        connection_created.connect(_install_query_wrapper, dispatch_uid="rpchat-query-metrics")
+        connection_created.connect(_install_query_wrapper, dispatch_uid="core-query-metrics")

@@ -21,7 +21,7 @@ from django.db.models import F
 from characters.models import Character, Lorebook, LorebookEntry
 from chats import services
 from chats.models import ChatSession, Message, MessageAlternative
-from rpchat.databases import attached_database
+from core.databases import attached_database
 from settings_app.models import Persona, SiteSettings
 from tests.factories import add_messages, make_character
 from tests.postgres import admin_dsn, database_url
