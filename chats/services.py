@@ -401,26 +401,6 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
     return copied
 
 
-def chat_update(*, session: ChatSession, **fields) -> ChatSession:
-    """Change a chat's own settings (title, persona, author's note, group turn strategy)."""
-    allowed = {
-        "title",
-        "persona",
-        "author_note",
-        "author_note_depth",
-        "author_note_frequency",
-        "author_note_role",
-        "turn_strategy",
-    }
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValueError(f"Cannot change {', '.join(sorted(unknown))} here.")
-    for name, value in fields.items():
-        setattr(session, name, value)
-    session.save(update_fields=list(fields))
-    return session
-
-
 def chat_archive(*, session: ChatSession, archived: bool) -> None:
     ChatSession.objects.filter(pk=session.pk).update(archived_at=timezone.now() if archived else None)
 

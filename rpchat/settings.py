@@ -290,7 +290,6 @@ RPCHAT = {
     "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
     # API pages.
     "API_PAGE_SIZE": envint("RPCHAT_API_PAGE_SIZE", "50"),
-    "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
     # Failed logins allowed per username and address in LOGIN_WINDOW seconds.
     "LOGIN_ATTEMPTS": envint("RPCHAT_LOGIN_ATTEMPTS", "10"),
     "LOGIN_WINDOW": envint("RPCHAT_LOGIN_WINDOW", "900"),

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.cache import cache
 
-from tools.tiny_model import TINY_REPLY, write_tiny_gguf
+from tools.tiny_model import write_tiny_gguf
 
 
 def _clear_cache() -> None:
@@ -212,9 +212,6 @@ def scripted_server():
     server = ScriptedServer()
     yield server
     server.close()
-
-
-__all__ = ["TINY_REPLY"]
 
 
 @pytest.fixture
