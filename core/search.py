@@ -161,3 +161,27 @@ def ensure_sqlite_triggers(connection, *, migration: str, app_label: str) -> lis
             for sql in module.SQLITE_REBUILD:
                 cursor.execute(sql)
     return missing
+
+
+def keep_triggers_across_migrations(app_config, *, migration: str) -> None:
+    """Lift `migration`'s SQLite search triggers before any migration plan and put them back after.
+
+    A table rebuild in the plan may be refused while the triggers exist; an app calls this from
+    its `ready()` with the migration that created its search table.
+    """
+    from django.db import connections
+    from django.db.models.signals import post_migrate, pre_migrate
+
+    label = app_config.label
+
+    def lift(sender, using, plan=None, **kwargs):
+        if plan:
+            drop_sqlite_triggers(connections[using], migration=migration, app_label=label)
+
+    def restore(sender, using, **kwargs):
+        ensure_sqlite_triggers(connections[using], migration=migration, app_label=label)
+
+    pre_migrate.connect(lift, sender=app_config, weak=False, dispatch_uid=f"{label}-lift-search-triggers")
+    post_migrate.connect(
+        restore, sender=app_config, weak=False, dispatch_uid=f"{label}-restore-search-triggers"
+    )

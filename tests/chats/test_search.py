@@ -257,7 +257,8 @@ def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
 
     from characters.models import Character
     from characters.search import search_characters
-    from chats.apps import _drop_search_triggers, _ensure_search_triggers
+    from django.apps import apps
+    from django.db.models.signals import post_migrate, pre_migrate
 
     chat = make_chat(user=owner, character=make_character(name="Tamsin", description="A weaver."), messages=0)
     add_messages(chat, 1, text="Before the rebuild: a loom.")
@@ -275,13 +276,14 @@ def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
     class FakeMigration:
         app_label = "chats"
 
-    # What migrate does around a plan with a migration of chats in it.
-    _drop_search_triggers(sender=None, using="default", plan=[(FakeMigration(), False)])
+    # What migrate sends around a plan with a migration of chats in it.
+    chats_app = apps.get_app_config("chats")
+    pre_migrate.send(sender=chats_app, app_config=chats_app, using="default", plan=[(FakeMigration(), False)])
     widen(Message, "speaker", 300)
     widen(ChatSession, "title", 300)
     add_messages(chat, 1, text="Written during the migration: a spindle and a loom.")
     widen(Character, "name", 300)
-    _ensure_search_triggers(sender=None, using="default")
+    post_migrate.send(sender=chats_app, app_config=chats_app, using="default", plan=[])
     from django.core.management import call_command
 
     call_command("migrate", "characters", verbosity=0)  # its post_migrate restores characters' triggers
