@@ -15,7 +15,7 @@ from django.views.decorators.http import (
     require_POST,
 )
 
-from core.http import etag_of, private_cache, release_stamp
+from core.http import etag_of, once_per_request, private_cache, release_stamp
 from core.pagination import page_number, page_of
 from core.routers import reads_may_lag
 from core.uploads import LimitedUploadHandler, body_larger_than, download_name
@@ -71,13 +71,10 @@ def gallery(request):
     return render(request, template, context)
 
 
+@once_per_request
 def _character_for_request(request, code) -> Character:
     """get_character_for_user, once per request: the ETag, Last-Modified and the view share it."""
-    cached = getattr(request, "_character_for_request", None)
-    if cached is None or cached.code != code:
-        cached = get_character_for_user(request, code)
-        request._character_for_request = cached
-    return cached
+    return get_character_for_user(request, code)
 
 
 def _detail_etag(request, code) -> str | None:
@@ -110,18 +107,15 @@ def detail(request, code):
     return render(request, "characters/detail.html", {"character": character, "tags": character.tags.all()})
 
 
+@once_per_request
 def _image_character(request, code) -> Character:
     """The character whose picture is asked for, once per request (cachalot makes it free)."""
-    cached = getattr(request, "_image_character", None)
-    if cached is None or cached.code != code:
-        cached = get_object_or_404(
-            Character.objects.visible_to(request.user).only(
-                "id", "code", "avatar", "thumbnail", "owner_id", "visibility", "is_active", "deleted_at"
-            ),
-            code=code,
-        )
-        request._image_character = cached
-    return cached
+    return get_object_or_404(
+        Character.objects.visible_to(request.user).only(
+            "id", "code", "avatar", "thumbnail", "owner_id", "visibility", "is_active", "deleted_at"
+        ),
+        code=code,
+    )
 
 
 def _image_file(request, code, field: str):

@@ -29,6 +29,23 @@ def release_stamp() -> str:
     return digest.hexdigest()[:12]
 
 
+def once_per_request(func):
+    """Memoize `func(request, *args)` on the request, so an ETag function and its view share one lookup.
+
+    An exception (a 404) is not remembered: the next call raises it again.
+    """
+
+    @functools.wraps(func)
+    def wrapper(request, *args):
+        memo = request.__dict__.setdefault("_once_per_request", {})
+        key = (func.__qualname__, *args)
+        if key not in memo:
+            memo[key] = func(request, *args)
+        return memo[key]
+
+    return wrapper
+
+
 def etag_of(*parts) -> str:
     """A strong ETag value (without quotes; Django adds them) for the given parts."""
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
