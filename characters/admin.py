@@ -29,7 +29,7 @@ class ImportPageMixin:
     def get_urls(self):
         opts = self.model._meta
         name = f"{opts.app_label}_{opts.model_name}_import"
-        return [path("import/", self.admin_site.admin_view(self.import_view), name=name)] + super().get_urls()
+        return [path("import/", self.admin_site.admin_view(self.import_view), name=name), *super().get_urls()]
 
     def import_file(self, *, upload, owner, public: bool) -> services.ImportResult:
         raise NotImplementedError
