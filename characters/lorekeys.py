@@ -18,6 +18,9 @@ import re2
 # The largest compiled key, in RE2 instructions: a search costs at most this many steps a byte.
 # Real keys are far smaller (`\b(?:dragon|wyvern)s?\b` is 34, `(?s).{0,50}sword.{0,50}` 811).
 MAX_PROGRAM = 2000
+# One search's worst case, in program size times bytes scanned (RE2's slowest path is about 10 ns a step,
+# its usual one a nanosecond a byte): a key over it for the window at hand is not run.
+MAX_WORK = 200_000_000
 # Longer keys are refused before RE2 parses them or the cache keeps them.
 MAX_KEY_CHARS = 10_000
 # RE2's memory per key (program and DFA cache); above it a pattern is refused as too large.

@@ -103,6 +103,9 @@ class _Matcher:
         if time.monotonic() > self.deadline:
             self.skip(entry, key, f"not run: matching this reply's keys had taken {REGEX_SECONDS:g} s")
             return False
+        if compiled.regex.programsize * len(text.utf8) > lorekeys.MAX_WORK:
+            self.skip(entry, key, f"not run: too complex for a scan window of {len(text.text):,} characters")
+            return False
         return compiled.regex.search(text.utf8) is not None
 
     def keys_match(self, entry: LorebookEntry, text: _Text) -> bool:

@@ -102,6 +102,23 @@ def test_keys_left_when_the_time_budget_is_spent_are_skipped_not_run(owner, monk
     )
 
 
+def test_a_costly_key_is_not_run_over_a_window_too_long_for_it(owner):
+    # (?s).{0,50}sword.{0,50} compiles to about 800 instructions: 800 times 300 KB is over MAX_WORK.
+    activate = activation(
+        owner, ("Sword", ["(?s).{0,50}sword.{0,50}"], "A blade."), ("Blade", ["/blade/"], "Sharp.")
+    )
+    assert activate("a sword and a blade") == (["Sword", "Blade"], [])
+    activated, skipped = activate("a sword and a blade " + "x" * 300_000)
+    assert activated == ["Blade"]
+    assert skipped == [
+        {
+            "entry": "Sword",
+            "key": "(?s).{0,50}sword.{0,50}",
+            "reason": "not run: too complex for a scan window of 300,020 characters",
+        }
+    ]
+
+
 def test_compiled_keys_are_cached_within_a_bound():
     assert lorekeys.compile_key("/dragon/i", case_sensitive=True) is lorekeys.compile_key(
         "dragon", case_sensitive=False
