@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
@@ -21,8 +21,8 @@ from core.routers import reads_may_lag
 from core.uploads import LimitedUploadHandler, body_larger_than, download_name
 from settings_app.models import SiteSettings
 
-from . import services
-from .models import Character, Lorebook, Tag
+from . import lorekeys, services
+from .models import Character, Lorebook, LorebookEntry, Tag
 from .search import filter_characters
 from .services import character_restore as character_restore_service
 from .services import character_soft_delete
@@ -311,11 +311,39 @@ def _lorebook_list(request, handler):
     books = (
         Lorebook.objects.filter(owner=request.user, character__isnull=True)
         .only("id", "code", "name", "updated_at")
-        .annotate(entry_count=Count("entries"))
+        .annotate(
+            entry_count=Count("entries"),
+            regex_entry_count=Count("entries", filter=Q(entries__use_regex=True)),
+        )
         .order_by("name", "id")
     )
     page = page_of(books, number=page_number(request), per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"])
+    _attach_key_problems([book for book in page.rows if book.regex_entry_count])
     return render(request, "characters/lorebooks.html", {"page": page})
+
+
+# What lorekeys.problems() reads of an entry.
+_KEY_FIELDS = (
+    "id", "lorebook_id", "name", "keys", "secondary_keys", "selective", "constant", "use_regex",
+    "case_sensitive",
+)  # fmt: skip
+
+
+def _attach_key_problems(books: list[Lorebook]) -> None:
+    """book.key_problems: (entry, key, why) for each regex key replies skip, one query for the page."""
+    if not books:
+        return
+    by_id = {book.pk: book for book in books}
+    for book in books:
+        book.key_problems = []
+    entries = (
+        LorebookEntry.objects.filter(lorebook__in=list(by_id), use_regex=True)
+        .only(*_KEY_FIELDS)
+        .order_by("lorebook_id", "insertion_order", "id")
+    )
+    for entry in entries:
+        for key, why in lorekeys.problems(entry):
+            by_id[entry.lorebook_id].key_problems.append((str(entry), key, why))
 
 
 @login_required

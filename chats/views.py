@@ -114,10 +114,10 @@ def _generation_wait(request) -> int | None:
     )
 
 
-def _too_fast(wait: int) -> JsonResponse:
-    limit = settings.RPCHAT["GENERATIONS_PER_MINUTE"]
+def _too_fast(wait: int, *, what: str = "replies", setting: str = "GENERATIONS_PER_MINUTE") -> JsonResponse:
+    limit = settings.RPCHAT[setting]
     response = JsonResponse(
-        {"error": f"This instance allows {limit} replies a minute per person. Try again in {wait} seconds."},
+        {"error": f"This instance allows {limit} {what} a minute per person. Try again in {wait} seconds."},
         status=429,
     )
     response["Retry-After"] = str(wait)
@@ -460,9 +460,17 @@ def _message_response(request, session: ChatSession, message: Message) -> JsonRe
     )
 
 
+def _edit_wait(request) -> int | None:
+    """Count one edit for the user; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit("edit", str(request.user.pk), limit=settings.RPCHAT["EDITS_PER_MINUTE"], window=60)
+
+
 @login_required
 @require_POST
 def message_edit(request, code, seq):
+    # Each edit renders the new text: without a limit one user could keep a worker rendering.
+    if wait := _edit_wait(request):
+        return _too_fast(wait, what="edits", setting="EDITS_PER_MINUTE")
     content = request.POST.get("content", "")
     return _message_action(
         request,

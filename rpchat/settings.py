@@ -295,6 +295,8 @@ RPCHAT = {
     "LOGIN_WINDOW": envint("RPCHAT_LOGIN_WINDOW", "900"),
     # Replies (sends, regenerations, continues, impersonations) a user may ask for per minute.
     "GENERATIONS_PER_MINUTE": envint("RPCHAT_GENERATIONS_PER_MINUTE", "20"),
+    # Message edits a user may make per minute (each one renders the new text).
+    "EDITS_PER_MINUTE": envint("RPCHAT_EDITS_PER_MINUTE", "60"),
     "MAX_LOREBOOK_ENTRIES": envint("RPCHAT_MAX_LOREBOOK_ENTRIES", "2000"),
     # Deleted chats and characters can be restored for this many days, then `prune` purges them.
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),

@@ -19,7 +19,9 @@ def markdown(text: str) -> str:
 
 
 # Emphasis markers anywhere; headings and quotes only where they start a line; links keep their words.
-_MARKUP = re.compile(r"[*_`~]+|^\s*[#>]+\s?|\[([^\]]*)\]\([^)]*\)", re.MULTILINE)
+# Linear time: no part can run past a newline (headings) or into the next `[` (links), so no start
+# rescans what an earlier one scanned. `^\s*` and `[^\]]*` did, quadratic on a card of newlines or `[`.
+_MARKUP = re.compile(r"[*_`~]+|^[^\S\n]*[#>]+[^\S\n]?|\[([^\[\]]*)\]\([^)\[]*\)", re.MULTILINE)
 
 
 @register.filter
