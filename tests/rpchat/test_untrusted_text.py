@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from chats.macros import MacroContext, expand
-from rpchat.markdown import render
-from rpchat.templatetags.rp import summary
+from core.markdown import render
+from settings_app.templatetags.rp import summary
 from tests.hang import finishes
 
 SIZE = 100_000
