@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import condition, require_GET
+from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from settings_app.models import SiteSettings
@@ -121,20 +121,3 @@ def performance(request):
 @staff_member_required
 def performance_data(request):
     return JsonResponse(metrics.snapshot())
-
-
-OPENAPI_PATH = settings.BASE_DIR / "docs" / "openapi.json"
-
-
-def _openapi_etag(request) -> str:
-    stat = OPENAPI_PATH.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
-@require_GET
-@condition(etag_func=_openapi_etag)
-def openapi_schema(request):
-    """The API's OpenAPI 3 description (docs/openapi.json), readable without logging in."""
-    response = HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")
-    response["Cache-Control"] = "public, max-age=300"
-    return response
