@@ -19,11 +19,11 @@ from django.urls import path
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import condition, require_GET
-from ninja import NinjaAPI, Query, Schema
+from ninja import NinjaAPI, Query
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.responses import NinjaJSONEncoder
-from pydantic import ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 from settings_app.auth import BearerTokenAuth, InvalidToken, SessionCookieAuth
 
@@ -39,9 +39,11 @@ DESCRIPTION = (
 )
 
 
-class Out(Schema):
+class Out(BaseModel):
     """A response object. A field an operation returns but does not declare is an error, not
-    dropped in silence: the generated schema cannot fall behind what is sent."""
+    dropped in silence: the generated schema cannot fall behind what is sent. A plain pydantic
+    model (not ninja's Schema, which reads ORM objects): operations return dicts they built from
+    the rows they read, validated once."""
 
     model_config = ConfigDict(extra="forbid")
 
