@@ -95,6 +95,18 @@ def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit
     ]
 
 
+def clean_filters(q: str = "", tag: str = "", label: str = "") -> tuple[str, str, str]:
+    """The gallery's (and the API's) q, tag and label, trimmed."""
+    return q.strip()[:100], tag.strip()[:60], label.strip()[:60]
+
+
+def gallery_characters(*, user, q: str = "", tag: str = "", label: str = ""):
+    """The gallery's list, by name: the characters `user` may see, filtered, with the columns a
+    card shows. The gallery page, the API and explain_queries page through this one query."""
+    characters = filter_characters(Character.objects.visible_to(user), q=q, tag=tag, label=label)
+    return characters.for_list().order_by("name", "id")
+
+
 def filter_characters(characters, *, q: str, tag: str, label: str):
     """The gallery's and the API's filters (explain_queries checks this very queryset)."""
     if q:

@@ -23,7 +23,7 @@ from settings_app.models import SiteSettings
 
 from . import lorekeys, services
 from .models import Character, Lorebook, LorebookEntry, Tag
-from .search import filter_characters
+from .search import clean_filters, gallery_characters
 from .services import character_restore as character_restore_service
 from .services import character_soft_delete
 
@@ -36,18 +36,17 @@ def get_character_for_user(request, code) -> Character:
 
 
 def gallery_filters(request) -> tuple[str, str, str]:
-    """The gallery's (and the API's) q, tag and label parameters, trimmed."""
+    """The gallery's q, tag and label parameters, trimmed."""
     get = request.GET
-    return get.get("q", "").strip()[:100], get.get("tag", "").strip()[:60], get.get("label", "").strip()[:60]
+    return clean_filters(get.get("q", ""), get.get("tag", ""), get.get("label", ""))
 
 
 @login_required
 @reads_may_lag  # a character created a moment ago may show up a moment later
 def gallery(request):
     q, tag, label = gallery_filters(request)
-    characters = filter_characters(Character.objects.visible_to(request.user), q=q, tag=tag, label=label)
     page = page_of(
-        characters.for_list().order_by("name", "id"),
+        gallery_characters(user=request.user, q=q, tag=tag, label=label),
         number=page_number(request),
         per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"],
     )

@@ -18,9 +18,9 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import condition, require_GET, require_POST
 
+from characters.models import Character
 from characters.search import search_characters
 from characters.services import human_size
-from characters.views import get_character_for_user
 from core import ratelimit
 from core.databases import release_connection
 from core.http import private_cache, release_stamp
@@ -159,7 +159,7 @@ def chat_list(request):
 @login_required
 @require_POST
 def chat_new(request, character_code):
-    character = get_character_for_user(request, character_code)
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
     session = services.chat_start(user=request.user, character=character)
     return redirect(session)
 
@@ -671,7 +671,7 @@ def chat_import(request, character_code):
 
 @csrf_protect
 def _chat_import(request, character_code, handler):
-    character = get_character_for_user(request, character_code)
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
     upload = request.FILES.get("file")
     if handler.too_large:
         messages.error(

@@ -5,11 +5,11 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import condition, require_GET
+from django.views.decorators.http import require_GET
 
 from core import ratelimit
 from settings_app.models import SiteSettings
@@ -69,20 +69,3 @@ class LoginView(auth_views.LoginView):
         opts = settings.RPCHAT
         ratelimit.hit("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
         return super().form_invalid(form)
-
-
-OPENAPI_PATH = settings.BASE_DIR / "docs" / "openapi.json"
-
-
-def _openapi_etag(request) -> str:
-    stat = OPENAPI_PATH.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
-@require_GET
-@condition(etag_func=_openapi_etag)
-def openapi_schema(request):
-    """The API's OpenAPI 3 description (docs/openapi.json), readable without logging in."""
-    response = HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")
-    response["Cache-Control"] = "public, max-age=300"
-    return response

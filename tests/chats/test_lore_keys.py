@@ -14,7 +14,7 @@ from chats import generation, lore
 from chats.models import ChatSession
 from chats.prompt import estimate_tokens
 from chats.services import chat_start
-from rpchat.tiny_model import TINY_REPLY
+from tools.tiny_model import TINY_REPLY
 from tests import cardkit
 from tests.hang import finishes
 
