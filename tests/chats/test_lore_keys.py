@@ -14,9 +14,9 @@ from chats import generation, lore
 from chats.models import ChatSession
 from chats.prompt import estimate_tokens
 from chats.services import chat_start
-from tools.tiny_model import TINY_REPLY
 from tests import cardkit
 from tests.hang import finishes
+from tools.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.django_db
 

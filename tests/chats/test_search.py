@@ -253,12 +253,12 @@ def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
     """Django rebuilds a SQLite table for most field changes, renaming the new table at the end;
     SQLite refuses while a trigger on another table names it. chats.apps lifts the search
     triggers around migrations of chats, and search works afterwards."""
+    from django.apps import apps
     from django.db import models
+    from django.db.models.signals import post_migrate, pre_migrate
 
     from characters.models import Character
     from characters.search import search_characters
-    from django.apps import apps
-    from django.db.models.signals import post_migrate, pre_migrate
 
     chat = make_chat(user=owner, character=make_character(name="Tamsin", description="A weaver."), messages=0)
     add_messages(chat, 1, text="Before the rebuild: a loom.")
