@@ -8,6 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rpchat.settings")
 
 application = get_asgi_application()
 
+# Replies left half-written by a worker that is gone (killed, restarted) become retryable: swept
+# now and periodically, in the background (chats.generation).
+from chats.generation import start_maintenance  # noqa: E402 - needs the apps loaded above
+
+start_maintenance()
+
 # Only in the benchmark's own server (manage.py bench): the raw-SQL floor it measures against.
 if os.getenv("RPCHAT_BENCH_FLOOR") == "1":
     from rpchat.bench_floor import BenchFloor

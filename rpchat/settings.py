@@ -300,6 +300,9 @@ RPCHAT = {
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
+    # A reply being written is touched (its row's updated_at) at least every sixth of this; one
+    # left untouched this long belongs to a worker that is gone and is marked interrupted.
+    "STREAM_STALE_AFTER": envfloat("RPCHAT_STREAM_STALE_AFTER", "30"),
     # Monitoring (docs/performance.md): requests and queries slower than these are logged as
     # warnings on the "rpchat.slow" logger; /metrics also accepts this bearer token when set.
     "SLOW_REQUEST_MS": envfloat("RPCHAT_SLOW_REQUEST_MS", "500"),

@@ -129,11 +129,13 @@ def make_profile(db):
 
 
 class ScriptedServer:
-    """Streams `pieces` one every `delay` seconds; `mode` makes it fail in a chosen way."""
+    """Streams `pieces` one every `delay` seconds (after `pause` seconds of silence, a model reading
+    its prompt); `mode` makes it fail in a chosen way."""
 
     def __init__(self):
         self.pieces = ["Once", " upon", " a", " time"]
         self.delay = 0.05
+        self.pause = 0.0
         self.mode = "ok"
         self.requests: list[dict] = []
         self.disconnected = threading.Event()
@@ -189,6 +191,7 @@ class ScriptedServer:
                 h.wfile.write(b"data: {not json\n\n")
                 h.wfile.flush()
                 return
+            time.sleep(self.pause)
             for i, piece in enumerate(self.pieces):
                 chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                 h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
