@@ -340,7 +340,8 @@ def _finish(
             error=error,
             finish_reason=meta.get("finish_reason", ""),
             version=F("version") + 1,
-            meta={**reply.meta, **meta},
+            # A detail of an earlier failure does not outlive a retry.
+            meta={**{k: v for k, v in reply.meta.items() if k != "error_detail"}, **meta},
             updated_at=now,
         )
         if prompt is not None:
@@ -348,7 +349,7 @@ def _finish(
         if reply.alternative_count:
             # The active swipe mirrors the message's text.
             MessageAlternative.objects.filter(message_id=message_id, index=reply.alternative_index).update(
-                content=text, token_count=tokens, meta=meta
+                content=text, token_count=tokens, meta={k: v for k, v in meta.items() if k != "error_detail"}
             )
         ChatSession.objects.filter(pk=reply.session_id).update(last_message_at=now)
     cache.delete(STOP_KEY.format(message_id))
@@ -405,6 +406,9 @@ async def _generate(live: LiveReply, mode: str) -> None:
     except engines.EngineError as exc:
         status = Message.Status.INCOMPLETE if text else Message.Status.ERROR
         error = str(exc)
+        # For staff (the log, and the message's meta in the admin): the address, credentials masked.
+        meta["error_detail"] = exc.detail
+        logger.warning("reply %s failed: %s", message_id, exc.detail)
     except Exception:
         logger.exception("generation of message %s failed", message_id)
         status = Message.Status.INCOMPLETE if text else Message.Status.ERROR

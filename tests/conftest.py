@@ -170,6 +170,16 @@ class ScriptedServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.mode == "echo401":  # refuses the key and repeats what it was sent, as some servers do
+            body = json.dumps(
+                {"error": {"message": f"Invalid credentials: {h.headers.get('Authorization')}"}}
+            )
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body.encode())
+            return
         if self.mode.startswith("http"):
             status = int(self.mode[4:])
             body = json.dumps({"error": {"message": "scripted failure", "type": "server_error"}})
