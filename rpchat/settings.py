@@ -12,8 +12,21 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def private(path: Path, mode: int) -> None:
+    """Take away the group's and others' access to `path` (a folder made before, say)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+    except PermissionError:  # not ours: the operator chose it
+        pass
+
+
+# The SQLite database, the secret key and whatever else is local state: this account's only.
 VAR_DIR = Path(os.getenv("RPCHAT_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+private(VAR_DIR, 0o700)
 
 # pytest imports this module after importing itself; `manage.py test` is not used here.
 TESTING = "pytest" in sys.modules
@@ -54,6 +67,7 @@ def _secret_key() -> str:
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(50))
+    private(path, 0o600)
     return path.read_text().strip()
 
 
