@@ -382,6 +382,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
             live.reset(text)
         last_save = time.monotonic()
         interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
+        # An engine that ignores max_tokens would otherwise fill the row, and every page showing it.
+        limit = settings.RPCHAT["MAX_REPLY_CHARS"]
         stream = engines.stream_completion(config, **engine_request(config, prompt))
         # aclosing: a stop or an error closes the connection, which makes the engine stop too.
         async with aclosing(stream):
@@ -394,8 +396,16 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 if first_token_at is None:
                     first_token_at = time.monotonic()
                 pieces += 1
-                text += item.text
-                live.publish(Event("delta", item.text))
+                piece = item.text[: max(limit - len(text), 0)]
+                text += piece
+                if piece:
+                    live.publish(Event("delta", piece))
+                if len(piece) < len(item.text):
+                    status, meta["finish_reason"] = Message.Status.INCOMPLETE, "size_limit"
+                    error = meta["notice"] = (
+                        f"The reply reached the size limit of {limit:,} characters and was cut off there."
+                    )
+                    break
                 if time.monotonic() - last_save >= interval:
                     last_save = live.saved_at = time.monotonic()
                     await _save_progress(message_id, text)
@@ -472,15 +482,18 @@ def _impersonation_prompt(session_id: int):
 
 
 async def impersonate(session: ChatSession) -> str:
-    """The model's draft of the user's next message (not stored)."""
+    """The model's draft of the user's next message (not stored), at most a message's length."""
     config, prompt = await _impersonation_prompt(session.pk)
+    limit = settings.RPCHAT["MAX_MESSAGE_CHARS"]
     text = ""
     stream = engines.stream_completion(config, **engine_request(config, prompt))
     async with aclosing(stream):
         async for item in stream:
             if isinstance(item, engines.Delta):
                 text += item.text
-    return text.strip()
+                if len(text) >= limit:  # an engine that does not stop: the box takes no more
+                    break
+    return text[:limit].strip()
 
 
 async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterator[Event]:

@@ -299,6 +299,8 @@ RPCHAT = {
     "GALLERY_PAGE_SIZE": envint("RPCHAT_GALLERY_PAGE_SIZE", "24"),
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
+    # The longest reply stored: an engine that ignores max_tokens is cut off here.
+    "MAX_REPLY_CHARS": envint("RPCHAT_MAX_REPLY_CHARS", "1000000"),
     # How long a browser reuses an avatar or thumbnail before asking again (then a 304 if unchanged).
     "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
     # API pages.

@@ -201,6 +201,15 @@ class ScriptedServer:
                 h.wfile.write(b"data: {not json\n\n")
                 h.wfile.flush()
                 return
+            if self.mode == "endless":  # ignores max_tokens: the pieces over and over until hung up on
+                n = 0
+                while True:
+                    piece = self.pieces[n % len(self.pieces)]
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    h.wfile.flush()
+                    n += 1
+                    time.sleep(self.delay)
             time.sleep(self.pause)
             for i, piece in enumerate(self.pieces):
                 chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}

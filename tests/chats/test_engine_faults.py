@@ -210,3 +210,48 @@ def test_an_engine_that_repeats_the_credentials_it_was_sent_does_not_pass_them_o
     for secret in (*SECRETS, basic):
         assert secret not in seen, secret
         assert secret not in logged and secret not in json.dumps(reply.meta), secret
+
+
+@pytest.fixture
+def endless(scripted_server, make_profile, settings):
+    """An engine that ignores max_tokens and never stops, and a small size limit for replies."""
+    settings.RPCHAT = {**settings.RPCHAT, "MAX_REPLY_CHARS": 20_000, "MAX_MESSAGE_CHARS": 5_000}
+    scripted_server.mode = "endless"
+    scripted_server.pieces = ["All work and no play makes Jack a dull boy. "]
+    scripted_server.delay = 0.0005
+    make_profile(scripted_server.url)
+    return scripted_server
+
+
+def test_a_reply_from_an_engine_that_never_stops_is_cut_at_the_size_limit(owner_client, chat, endless):
+    reply = send_and_finish(owner_client, chat)
+
+    assert (reply.status, reply.finish_reason) == ("incomplete", "size_limit")
+    assert len(reply.content) == 20_000 and reply.content.startswith("All work and no play")
+    assert "size limit of 20,000 characters" in reply.error
+    assert endless.disconnected.wait(5), "the engine was not hung up on"
+    page = owner_client.get(chat.get_absolute_url()).content.decode()
+    assert "This reply is incomplete." in page and 'data-action="retry"' in page
+    assert len(page) < 60_000  # the chat page: its three messages, one of them 20,000 characters
+
+
+def test_impersonation_from_an_engine_that_never_stops_is_cut_at_a_messages_length(
+    owner_client, chat, endless
+):
+    import threading
+
+    answers = []
+    # In a thread: without the limit the request never ends, and the test fails instead of hanging.
+    asking = threading.Thread(
+        target=lambda: answers.append(owner_client.post(reverse("chats:impersonate", args=[chat.code]))),
+        daemon=True,
+    )
+    asking.start()
+    asking.join(30)
+
+    assert answers, "the impersonation never ended"
+    response = answers[0]
+    assert response.status_code == 200
+    text = response.json()["text"]
+    assert len(text) <= 5_000 and text.startswith("All work and no play")
+    assert endless.disconnected.wait(5), "the engine was not hung up on"
