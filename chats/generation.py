@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -108,13 +109,15 @@ class Runner:
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
-    _sweeping = False
+    # The process that started the loop and the sweep: a forked child has neither thread.
+    _pid = 0
+    _sweeping_pid = 0
     live: dict[int, LiveReply] = {}
 
     @classmethod
     def loop(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
-            if cls._loop is None or not cls._loop.is_running():
+            if cls._loop is None or not cls._loop.is_running() or cls._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -125,7 +128,7 @@ class Runner:
 
                 threading.Thread(target=run, name="rpchat-generation", daemon=True).start()
                 ready.wait()
-                cls._loop = loop
+                cls._loop, cls._pid = loop, os.getpid()
             return cls._loop
 
 
@@ -158,9 +161,9 @@ def start_maintenance() -> None:
     """Sweep for stranded replies now and every sixth of STREAM_STALE_AFTER, on this process's
     generation loop. Called once by the server entry points (asgi.py, wsgi.py); idempotent."""
     with Runner._lock:
-        if Runner._sweeping:
+        if Runner._sweeping_pid == os.getpid():
             return
-        Runner._sweeping = True
+        Runner._sweeping_pid = os.getpid()
     loop = Runner.loop()
     loop.call_soon_threadsafe(lambda: loop.create_task(_sweep_forever()), context=contextvars.Context())
 
@@ -401,7 +404,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 if piece:
                     live.publish(Event("delta", piece))
                 if len(piece) < len(item.text):
-                    status, meta["finish_reason"] = Message.Status.INCOMPLETE, "size_limit"
+                    status = Message.Status.INCOMPLETE
+                    meta["finish_reason"] = "size_limit"
                     error = meta["notice"] = (
                         f"The reply reached the size limit of {limit:,} characters and was cut off there."
                     )
