@@ -21,7 +21,7 @@ class ConnectionProfileForm(forms.ModelForm):
 
     class Meta:
         model = ConnectionProfile
-        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
+        fields = "__all__"  # noqa: DJ007 - the admin edits every field of a profile
 
     def save(self, commit=True):
         profile = super().save(commit=False)
@@ -103,7 +103,8 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
         try:
             models = asyncio.run(list_models(config))
         except EngineError as exc:
-            self.message_user(request, f"{profile.name}: {exc}", messages.ERROR)
+            # Staff see the detail (the address, credentials masked).
+            self.message_user(request, f"{profile.name}: {exc.detail}", messages.ERROR)
         else:
             names = ", ".join(models[:10]) or "no models listed"
             self.message_user(request, f"{profile.name}: connected. Models: {names}", messages.SUCCESS)
