@@ -34,9 +34,9 @@ from django.utils import timezone
 
 from core import metrics
 from core.databases import release_connection
+from settings_app import engines
 from settings_app.models import SiteSettings
 
-from . import engines
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt, estimate_tokens
 

@@ -27,10 +27,11 @@ from core.http import private_cache, release_stamp
 from core.markdown import render_cached
 from core.pagination import page_number, page_of
 from core.uploads import LimitedUploadHandler, download_name
+from settings_app import engines
+from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
-from . import engines, forms, generation, paging, services, sillytavern
-from .engines import BUILTIN_LABEL
+from . import forms, generation, paging, services, sillytavern
 from .models import ChatSession, Message
 from .search import search_messages
 

@@ -95,7 +95,7 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
 
     def _report_connection(self, request, profile: ConnectionProfile) -> None:
         # The engine client lives in chats; settings_app must not import it at module level.
-        from chats.engines import EngineConfig, EngineError, list_models
+        from .engines import EngineConfig, EngineError, list_models
 
         config = EngineConfig(
             label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key

@@ -97,7 +97,7 @@ def tiny_engine_url(tiny_model_path):
 @pytest.fixture
 def tiny_builtin(db, tiny_model_path):
     """Point the built-in engine at the tiny model, so tests run the built-in code path."""
-    from chats.engines import BuiltinServer
+    from settings_app.engines import BuiltinServer
     from settings_app.models import SiteSettings
 
     site = SiteSettings.load()

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 from django.conf import settings
 
-from settings_app.models import SiteSettings
+from .models import SiteSettings
 
 logger = logging.getLogger(__name__)
 
