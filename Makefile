@@ -36,8 +36,10 @@ run: migrate
 	@echo "rpchat is starting at http://$(HOST):$(PORT)/"
 	$(VENV)/bin/uvicorn rpchat.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off
 
+# Two workers (pytest-xdist): the browser tests stay together on one, the rest spread over both.
+TEST_WORKERS ?= 2
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The benchmark (docs/performance.md): its own database under var/bench/, output in bench-output/.
 bench: install-dev

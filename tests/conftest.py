@@ -13,6 +13,14 @@ from django.core.cache import cache
 from tools.tiny_model import write_tiny_gguf
 
 
+def pytest_collection_modifyitems(config, items):
+    # The browser tests share one server per worker: with pytest-xdist (--dist loadgroup) they all
+    # go to one worker, which starts it once, while the other workers run everything else.
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 def _clear_cache() -> None:
     """Empty this environment's cache keys only (a shared Redis may hold other environments')."""
     from django.conf import settings

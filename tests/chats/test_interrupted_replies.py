@@ -29,7 +29,7 @@ from tests.conftest import ScriptedServer
 from tests.postgres import create_database, database_url, drop_database
 from tools.servers import manage_py, server_env, uvicorn_process
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 PASSWORD = "pw-workers-123"
 STALE_AFTER = 1.5  # RPCHAT_STREAM_STALE_AFTER of the workers: touched every 0.25 s

@@ -36,6 +36,7 @@ from tests.postgres import database_url as url_of_database
 from tools.servers import manage_py, server_env, uvicorn_process
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         connection.vendor != "postgresql" or not settings.REDIS_URL,
         reason="several workers need PostgreSQL and Redis (set DATABASE_URL=postgres://... and REDIS_URL)",

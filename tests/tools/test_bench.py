@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 
 
+@pytest.mark.slow
 def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_path):
     out = StringIO()
     call_command(

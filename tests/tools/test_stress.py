@@ -19,6 +19,7 @@ def _figure(output: str, label: str) -> int:
     return int(re.search(rf"{label}:\s+(\d+)", output).group(1))
 
 
+@pytest.mark.slow
 def test_a_short_run_of_four_clients_ends_with_no_errors_and_every_message_stored_once(django_db_blocker):
     out = StringIO()
     failure: list[BaseException] = []
