@@ -8,6 +8,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from characters.models import Character
+from rpchat import ratelimit
 from settings_app.models import Persona, SiteSettings
 
 from . import generation
@@ -22,6 +23,19 @@ class ChatBusy(Exception):
 
 class EditConflict(Exception):
     """The message changed since the page that sent the change was loaded."""
+
+
+class TooManyReplies(Exception):
+    """The user asked for more replies than RPCHAT_GENERATIONS_PER_MINUTE allows."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"Try again in {wait} seconds.")
+        self.wait = wait
+
+
+def generation_wait(*, user) -> int | None:
+    """Count one reply asked for by `user`; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit("generate", str(user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60)
 
 
 def _user_name(user, persona: Persona | None) -> str:
@@ -119,8 +133,9 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Store the user's message and an empty streaming reply, then generate the reply.
 
-    Both rows are committed before the model is called. A repeated `client_token` (a double click)
-    returns the pair the first request made instead of sending twice.
+    Both rows are committed before the model is called. A repeated `client_token` (a double click,
+    a resend after a lost response) returns the pair the first request made instead of sending
+    twice, and is not counted against the reply limit (TooManyReplies past it).
     """
     content = content.strip()
     if not content:
@@ -132,6 +147,8 @@ def message_send(
         existing = _sent_with_token(session, client_token)
         if existing:
             return existing
+    if wait := generation_wait(user=user):
+        raise TooManyReplies(wait)
     character = next_speaker(session, content=content, chosen=speaker)
     try:
         with transaction.atomic():

@@ -21,7 +21,6 @@ from django.views.decorators.http import condition, require_GET, require_POST
 from characters.search import search_characters
 from characters.services import human_size
 from characters.views import get_character_for_user
-from rpchat import ratelimit
 from rpchat.databases import release_connection
 from rpchat.http import private_cache, release_stamp
 from rpchat.markdown import render_cached
@@ -109,9 +108,7 @@ def _version(request) -> int:
 
 def _generation_wait(request) -> int | None:
     """Count one generation for the user; seconds to wait when over the per-minute limit."""
-    return ratelimit.hit(
-        "generate", str(request.user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60
-    )
+    return services.generation_wait(user=request.user)
 
 
 def _too_fast(wait: int) -> JsonResponse:
@@ -321,8 +318,8 @@ def search(request):
 
 @login_required
 @require_POST
-@generation_limited
 def message_send(request, code):
+    # Limited in the service: a resend of a stored message is answered with it, not counted.
     session = _get_session_for_user(request, code)
     try:
         user_message, reply = services.message_send(
@@ -336,6 +333,8 @@ def message_send(request, code):
         return JsonResponse({"error": str(exc)}, status=400)
     except services.ChatBusy:
         return _busy()
+    except services.TooManyReplies as exc:
+        return _too_fast(exc.wait)
     return JsonResponse(
         {
             "html": _render_message(request, session, user_message)
