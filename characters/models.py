@@ -23,8 +23,18 @@ LONG_FIELDS = (
 )
 
 
+class TagQuerySet(models.QuerySet):
+    def on(self, characters: "CharacterQuerySet") -> "TagQuerySet":
+        """Tags that at least one of `characters` carries: the gallery's tag filter passes the
+        characters the viewer may see, so others' private characters and deleted ones add none."""
+        carried = Character.tags.through.objects.filter(character__in=characters).values("tag_id")
+        return self.filter(pk__in=carried)
+
+
 class Tag(models.Model):
     name = models.CharField(max_length=60)
+
+    objects = TagQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
