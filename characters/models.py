@@ -2,11 +2,14 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Substr
 from django.urls import reverse
 
 # Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
-LIST_FIELDS = ("id", "code", "name", "label", "description", "thumbnail", "owner_id", "updated_at")
+LIST_FIELDS = ("id", "code", "name", "label", "thumbnail", "owner_id", "updated_at")
+# How much of the description a list reads for a card's summary (the gallery shows 140 characters
+# of it once Markdown is dropped): a bounded prefix, never the whole text.
+SUMMARY_CHARS = 1000
 # Card text no list or chat page shows; deferred when a character is joined to another query.
 LONG_FIELDS = (
     "description",
@@ -56,9 +59,12 @@ class CharacterQuerySet(models.QuerySet):
         return qs.filter(visibility=Character.Visibility.PUBLIC)
 
     def for_list(self) -> "CharacterQuerySet":
-        """Only the columns a gallery card needs, with tags in one extra query."""
-        return self.only(*LIST_FIELDS).prefetch_related(
-            models.Prefetch("tags", queryset=Tag.objects.only("id", "name"))
+        """Only the columns a gallery card needs, the description's first SUMMARY_CHARS characters
+        as `description_start`, with tags in one extra query."""
+        return (
+            self.only(*LIST_FIELDS)
+            .annotate(description_start=Substr("description", 1, SUMMARY_CHARS))
+            .prefetch_related(models.Prefetch("tags", queryset=Tag.objects.only("id", "name")))
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Substr
 from django.utils.safestring import SafeString
 
 from rpchat.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
@@ -30,6 +31,9 @@ PG_RANKED = (
     "setweight(to_tsvector('simple', description || ' ' || scenario || ' ' || creator_notes), 'C')"
 )
 MAX_LIMIT = 50
+# A result's snippet is cut from the description's first this many characters: a list of results
+# never reads a whole card.
+SNIPPET_SOURCE_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ def matching_ids(terms: list[Term]) -> RawSQL:
     """A subquery of the ids of characters matching `terms`, for `id__in` (visibility not applied)."""
     if connection.vendor == "postgresql":
         tsquery, params = pg_tsquery(terms)
-        return RawSQL(f"SELECT id FROM characters_character WHERE {PG_DOCUMENT} @@ {tsquery}", params)
+        # Constant SQL around bound parameters: the user's terms are in `params` only.
+        return RawSQL(f"SELECT id FROM characters_character WHERE {PG_DOCUMENT} @@ {tsquery}", params)  # noqa: S608, S611
     return RawSQL(
         "SELECT rowid FROM characters_character_fts WHERE characters_character_fts MATCH %s",
         [fts5_expression(terms)],
@@ -71,24 +76,26 @@ def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit
     matching = Character.objects.visible_to(user).filter(id__in=matching_ids(terms))
     if connection.vendor == "postgresql":
         tsquery, params = pg_tsquery(terms)
-        score = RawSQL(f"ts_rank({PG_RANKED}, {tsquery})", params)
+        score = RawSQL(f"ts_rank({PG_RANKED}, {tsquery})", params)  # noqa: S611 - terms bound in params
         ranked = matching.annotate(score=score).order_by("-score", "name", "id")
     else:
         # bm25 is lower for better matches; it needs the MATCH in its own (correlated) query.
-        score = RawSQL(
-            f"SELECT bm25(characters_character_fts, {SQLITE_WEIGHTS}) FROM characters_character_fts "
+        score = RawSQL(  # noqa: S611 - constant SQL, the FTS5 expression bound
+            f"SELECT bm25(characters_character_fts, {SQLITE_WEIGHTS}) FROM characters_character_fts "  # noqa: S608
             "WHERE characters_character_fts MATCH %s AND rowid = characters_character.id",
             [fts5_expression(terms)],
         )
         ranked = matching.annotate(score=score).order_by("score", "name", "id")
-    rows = ranked.only("id", "code", "name", "label", "thumbnail", "description")[:limit]
+    rows = ranked.only("id", "code", "name", "label", "thumbnail").annotate(
+        description_start=Substr("description", 1, SNIPPET_SOURCE_CHARS)
+    )[:limit]
     return [
         CharacterHit(
             code=c.code,
             name=c.name,
             label=c.label,
             has_thumbnail=bool(c.thumbnail),
-            snippet=highlight(c.description, terms, width=140),
+            snippet=highlight(c.description_start, terms, width=140),
         )
         for c in rows
     ]
