@@ -38,6 +38,15 @@ def generation_wait(*, user) -> int | None:
     return ratelimit.hit("generate", str(user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60)
 
 
+def _refuse_nul(text: str, what: str) -> None:
+    """ValueError if `text` holds a NUL character: PostgreSQL refuses it in any text column (a
+    form field refuses it the same way, through Django's own validator)."""
+    if "\x00" in text:
+        raise ValueError(
+            f"{what} contains a NUL character (\\0), which cannot be stored. Remove it and try again."
+        )
+
+
 def _user_name(user, persona: Persona | None) -> str:
     if persona is not None:
         return persona.name
@@ -143,6 +152,8 @@ def message_send(
     limit = settings.RPCHAT["MAX_MESSAGE_CHARS"]
     if len(content) > limit:
         raise ValueError(f"The message is {len(content):,} characters long; the limit is {limit:,}.")
+    _refuse_nul(content, "The message")
+    _refuse_nul(client_token, "The message's client token")
     if client_token:
         existing = _sent_with_token(session, client_token)
         if existing:
@@ -316,6 +327,7 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
         raise ValueError("A message cannot be empty; delete it instead.")
     if len(content) > settings.RPCHAT["MAX_MESSAGE_CHARS"]:
         raise ValueError("The message is longer than the limit.")
+    _refuse_nul(content, "The message")
     tokens = estimate_tokens(content)
     with transaction.atomic():
         updated = (

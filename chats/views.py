@@ -605,20 +605,23 @@ def chat_settings(request, code):
 @require_POST
 def chat_members(request, code):
     session = _get_session_for_user(request, code)
-    action = request.POST.get("action")
+    if request.POST.get("action") == "add":
+        form = forms.AddMemberForm(request.POST, user=request.user, session=session)
+        if not form.is_valid():
+            messages.error(request, "Pick a character you can see to add.")
+            return redirect("chats:settings", code=session.code)
+        services.member_add(session=session, character=form.cleaned_data["character"])
+        return redirect("chats:settings", code=session.code)
+    form = forms.MemberActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a character of this chat and whether to mute, unmute or remove it.")
+        return redirect("chats:settings", code=session.code)
+    action, character_id = form.cleaned_data["action"], form.cleaned_data["character_id"]
     try:
-        if action == "add":
-            form = forms.AddMemberForm(request.POST, user=request.user, session=session)
-            if not form.is_valid():
-                messages.error(request, "Pick a character you can see to add.")
-                return redirect("chats:settings", code=session.code)
-            services.member_add(session=session, character=form.cleaned_data["character"])
+        if action == "remove":
+            services.member_remove(session=session, character_id=character_id)
         else:
-            character_id = int(request.POST.get("character_id", "0"))
-            if action in ("mute", "unmute"):
-                services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
-            elif action == "remove":
-                services.member_remove(session=session, character_id=character_id)
+            services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("chats:settings", code=session.code)

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .models import ApiToken
 
-TOKEN_PREFIX = "rpc_"
+TOKEN_PREFIX = "rpc_"  # noqa: S105 - a public marker of rpchat's tokens, not a secret
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_TOKENS_PER_USER = 20
@@ -36,6 +36,8 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     name = name.strip()[:100]
     if not name:
         raise ValueError("Give the token a name, e.g. the app or script that will use it.")
+    if "\x00" in name:
+        raise ValueError("The name contains a NUL character (\\0), which cannot be stored.")
     if ApiToken.objects.filter(user=user).count() >= MAX_TOKENS_PER_USER:
         raise ValueError(f"You have {MAX_TOKENS_PER_USER} tokens already. Revoke one first.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
