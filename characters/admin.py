@@ -11,8 +11,8 @@ from django.urls import path
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_protect
 
-from rpchat.admin_utils import EstimatedCountPaginator
-from rpchat.uploads import LimitedUploadHandler
+from core.admin_utils import EstimatedCountPaginator
+from core.uploads import LimitedUploadHandler
 
 from . import services
 from .models import Character, Lorebook, LorebookEntry, Tag
@@ -29,7 +29,7 @@ class ImportPageMixin:
     def get_urls(self):
         opts = self.model._meta
         name = f"{opts.app_label}_{opts.model_name}_import"
-        return [path("import/", self.admin_site.admin_view(self.import_view), name=name)] + super().get_urls()
+        return [path("import/", self.admin_site.admin_view(self.import_view), name=name), *super().get_urls()]
 
     def import_file(self, *, upload, owner, public: bool) -> services.ImportResult:
         raise NotImplementedError

@@ -1,27 +1,102 @@
 """The JSON API for characters: the list (filtered, paged), one character, and search.
 
-Read-only. Every view is wrapped in settings_app.auth.api_view (session or token, 401 as JSON)
-and sees only the characters the user may see; others' private characters are 404.
+Read-only django-ninja operations (mounted by rpchat/api_urls.py; authentication, JSON errors and
+caching headers come from rpchat/api.py). Every one sees only the characters the user may see
+(Character.objects.visible_to); others' private characters are 404.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+from uuid import UUID
+
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import condition, require_GET
+from ninja import Field, Query, Router
+from ninja.errors import HttpError
 
-from rpchat.http import etag_of
-from rpchat.pagination import page_number, page_of
-from settings_app.auth import api_error, api_view
+from core.api import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    NOT_MODIFIED,
+    UNAUTHORIZED,
+    Out,
+    PageNumber,
+    SearchWords,
+    Timestamp,
+    not_modified,
+    page_url,
+    validators_documented,
+)
+from core.http import etag_of
+from core.pagination import page_of
 
 from .models import Character
-from .search import filter_characters, search_characters
-from .views import gallery_filters, get_character_for_user
+from .search import MAX_LIMIT, clean_filters, gallery_characters, search_characters
 
 # Changes whenever the JSON shape of a character changes, so cached copies are not reused.
 API_VERSION = "1"
+
+router = Router(tags=["characters"])
+
+
+class CharacterSummary(Out):
+    code: UUID
+    name: str
+    label: str
+    tags: list[str]
+    summary: str = Field(description="The description, cut to 200 characters.")
+    thumbnail_url: str | None
+    updated_at: Timestamp
+    url: str
+
+
+class CharacterPage(Out):
+    results: list[CharacterSummary]
+    page: int
+    next: str | None = Field(description="The next page, or null on the last one.")
+    previous: str | None
+
+
+class CharacterCard(Out):
+    code: UUID
+    name: str
+    nickname: str
+    creator: str
+    character_version: str
+    label: str
+    tags: list[str]
+    description: str
+    personality: str
+    scenario: str
+    first_message: str
+    alternate_greetings: list[str]
+    example_dialogue: str
+    system_prompt: str
+    post_history_instructions: str
+    creator_notes: str
+    is_mine: bool
+    avatar_url: str | None
+    thumbnail_url: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    chats_url: str = Field(description="Your chats with this character.")
+
+
+class CharacterHit(Out):
+    code: UUID
+    name: str
+    label: str
+    snippet: str = Field(description="HTML: escaped text around the match, matching words in <mark>.")
+    thumbnail_url: str | None
+    url: str
+
+
+class CharacterSearch(Out):
+    results: list[CharacterHit]
 
 
 def _image_urls(character: Character) -> dict:
@@ -38,121 +113,118 @@ def _image_urls(character: Character) -> dict:
 def _summary(character: Character, tags: list[str]) -> dict:
     description = character.description_start  # for_list() reads no more than the summary needs
     return {
-        "code": str(character.code),
+        "code": character.code,
         "name": character.name,
         "label": character.label,
         "tags": tags,
         "summary": description if len(description) <= 200 else description[:199].rstrip() + "…",
         "thumbnail_url": _image_urls(character)["thumbnail_url"],
-        "updated_at": character.updated_at.isoformat(),
+        "updated_at": character.updated_at,
         "url": reverse("api:character", args=[character.code]),
     }
 
 
-def _page_url(request, number: int) -> str:
-    params = {k: v for k, v in request.GET.items() if k != "page"}
-    params["page"] = number
-    return f"{request.path}?{urlencode(params)}"
-
-
-@api_view
-@require_GET
-def character_list(request):
-    """Characters the user may see, by name; ?q=, ?tag=, ?label= as in the gallery; ?page=."""
-    q, tag, label = gallery_filters(request)
-    characters = filter_characters(Character.objects.visible_to(request.user), q=q, tag=tag, label=label)
-    page = page_of(
-        characters.for_list().order_by("name", "id"),
-        number=page_number(request),
+@router.get(
+    "/characters/",
+    response={200: CharacterPage, **BAD_REQUEST, **UNAUTHORIZED},
+    url_name="characters",
+    summary="Characters you may see, by name",
+)
+def character_list(
+    request,
+    q: Annotated[
+        str, Query(description="Name or nickname containing this, or card text matching it (full text).")
+    ] = "",
+    tag: Annotated[str, Query(description="Only characters with this tag (any case).")] = "",
+    label: Annotated[str, Query(description="Only characters with this label.")] = "",
+    page: PageNumber = 1,
+):
+    """The gallery's list and filters, a page at a time; pages are read without counting."""
+    q, tag, label = clean_filters(q, tag, label)
+    rows = page_of(
+        gallery_characters(user=request.user, q=q, tag=tag, label=label),
+        number=page,
         per_page=settings.RPCHAT["API_PAGE_SIZE"],
     )
-    return JsonResponse(
-        {
-            "results": [_summary(c, [t.name for t in c.tags.all()]) for c in page.rows],
-            "page": page.number,
-            "next": _page_url(request, page.number + 1) if page.has_next else None,
-            "previous": _page_url(request, page.number - 1) if page.has_previous else None,
-        }
-    )
+    return {
+        "results": [_summary(c, [t.name for t in c.tags.all()]) for c in rows.rows],
+        "page": rows.number,
+        "next": page_url(request, rows.number + 1) if rows.has_next else None,
+        "previous": page_url(request, rows.number - 1) if rows.has_previous else None,
+    }
 
 
-def _character_for_request(request, code) -> Character:
-    cached = getattr(request, "_api_character", None)
-    if cached is None or cached.code != code:
-        cached = get_character_for_user(request, code)
-        request._api_character = cached
-    return cached
-
-
-def _character_etag(request, code) -> str:
-    # updated_at moves with every edit of the card, its tags included (characters.signals).
-    character = _character_for_request(request, code)
-    return etag_of("character-json", API_VERSION, character.pk, character.updated_at)
-
-
-def _character_last_modified(request, code):
-    return _character_for_request(request, code).updated_at
-
-
-@api_view
-@require_GET
-@condition(etag_func=_character_etag, last_modified_func=_character_last_modified)
-def character_detail(request, code):
+@router.get(
+    "/characters/{uuid:code}/",
+    response={200: CharacterCard, **NOT_MODIFIED, **UNAUTHORIZED, **NOT_FOUND},
+    url_name="character",
+    summary="One character's card",
+    openapi_extra=validators_documented(last_modified=True),
+)
+def character_detail(request, code: UUID, response: HttpResponse):
     """One character's card, as a client shows it or builds prompts from it."""
-    character = _character_for_request(request, code)
-    return JsonResponse(
-        {
-            "code": str(character.code),
-            "name": character.name,
-            "nickname": character.nickname,
-            "creator": character.creator,
-            "character_version": character.character_version,
-            "label": character.label,
-            "tags": [t.name for t in character.tags.all()],
-            "description": character.description,
-            "personality": character.personality,
-            "scenario": character.scenario,
-            "first_message": character.first_message,
-            "alternate_greetings": [g for g in character.alternate_greetings if isinstance(g, str)],
-            "example_dialogue": character.example_dialogue,
-            "system_prompt": character.system_prompt,
-            "post_history_instructions": character.post_history_instructions,
-            "creator_notes": character.creator_notes,
-            "is_mine": character.owner_id is not None and character.owner_id == request.user.pk,
-            **_image_urls(character),
-            "created_at": character.created_at.isoformat(),
-            "updated_at": character.updated_at.isoformat(),
-            "chats_url": f"{reverse('api:chats')}?{urlencode({'character': character.code})}",
-        }
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=code)
+    # updated_at moves with every edit of the card, its tags included (characters.signals).
+    cached = not_modified(
+        request,
+        response,
+        etag=etag_of("character-json", API_VERSION, character.pk, character.updated_at),
+        last_modified=character.updated_at,
     )
+    if cached is not None:
+        return cached
+    return {
+        "code": character.code,
+        "name": character.name,
+        "nickname": character.nickname,
+        "creator": character.creator,
+        "character_version": character.character_version,
+        "label": character.label,
+        "tags": [t.name for t in character.tags.all()],
+        "description": character.description,
+        "personality": character.personality,
+        "scenario": character.scenario,
+        "first_message": character.first_message,
+        "alternate_greetings": [g for g in character.alternate_greetings if isinstance(g, str)],
+        "example_dialogue": character.example_dialogue,
+        "system_prompt": character.system_prompt,
+        "post_history_instructions": character.post_history_instructions,
+        "creator_notes": character.creator_notes,
+        "is_mine": character.owner_id is not None and character.owner_id == request.user.pk,
+        **_image_urls(character),
+        "created_at": character.created_at,
+        "updated_at": character.updated_at,
+        "chats_url": f"{reverse('api:chats')}?{urlencode({'character': character.code})}",
+    }
 
 
-@api_view
-@require_GET
-def character_search(request):
-    """Full-text search over the characters the user may see, best match first."""
-    query = request.GET.get("q", "").strip()
-    if not query:
-        return api_error("Give the words to search for as ?q=.", status=400)
-    try:
-        limit = int(request.GET.get("limit", "20"))
-    except ValueError:
-        return api_error("limit must be a number from 1 to 50.", status=400)
-    hits = search_characters(user=request.user, query=query, limit=limit)
-    return JsonResponse(
-        {
-            "results": [
-                {
-                    "code": str(hit.code),
-                    "name": hit.name,
-                    "label": hit.label,
-                    "snippet": str(hit.snippet),
-                    "thumbnail_url": reverse("characters:thumbnail", args=[hit.code])
-                    if hit.has_thumbnail
-                    else None,
-                    "url": reverse("api:character", args=[hit.code]),
-                }
-                for hit in hits
-            ]
-        }
-    )
+@router.get(
+    "/search/characters/",
+    response={200: CharacterSearch, **BAD_REQUEST, **UNAUTHORIZED},
+    url_name="search_characters",
+    summary="Full-text search over the characters you may see, best match first",
+    tags=["search"],
+)
+def character_search(
+    request,
+    q: SearchWords = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+):
+    if not q.strip():
+        raise HttpError(400, "Give the words to search for as ?q=.")
+    hits = search_characters(user=request.user, query=q.strip(), limit=limit)
+    return {
+        "results": [
+            {
+                "code": hit.code,
+                "name": hit.name,
+                "label": hit.label,
+                "snippet": str(hit.snippet),
+                "thumbnail_url": reverse("characters:thumbnail", args=[hit.code])
+                if hit.has_thumbnail
+                else None,
+                "url": reverse("api:character", args=[hit.code]),
+            }
+            for hit in hits
+        ]
+    }

@@ -1,12 +1,12 @@
-"""The characters app's hot queries, checked by `manage.py explain_queries` (see rpchat.hot_queries)."""
+"""The characters app's hot queries, checked by `manage.py explain_queries` (see core.hot_queries)."""
 
 from django.conf import settings
 from django.db.models import Count
 
-from rpchat.hot_queries import admin_changelist_queryset, hot_query
+from core.hot_queries import admin_changelist_queryset, hot_query
 
 from .models import Character, Lorebook, LorebookEntry
-from .search import filter_characters
+from .search import gallery_characters
 
 
 def _largest_owner():
@@ -24,13 +24,7 @@ def _gallery(**filters):
     if user is None:
         return None
     size = settings.RPCHAT["GALLERY_PAGE_SIZE"]
-    qs = filter_characters(
-        Character.objects.visible_to(user),
-        q=filters.get("q", ""),
-        tag=filters.get("tag", ""),
-        label=filters.get("label", ""),
-    )
-    return qs.for_list().order_by("name", "id")[: size + 1]
+    return gallery_characters(user=user, **filters)[: size + 1]
 
 
 @hot_query("gallery: first page", used_by="characters.views.gallery")

@@ -20,7 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import condition
 
-from rpchat.http import etag_of, private_revalidate
+from core.http import etag_of, once_per_request, private_revalidate
 
 from .models import Character, Lorebook
 
@@ -28,20 +28,16 @@ from .models import Character, Lorebook
 CARD_FORMAT_VERSION = "1"
 
 
+@once_per_request
 def _card_stamp(request, code) -> tuple[int, datetime, datetime | None]:
     """(id, character updated_at, lorebook updated_at) of a character the user may see, or 404."""
-    cached = getattr(request, "_card_stamp", None)
-    if cached is None or cached[0] != code:
-        book = Lorebook.objects.filter(character=OuterRef("pk")).values("updated_at")[:1]
-        row = get_object_or_404(
-            Character.objects.visible_to(request.user)
-            .annotate(book_updated_at=Subquery(book))
-            .values_list("id", "updated_at", "book_updated_at"),
-            code=code,
-        )
-        cached = (code, row)
-        request._card_stamp = cached
-    return cached[1]
+    book = Lorebook.objects.filter(character=OuterRef("pk")).values("updated_at")[:1]
+    return get_object_or_404(
+        Character.objects.visible_to(request.user)
+        .annotate(book_updated_at=Subquery(book))
+        .values_list("id", "updated_at", "book_updated_at"),
+        code=code,
+    )
 
 
 def card_etag(request, code, *args, **kwargs) -> str:

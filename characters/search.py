@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 from django.utils.safestring import SafeString
 
-from rpchat.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
+from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
 
 from .models import Character
 
@@ -49,7 +49,7 @@ def matching_ids(terms: list[Term]) -> RawSQL:
     """A subquery of the ids of characters matching `terms`, for `id__in` (visibility not applied)."""
     if connection.vendor == "postgresql":
         tsquery, params = pg_tsquery(terms)
-        # Constant SQL around bound parameters: the user's terms are in `params` only.
+        # PG_DOCUMENT and the tsquery's SQL are ours; the search terms are parameters.
         return RawSQL(f"SELECT id FROM characters_character WHERE {PG_DOCUMENT} @@ {tsquery}", params)  # noqa: S608, S611
     return RawSQL(
         "SELECT rowid FROM characters_character_fts WHERE characters_character_fts MATCH %s",
@@ -76,11 +76,11 @@ def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit
     matching = Character.objects.visible_to(user).filter(id__in=matching_ids(terms))
     if connection.vendor == "postgresql":
         tsquery, params = pg_tsquery(terms)
-        score = RawSQL(f"ts_rank({PG_RANKED}, {tsquery})", params)  # noqa: S611 - terms bound in params
+        score = RawSQL(f"ts_rank({PG_RANKED}, {tsquery})", params)  # noqa: S611 - terms are parameters
         ranked = matching.annotate(score=score).order_by("-score", "name", "id")
     else:
         # bm25 is lower for better matches; it needs the MATCH in its own (correlated) query.
-        score = RawSQL(  # noqa: S611 - constant SQL, the FTS5 expression bound
+        score = RawSQL(  # noqa: S611 - SQLITE_WEIGHTS is ours; the expression is a parameter
             f"SELECT bm25(characters_character_fts, {SQLITE_WEIGHTS}) FROM characters_character_fts "  # noqa: S608
             "WHERE characters_character_fts MATCH %s AND rowid = characters_character.id",
             [fts5_expression(terms)],
@@ -99,6 +99,18 @@ def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit
         )
         for c in rows
     ]
+
+
+def clean_filters(q: str = "", tag: str = "", label: str = "") -> tuple[str, str, str]:
+    """The gallery's (and the API's) q, tag and label, trimmed."""
+    return q.strip()[:100], tag.strip()[:60], label.strip()[:60]
+
+
+def gallery_characters(*, user, q: str = "", tag: str = "", label: str = ""):
+    """The gallery's list, by name: the characters `user` may see, filtered, with the columns a
+    card shows. The gallery page, the API and explain_queries page through this one query."""
+    characters = filter_characters(Character.objects.visible_to(user), q=q, tag=tag, label=label)
+    return characters.for_list().order_by("name", "id")
 
 
 def filter_characters(characters, *, q: str, tag: str, label: str):

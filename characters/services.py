@@ -16,7 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from . import cards
+from . import cards, lorekeys
 from .cards import CardError
 from .models import Character, Lorebook, LorebookEntry, Tag
 
@@ -177,7 +177,13 @@ def card_import(
         return ImportResult(file_name, "failed", str(exc))
     except ImageRejected as exc:
         return ImportResult(file_name, "failed", f"the avatar cannot be used: {exc}")
-    return ImportResult(file_name, "imported", "", character, card.warnings)
+    return ImportResult(file_name, "imported", "", character, card.warnings + _key_notes(card.book))
+
+
+def _key_notes(book: cards.ParsedBook | None) -> list[str]:
+    """What the import tells the owner about regex keys its replies will skip."""
+    entries = [LorebookEntry(**entry.values) for entry in book.entries] if book else []
+    return lorekeys.import_notes(entries)
 
 
 def character_imported(*, owner, source_hash: str) -> Character | None:
@@ -373,7 +379,7 @@ def lorebook_import(*, source: bytes | Path | BinaryIO, file_name: str, owner) -
     name = book.values["name"] or Path(file_name).stem[:200] or "Lorebook"
     with transaction.atomic():
         lorebook = lorebook_create(book=book, owner=owner, name=name, source_hash=digest)
-    return ImportResult(file_name, "imported", "", lorebook)
+    return ImportResult(file_name, "imported", "", lorebook, _key_notes(book))
 
 
 LOREBOOK_FORMATS = ("world_info", "lorebook_v3")

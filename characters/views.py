@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
@@ -15,15 +15,15 @@ from django.views.decorators.http import (
     require_POST,
 )
 
-from rpchat.http import etag_of, private_cache, release_stamp
-from rpchat.pagination import page_number, page_of
-from rpchat.routers import reads_may_lag
-from rpchat.uploads import LimitedUploadHandler, body_larger_than, download_name
+from core.http import etag_of, once_per_request, private_cache, release_stamp
+from core.pagination import page_number, page_of
+from core.routers import reads_may_lag
+from core.uploads import LimitedUploadHandler, body_larger_than, download_name
 from settings_app.models import SiteSettings
 
-from . import services
-from .models import Character, Lorebook, Tag
-from .search import filter_characters
+from . import lorekeys, services
+from .models import Character, Lorebook, LorebookEntry, Tag
+from .search import clean_filters, gallery_characters
 from .services import character_restore as character_restore_service
 from .services import character_soft_delete
 
@@ -36,18 +36,17 @@ def get_character_for_user(request, code) -> Character:
 
 
 def gallery_filters(request) -> tuple[str, str, str]:
-    """The gallery's (and the API's) q, tag and label parameters, trimmed."""
+    """The gallery's q, tag and label parameters, trimmed."""
     get = request.GET
-    return get.get("q", "").strip()[:100], get.get("tag", "").strip()[:60], get.get("label", "").strip()[:60]
+    return clean_filters(get.get("q", ""), get.get("tag", ""), get.get("label", ""))
 
 
 @login_required
 @reads_may_lag  # a character created a moment ago may show up a moment later
 def gallery(request):
     q, tag, label = gallery_filters(request)
-    characters = filter_characters(Character.objects.visible_to(request.user), q=q, tag=tag, label=label)
     page = page_of(
-        characters.for_list().order_by("name", "id"),
+        gallery_characters(user=request.user, q=q, tag=tag, label=label),
         number=page_number(request),
         per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"],
     )
@@ -71,13 +70,10 @@ def gallery(request):
     return render(request, template, context)
 
 
+@once_per_request
 def _character_for_request(request, code) -> Character:
     """get_character_for_user, once per request: the ETag, Last-Modified and the view share it."""
-    cached = getattr(request, "_character_for_request", None)
-    if cached is None or cached.code != code:
-        cached = get_character_for_user(request, code)
-        request._character_for_request = cached
-    return cached
+    return get_character_for_user(request, code)
 
 
 def _detail_etag(request, code) -> str | None:
@@ -110,18 +106,15 @@ def detail(request, code):
     return render(request, "characters/detail.html", {"character": character, "tags": character.tags.all()})
 
 
+@once_per_request
 def _image_character(request, code) -> Character:
     """The character whose picture is asked for, once per request (cachalot makes it free)."""
-    cached = getattr(request, "_image_character", None)
-    if cached is None or cached.code != code:
-        cached = get_object_or_404(
-            Character.objects.visible_to(request.user).only(
-                "id", "code", "avatar", "thumbnail", "owner_id", "visibility", "is_active", "deleted_at"
-            ),
-            code=code,
-        )
-        request._image_character = cached
-    return cached
+    return get_object_or_404(
+        Character.objects.visible_to(request.user).only(
+            "id", "code", "avatar", "thumbnail", "owner_id", "visibility", "is_active", "deleted_at"
+        ),
+        code=code,
+    )
 
 
 def _image_file(request, code, field: str):
@@ -317,11 +310,39 @@ def _lorebook_list(request, handler):
     books = (
         Lorebook.objects.filter(owner=request.user, character__isnull=True)
         .only("id", "code", "name", "updated_at")
-        .annotate(entry_count=Count("entries"))
+        .annotate(
+            entry_count=Count("entries"),
+            regex_entry_count=Count("entries", filter=Q(entries__use_regex=True)),
+        )
         .order_by("name", "id")
     )
     page = page_of(books, number=page_number(request), per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"])
+    _attach_key_problems([book for book in page.rows if book.regex_entry_count])
     return render(request, "characters/lorebooks.html", {"page": page})
+
+
+# What lorekeys.problems() reads of an entry.
+_KEY_FIELDS = (
+    "id", "lorebook_id", "name", "keys", "secondary_keys", "selective", "constant", "use_regex",
+    "case_sensitive",
+)  # fmt: skip
+
+
+def _attach_key_problems(books: list[Lorebook]) -> None:
+    """book.key_problems: (entry, key, why) for each regex key replies skip, one query for the page."""
+    if not books:
+        return
+    by_id = {book.pk: book for book in books}
+    for book in books:
+        book.key_problems = []
+    entries = (
+        LorebookEntry.objects.filter(lorebook__in=list(by_id), use_regex=True)
+        .only(*_KEY_FIELDS)
+        .order_by("lorebook_id", "insertion_order", "id")
+    )
+    for entry in entries:
+        for key, why in lorekeys.problems(entry):
+            by_id[entry.lorebook_id].key_problems.append((str(entry), key, why))
 
 
 @login_required

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from rpchat.admin_utils import EstimatedCountPaginator
+from core.admin_utils import EstimatedCountPaginator
 
 from .models import ChatSession, Message
 

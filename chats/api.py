@@ -1,113 +1,201 @@
 """The JSON API for chats: the user's chats, one chat, its messages in keyset pages, and search.
 
-Read-only. Every view is wrapped in settings_app.auth.api_view (session or token, 401 as JSON)
-and looks chats up through _get_session_for_user, so another user's chat is a 404.
+Read-only django-ninja operations (mounted by rpchat/api_urls.py; authentication, JSON errors and
+caching headers come from rpchat/api.py). Chats are looked up among the user's own
+(ChatSession.objects.for_user), so another user's chat is a 404.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+from uuid import UUID
+
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import condition, require_GET
+from ninja import Field, Query, Router
+from ninja.errors import HttpError
 
-from rpchat.http import etag_of
-from rpchat.pagination import page_number, page_of
-from settings_app.auth import api_error, api_view
+from core.api import (
+    BAD_REQUEST,
+    MAX_CURSOR,
+    NOT_FOUND,
+    NOT_MODIFIED,
+    UNAUTHORIZED,
+    Out,
+    PageNumber,
+    SearchWords,
+    Timestamp,
+    not_modified,
+    page_url,
+    validators_documented,
+)
+from core.http import etag_of
+from core.pagination import page_of
 
 from . import paging
 from .models import ChatSession, Message
-from .search import search_messages
-from .views import _get_session_for_user
+from .search import MAX_LIMIT, search_messages
 
 API_VERSION = "1"
+
+router = Router(tags=["chats"])
+
+# A message's seq, or a search cursor: a whole number a 64-bit column can hold.
+Cursor = Annotated[int, Field(ge=0, le=MAX_CURSOR)]
+
+
+class CharacterRef(Out):
+    code: UUID
+    name: str
+
+
+class ChatSummary(Out):
+    code: UUID
+    title: str
+    character: CharacterRef
+    message_count: int
+    created_at: Timestamp
+    last_message_at: Timestamp
+    url: str
+
+
+class ChatPage(Out):
+    results: list[ChatSummary]
+    page: int
+    next: str | None = Field(description="The next page, or null on the last one.")
+    previous: str | None
+
+
+class Chat(ChatSummary):
+    last_seq: int
+    is_group: bool
+    archived: bool
+    messages_url: str
+    web_url: str = Field(description="The chat's page.")
+
+
+class ChatMessage(Out):
+    seq: int
+    role: Literal[tuple(Message.Role.values)]
+    speaker: str
+    content: str = Field(description="Markdown as written; render it sanitized.")
+    status: Literal[tuple(Message.Status.values)]
+    version: int = Field(description="Bumped by every change of the message.")
+    hidden: bool
+    alternative_index: int
+    alternative_count: int
+    created_at: Timestamp
+
+
+class MessagePage(Out):
+    messages: list[ChatMessage]
+    has_more: bool = Field(description="More messages in this page's direction.")
+    older: str | None = Field(description="The next older page, or null at the start of the chat.")
+    newer: str = Field(description="The next newer page: always there, poll it for new messages.")
+
+
+class ChatRef(Out):
+    code: UUID
+    title: str
+
+
+class MessageHit(Out):
+    chat: ChatRef
+    character: CharacterRef
+    seq: int
+    role: str
+    speaker: str
+    created_at: Timestamp
+    snippet: str = Field(description="HTML: escaped text around the match, matching words in <mark>.")
+    web_url: str = Field(description="The chat page opened at this message.")
+    messages_url: str = Field(description="The API's page of messages that ends with this one.")
+
+
+class MessageSearch(Out):
+    results: list[MessageHit]
+    next: str | None = Field(description="The next page of results, or null.")
+
+
+def _chat(request, code) -> ChatSession:
+    """One of the user's chats with its character's short columns, or 404."""
+    return get_object_or_404(ChatSession.objects.for_user(request.user).with_character(), code=code)
 
 
 def _chat_summary(session: ChatSession) -> dict:
     return {
-        "code": str(session.code),
+        "code": session.code,
         "title": session.title,
-        "character": {"code": str(session.character.code), "name": session.character.name},
+        "character": {"code": session.character.code, "name": session.character.name},
         "message_count": session.message_count,
-        "created_at": session.created_at.isoformat(),
-        "last_message_at": session.last_message_at.isoformat(),
+        "created_at": session.created_at,
+        "last_message_at": session.last_message_at,
         "url": reverse("api:chat", args=[session.code]),
     }
 
 
-@api_view
-@require_GET
-def chat_list(request):
-    """The user's chats, most recent first; ?character=<code> for one character's; ?page=."""
+@router.get(
+    "/chats/",
+    response={200: ChatPage, **BAD_REQUEST, **UNAUTHORIZED},
+    url_name="chats",
+    summary="Your chats, most recent first",
+)
+def chat_list(
+    request,
+    character: Annotated[UUID | None, Query(description="Only chats with this character.")] = None,
+    page: PageNumber = 1,
+):
     sessions = (
         ChatSession.objects.for_user(request.user)
         .filter(archived_at__isnull=True)
         .with_character()
         .order_by("-last_message_at", "-id")
     )
-    if character := request.GET.get("character"):
-        try:
-            sessions = sessions.filter(character__code=character)
-        except ValidationError:
-            return api_error("character must be a character's code (a UUID).", status=400)
-    page = page_of(sessions, number=page_number(request), per_page=settings.RPCHAT["API_PAGE_SIZE"])
-
-    def page_url(number):
-        params = {k: v for k, v in request.GET.items() if k != "page"}
-        return f"{request.path}?{urlencode({**params, 'page': number})}"
-
-    return JsonResponse(
-        {
-            "results": [_chat_summary(s) for s in page.rows],
-            "page": page.number,
-            "next": page_url(page.number + 1) if page.has_next else None,
-            "previous": page_url(page.number - 1) if page.has_previous else None,
-        }
-    )
+    if character is not None:
+        sessions = sessions.filter(character__code=character)
+    rows = page_of(sessions, number=page, per_page=settings.RPCHAT["API_PAGE_SIZE"])
+    return {
+        "results": [_chat_summary(s) for s in rows.rows],
+        "page": rows.number,
+        "next": page_url(request, rows.number + 1) if rows.has_next else None,
+        "previous": page_url(request, rows.number - 1) if rows.has_previous else None,
+    }
 
 
-def _session_for_request(request, code) -> ChatSession:
-    cached = getattr(request, "_api_session", None)
-    if cached is None or cached.code != code:
-        cached = _get_session_for_user(request, code)
-        request._api_session = cached
-    return cached
-
-
-def _chat_etag(request, code) -> str:
-    s = _session_for_request(request, code)
-    return etag_of(
+@router.get(
+    "/chats/{uuid:code}/",
+    response={200: Chat, **NOT_MODIFIED, **UNAUTHORIZED, **NOT_FOUND},
+    url_name="chat",
+    summary="One of your chats",
+    openapi_extra=validators_documented(),
+)
+def chat_detail(request, code: UUID, response: HttpResponse):
+    session = _chat(request, code)
+    etag = etag_of(
         "chat-json",
         API_VERSION,
-        s.pk,
-        s.title,
-        s.message_count,
-        s.last_seq,
-        s.last_message_at,
-        s.character.name,
-        s.persona_id,
-        s.archived_at,
-        s.is_group,
+        session.pk,
+        session.title,
+        session.message_count,
+        session.last_seq,
+        session.last_message_at,
+        session.character.name,
+        session.persona_id,
+        session.archived_at,
+        session.is_group,
     )
-
-
-@api_view
-@require_GET
-@condition(etag_func=_chat_etag)
-def chat_detail(request, code):
-    session = _session_for_request(request, code)
-    return JsonResponse(
-        {
-            **_chat_summary(session),
-            "last_seq": session.last_seq,
-            "is_group": session.is_group,
-            "archived": session.archived_at is not None,
-            "messages_url": reverse("api:messages", args=[session.code]),
-            "web_url": session.get_absolute_url(),
-        }
-    )
+    if (cached := not_modified(request, response, etag=etag)) is not None:
+        return cached
+    return {
+        **_chat_summary(session),
+        "last_seq": session.last_seq,
+        "is_group": session.is_group,
+        "archived": session.archived_at is not None,
+        "messages_url": reverse("api:messages", args=[session.code]),
+        "web_url": session.get_absolute_url(),
+    }
 
 
 def _message(message: Message) -> dict:
@@ -121,50 +209,33 @@ def _message(message: Message) -> dict:
         "hidden": message.hidden,
         "alternative_index": message.alternative_index,
         "alternative_count": message.alternative_count,
-        "created_at": message.created_at.isoformat(),
+        "created_at": message.created_at,
     }
 
 
-class _BadParam(ValueError):
-    pass
-
-
-def _cursor(request) -> tuple[int | None, int | None]:
-    """(before, after) from the query string; at most one of them."""
-    values = {}
-    for name in ("before", "after"):
-        if name in request.GET:
-            try:
-                values[name] = int(request.GET[name])
-            except ValueError:
-                raise _BadParam(f"{name} must be a message's seq (a whole number).") from None
-            if values[name] < 0:
-                raise _BadParam(f"{name} must not be negative.")
-    if len(values) == 2:
-        raise _BadParam("Give either before or after, not both.")
-    return values.get("before"), values.get("after")
-
-
-def _messages_etag(request, code) -> str | None:
-    try:
-        before, after = _cursor(request)
-    except _BadParam:
-        return None
-    session = _session_for_request(request, code)
-    return paging.page_etag(session, "messages-json", API_VERSION, before=before, after=after)
-
-
-@api_view
-@require_GET
-@condition(etag_func=_messages_etag)
-def message_list(request, code):
-    """A page of 50 messages: the newest, or those before ?before=<seq> (both newest first), or
-    those after ?after=<seq> (oldest first). One keyset query at any chat length."""
-    session = _session_for_request(request, code)
-    try:
-        before, after = _cursor(request)
-    except _BadParam as exc:
-        return api_error(str(exc), status=400)
+@router.get(
+    "/chats/{uuid:code}/messages/",
+    response={200: MessagePage, **NOT_MODIFIED, **BAD_REQUEST, **UNAUTHORIZED, **NOT_FOUND},
+    url_name="messages",
+    summary="A page of messages (keyset)",
+    openapi_extra=validators_documented(),
+)
+def message_list(
+    request,
+    code: UUID,
+    response: HttpResponse,
+    before: Annotated[Cursor | None, Query(description="The page before this seq, newest first.")] = None,
+    after: Annotated[Cursor | None, Query(description="The page after this seq, oldest first.")] = None,
+):
+    """Without parameters: the newest page, newest first. `before=<seq>`: the page before that seq,
+    newest first. `after=<seq>`: the page after it, oldest first. `older` and `newer` are the next
+    pages in each direction; poll `newer` for new messages. One keyset query at any chat length."""
+    if before is not None and after is not None:
+        raise HttpError(400, "Give either before or after, not both.")
+    session = _chat(request, code)
+    etag = paging.page_etag(session, "messages-json", API_VERSION, before=before, after=after)
+    if (cached := not_modified(request, response, etag=etag)) is not None:
+        return cached
     url = reverse("api:messages", args=[session.code])
     if after is not None:
         page = paging.messages_after(session, after)
@@ -174,62 +245,60 @@ def message_list(request, code):
         messages, has_more = page.messages[::-1], page.has_older
     seqs = [m.seq for m in messages]
     oldest, newest = (min(seqs), max(seqs)) if seqs else (None, None)
-    if after is None:
-        has_older = has_more
-    else:
-        has_older = oldest is not None and oldest > 1
+    has_older = has_more if after is None else oldest is not None and oldest > 1
     # "newer" is always there: polling it is how a client learns of new messages.
     newer_than = newest if newest is not None else (after if after is not None else max((before or 1) - 1, 0))
-    return JsonResponse(
-        {
-            "messages": [_message(m) for m in messages],
-            "has_more": has_more,
-            "older": f"{url}?before={oldest}" if has_older else None,
-            "newer": f"{url}?after={newer_than}",
-        }
-    )
+    return {
+        "messages": [_message(m) for m in messages],
+        "has_more": has_more,
+        "older": f"{url}?before={oldest}" if has_older else None,
+        "newer": f"{url}?after={newer_than}",
+    }
 
 
-@api_view
-@require_GET
-def message_search(request):
-    """Full-text search over the user's messages, newest first; ?chat=<code> for one chat."""
-    query = request.GET.get("q", "").strip()
+@router.get(
+    "/search/messages/",
+    response={200: MessageSearch, **BAD_REQUEST, **UNAUTHORIZED, **NOT_FOUND},
+    url_name="search_messages",
+    summary="Full-text search over your messages, newest first",
+    tags=["search"],
+)
+def message_search(
+    request,
+    q: SearchWords = "",
+    chat: Annotated[UUID | None, Query(description="Only in this chat.")] = None,
+    before: Annotated[Cursor | None, Query(description="The cursor from `next`.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+):
+    query = q.strip()
     if not query:
-        return api_error("Give the words to search for as ?q=.", status=400)
+        raise HttpError(400, "Give the words to search for as ?q=.")
     session = None
-    if chat := request.GET.get("chat"):
+    if chat is not None:
         try:
-            session = _get_session_for_user(request, chat)
-        except (ValidationError, Http404):
-            return api_error("No such chat.", status=404)
-    try:
-        before = int(request.GET["before"]) if "before" in request.GET else None
-        limit = int(request.GET.get("limit", "20"))
-    except ValueError:
-        return api_error("before and limit must be whole numbers.", status=400)
+            session = _chat(request, chat)
+        except Http404:
+            raise HttpError(404, "No such chat.") from None
     results = search_messages(user=request.user, query=query, session=session, before=before, limit=limit)
     params = {k: v for k, v in request.GET.items() if k != "before"}
-    return JsonResponse(
-        {
-            "results": [
-                {
-                    "chat": {"code": str(hit.chat_code), "title": hit.chat_title},
-                    "character": {"code": str(hit.character_code), "name": hit.character_name},
-                    "seq": hit.seq,
-                    "role": hit.role,
-                    "speaker": hit.speaker,
-                    "created_at": hit.created_at.isoformat(),
-                    "snippet": str(hit.snippet),
-                    "web_url": f"{reverse('chats:detail', args=[hit.chat_code])}?at={hit.seq}#m{hit.seq}",
-                    "messages_url": f"{reverse('api:messages', args=[hit.chat_code])}?before={hit.seq + 1}",
-                }
-                for hit in results.hits
-            ],
-            "next": (
-                f"{request.path}?{urlencode({**params, 'before': results.next_before})}"
-                if results.next_before
-                else None
-            ),
-        }
-    )
+    return {
+        "results": [
+            {
+                "chat": {"code": hit.chat_code, "title": hit.chat_title},
+                "character": {"code": hit.character_code, "name": hit.character_name},
+                "seq": hit.seq,
+                "role": hit.role,
+                "speaker": hit.speaker,
+                "created_at": hit.created_at,
+                "snippet": str(hit.snippet),
+                "web_url": f"{reverse('chats:detail', args=[hit.chat_code])}?at={hit.seq}#m{hit.seq}",
+                "messages_url": f"{reverse('api:messages', args=[hit.chat_code])}?before={hit.seq + 1}",
+            }
+            for hit in results.hits
+        ],
+        "next": (
+            f"{request.path}?{urlencode({**params, 'before': results.next_before})}"
+            if results.next_before
+            else None
+        ),
+    }

@@ -25,8 +25,8 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from rpchat import metrics
-from rpchat.databases import release_connection
+from core import metrics
+from core.databases import release_connection
 from settings_app.models import SiteSettings
 
 from . import engines

@@ -1,4 +1,4 @@
-"""The chats app's hot queries, checked by `manage.py explain_queries` (see rpchat.hot_queries).
+"""The chats app's hot queries, checked by `manage.py explain_queries` (see core.hot_queries).
 
 Each builds its query the way the page does; tests/rpchat/test_explain_queries.py checks that the
 SQL is the same as what the page runs.
@@ -7,7 +7,7 @@ SQL is the same as what the page runs.
 from django.conf import settings
 from django.db.models import Count
 
-from rpchat.hot_queries import admin_changelist_queryset, hot_query
+from core.hot_queries import admin_changelist_queryset, hot_query
 from settings_app.models import SiteSettings
 
 from . import paging

@@ -7,17 +7,23 @@ messages only (the window the prompt builder has already read), never the whole 
 
 from __future__ import annotations
 
-import re
+import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.db.models import Q
 
+from characters import lorekeys
 from characters.models import Character, LorebookEntry
 
 from .models import ChatSession
 
 # Recursive activation (an entry's text activating other entries) stops after this many rounds.
 MAX_RECURSION = 3
+# Regex keys run on RE2 (characters/lorekeys.py): each search is linear in the window and releases
+# the GIL. Books of thousands of costly keys would still keep their own reply waiting, so regex keys
+# whose turn comes this many seconds after matching began are skipped (the prompt inspector says so).
+REGEX_SECONDS = 2.0
 
 
 @dataclass
@@ -32,6 +38,8 @@ class Activation:
     after_char: list[str] = field(default_factory=list)
     activated: list[str] = field(default_factory=list)  # entry names, for the prompt inspector
     dropped_for_budget: list[str] = field(default_factory=list)
+    # Keys that could not run: {"entry", "key", "reason"}, for the prompt inspector.
+    skipped: list[dict] = field(default_factory=list)
     tokens: int = 0
 
 
@@ -54,44 +62,70 @@ def entries_queryset(*, session: ChatSession, character: Character):
     )
 
 
-def _matches(key: str, text: str, *, regex: bool, case_sensitive: bool) -> bool:
-    if not key:
-        return False
-    if regex:
-        pattern = key
-        flags = 0 if case_sensitive else re.IGNORECASE
-        # "/pattern/flags" as SillyTavern writes regex keys.
-        if len(key) > 2 and key.startswith("/") and key.rfind("/") > 0:
-            pattern, _, suffix = key[1:].rpartition("/")
-            if "i" in suffix:
-                flags |= re.IGNORECASE
-        try:
-            return re.search(pattern, text, flags) is not None
-        except re.error:
+class _Text:
+    """A text keys are matched against, in the forms the matchers need, each made once."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
+
+    @cached_property
+    def utf8(self) -> bytes:
+        # RE2 scans bytes; encoding once serves every regex key.
+        return self.text.encode("utf-8", "replace")
+
+
+class _Matcher:
+    """Matches keys for one activation; regex keys share a time budget, and skips are recorded."""
+
+    def __init__(self, result: Activation):
+        self.result = result
+        self.reported: set[tuple[int, str]] = set()
+        self.deadline = time.monotonic() + REGEX_SECONDS
+
+    def skip(self, entry: LorebookEntry, key: str, why: str) -> None:
+        if (entry.pk, key) not in self.reported:
+            self.reported.add((entry.pk, key))
+            self.result.skipped.append({"entry": str(entry), "key": key, "reason": why})
+
+    def hit(self, entry: LorebookEntry, key: str, text: _Text) -> bool:
+        if not key:
             return False
-    if case_sensitive:
-        return key in text
-    return key.lower() in text.lower()
+        if not entry.use_regex:
+            return key in text.text if entry.case_sensitive else key.lower() in text.lower
+        compiled = lorekeys.compile_key(key, case_sensitive=entry.case_sensitive)
+        if compiled.regex is None:
+            self.skip(entry, key, compiled.problem)
+            return False
+        if time.monotonic() > self.deadline:
+            self.skip(entry, key, f"not run: matching this reply's keys had taken {REGEX_SECONDS:g} s")
+            return False
+        if compiled.regex.programsize * len(text.utf8) > lorekeys.MAX_WORK:
+            self.skip(entry, key, f"not run: too complex for a scan window of {len(text.text):,} characters")
+            return False
+        return compiled.regex.search(text.utf8) is not None
 
+    def keys_match(self, entry: LorebookEntry, text: _Text) -> bool:
+        def hit(key: str) -> bool:
+            return self.hit(entry, key, text)
 
-def _keys_match(entry: LorebookEntry, text: str) -> bool:
-    def hit(key: str) -> bool:
-        return _matches(key, text, regex=entry.use_regex, case_sensitive=entry.case_sensitive)
-
-    if not any(hit(k) for k in entry.keys if isinstance(k, str)):
-        return False
-    secondary = [k for k in entry.secondary_keys if isinstance(k, str) and k]
-    if not entry.selective or not secondary:
-        return True
-    hits = [hit(k) for k in secondary]
-    logic = entry.selective_logic
-    if logic == LorebookEntry.Logic.AND_ANY:
-        return any(hits)
-    if logic == LorebookEntry.Logic.NOT_ALL:
-        return not all(hits)
-    if logic == LorebookEntry.Logic.NOT_ANY:
-        return not any(hits)
-    return all(hits)  # AND_ALL
+        if not any(hit(k) for k in entry.keys if isinstance(k, str)):
+            return False
+        secondary = [k for k in entry.secondary_keys if isinstance(k, str) and k]
+        if not entry.selective or not secondary:
+            return True
+        hits = [hit(k) for k in secondary]
+        logic = entry.selective_logic
+        if logic == LorebookEntry.Logic.AND_ANY:
+            return any(hits)
+        if logic == LorebookEntry.Logic.NOT_ALL:
+            return not all(hits)
+        if logic == LorebookEntry.Logic.NOT_ANY:
+            return not any(hits)
+        return all(hits)  # AND_ALL
 
 
 def activate(
@@ -101,25 +135,35 @@ def activate(
     result = Activation()
     if not entries:
         return result
+    matcher = _Matcher(result)
+    # A key RE2 cannot run is reported whether or not a key before it already matched.
+    for entry in entries:
+        for key, why in lorekeys.problems(entry):
+            matcher.skip(entry, key, why)
     active: dict[int, LorebookEntry] = {}
 
-    # Each book scans its own depth of the window.
-    def window(entry: LorebookEntry) -> str:
-        return "\n".join(recent[: entry.lorebook.scan_depth])
+    # Each book scans its own depth of the window (made once per depth).
+    windows: dict[int, _Text] = {}
+
+    def window(entry: LorebookEntry) -> _Text:
+        depth = entry.lorebook.scan_depth
+        if depth not in windows:
+            windows[depth] = _Text("\n".join(recent[:depth]))
+        return windows[depth]
 
     for entry in entries:
-        if entry.constant or _keys_match(entry, window(entry)):
+        if entry.constant or matcher.keys_match(entry, window(entry)):
             active[entry.pk] = entry
     rounds = 0
     while rounds < MAX_RECURSION:
         recursive = [e for e in active.values() if e.lorebook.recursive_scanning]
         if not recursive:
             break
-        extra = "\n".join(e.content for e in recursive)
+        extra = _Text("\n".join(e.content for e in recursive))
         found = [
             e
             for e in entries
-            if e.pk not in active and e.lorebook.recursive_scanning and _keys_match(e, extra)
+            if e.pk not in active and e.lorebook.recursive_scanning and matcher.keys_match(e, extra)
         ]
         if not found:
             break

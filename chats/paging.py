@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from rpchat.http import etag_of
+from core.http import etag_of
 
 from .models import ChatSession, Message
 

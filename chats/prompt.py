@@ -60,6 +60,7 @@ class Prompt:
     history_dropped_for_budget: bool = False
     lore_activated: list[str] = field(default_factory=list)
     lore_dropped: list[str] = field(default_factory=list)
+    lore_skipped: list[dict] = field(default_factory=list)
 
     @property
     def used(self) -> int:
@@ -77,6 +78,7 @@ class Prompt:
             "history_dropped_for_budget": self.history_dropped_for_budget,
             "lore_activated": self.lore_activated,
             "lore_dropped_for_budget": self.lore_dropped,
+            "lore_skipped": self.lore_skipped,
             "parts": [p.__dict__ for p in self.parts],
         }
 
@@ -214,6 +216,7 @@ def build_prompt(
         history_dropped_for_budget=dropped,
         lore_activated=activation.activated,
         lore_dropped=activation.dropped_for_budget,
+        lore_skipped=activation.skipped,
     )
     if mode == "text":
         prompt.text, prompt.stop = render_text(
@@ -274,10 +277,11 @@ def _fit(rows: list[tuple], *, budget: int, named: bool) -> tuple[list, bool]:
     picked = []
     spent = 0
     dropped = False
-    for role, content, tokens, speaker in rows:
+    for role, text, tokens, speaker in rows:
+        content = text
         cost = tokens + PER_MESSAGE_OVERHEAD
         if named and speaker:
-            content = f"{speaker}: {content}"
+            content = f"{speaker}: {text}"
             cost += estimate_tokens(speaker) + 1
         if spent + cost > budget:
             dropped = True

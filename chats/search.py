@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
-from rpchat.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
+from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
 
 from .models import ChatSession
 

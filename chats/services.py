@@ -8,7 +8,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from characters.models import Character
-from rpchat import ratelimit
+from core import ratelimit
 from settings_app.models import Persona, SiteSettings
 
 from . import generation
@@ -428,26 +428,6 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
             [target.pk, source.pk, up_to_seq],
         )
     return copied
-
-
-def chat_update(*, session: ChatSession, **fields) -> ChatSession:
-    """Change a chat's own settings (title, persona, author's note, group turn strategy)."""
-    allowed = {
-        "title",
-        "persona",
-        "author_note",
-        "author_note_depth",
-        "author_note_frequency",
-        "author_note_role",
-        "turn_strategy",
-    }
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValueError(f"Cannot change {', '.join(sorted(unknown))} here.")
-    for name, value in fields.items():
-        setattr(session, name, value)
-    session.save(update_fields=list(fields))
-    return session
 
 
 def chat_archive(*, session: ChatSession, archived: bool) -> None:

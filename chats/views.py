@@ -18,14 +18,15 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import condition, require_GET, require_POST
 
+from characters.models import Character
 from characters.search import search_characters
 from characters.services import human_size
-from characters.views import get_character_for_user
-from rpchat.databases import release_connection
-from rpchat.http import private_cache, release_stamp
-from rpchat.markdown import render_cached
-from rpchat.pagination import page_number, page_of
-from rpchat.uploads import LimitedUploadHandler, download_name
+from core import ratelimit
+from core.databases import release_connection
+from core.http import private_cache, release_stamp
+from core.markdown import render_cached
+from core.pagination import page_number, page_of
+from core.uploads import LimitedUploadHandler, download_name
 from settings_app.models import SiteSettings
 
 from . import engines, forms, generation, paging, services, sillytavern
@@ -111,10 +112,10 @@ def _generation_wait(request) -> int | None:
     return services.generation_wait(user=request.user)
 
 
-def _too_fast(wait: int) -> JsonResponse:
-    limit = settings.RPCHAT["GENERATIONS_PER_MINUTE"]
+def _too_fast(wait: int, *, what: str = "replies", setting: str = "GENERATIONS_PER_MINUTE") -> JsonResponse:
+    limit = settings.RPCHAT[setting]
     response = JsonResponse(
-        {"error": f"This instance allows {limit} replies a minute per person. Try again in {wait} seconds."},
+        {"error": f"This instance allows {limit} {what} a minute per person. Try again in {wait} seconds."},
         status=429,
     )
     response["Retry-After"] = str(wait)
@@ -156,7 +157,7 @@ def chat_list(request):
 @login_required
 @require_POST
 def chat_new(request, character_code):
-    character = get_character_for_user(request, character_code)
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
     session = services.chat_start(user=request.user, character=character)
     return redirect(session)
 
@@ -459,9 +460,17 @@ def _message_response(request, session: ChatSession, message: Message) -> JsonRe
     )
 
 
+def _edit_wait(request) -> int | None:
+    """Count one edit for the user; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit("edit", str(request.user.pk), limit=settings.RPCHAT["EDITS_PER_MINUTE"], window=60)
+
+
 @login_required
 @require_POST
 def message_edit(request, code, seq):
+    # Each edit renders the new text: without a limit one user could keep a worker rendering.
+    if wait := _edit_wait(request):
+        return _too_fast(wait, what="edits", setting="EDITS_PER_MINUTE")
     content = request.POST.get("content", "")
     return _message_action(
         request,
@@ -665,7 +674,7 @@ def chat_import(request, character_code):
 
 @csrf_protect
 def _chat_import(request, character_code, handler):
-    character = get_character_for_user(request, character_code)
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
     upload = request.FILES.get("file")
     if handler.too_large:
         messages.error(

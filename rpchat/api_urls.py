@@ -1,22 +1,20 @@
-"""The JSON API under /api/, documented in docs/api.md and docs/openapi.json (kept in sync by
-tests/rpchat/test_openapi.py)."""
+"""The JSON API under /api/ (django-ninja): the operations of characters/api.py and chats/api.py,
+and the OpenAPI document generated from them at /api/openapi.json. See docs/api.md."""
 
 from django.urls import path
 
-from characters import api as characters_api
-from chats import api as chats_api
+from characters.api import router as characters_router
+from chats.api import router as chats_router
 
-from . import views
+from .api import make_api, openapi_view, operation_urls
+
+api = make_api(urls_namespace="api")
+api.add_router("", characters_router)
+api.add_router("", chats_router)
 
 app_name = "api"
 
 urlpatterns = [
-    path("openapi.json", views.openapi_schema, name="openapi"),
-    path("characters/", characters_api.character_list, name="characters"),
-    path("characters/<uuid:code>/", characters_api.character_detail, name="character"),
-    path("chats/", chats_api.chat_list, name="chats"),
-    path("chats/<uuid:code>/", chats_api.chat_detail, name="chat"),
-    path("chats/<uuid:code>/messages/", chats_api.message_list, name="messages"),
-    path("search/messages/", chats_api.message_search, name="search_messages"),
-    path("search/characters/", characters_api.character_search, name="search_characters"),
+    path("openapi.json", openapi_view(api), name="openapi"),
+    *operation_urls(api),
 ]

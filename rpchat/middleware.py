@@ -8,9 +8,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
 
+from core import metrics
 from settings_app.models import SiteSettings
-
-from . import metrics
 
 
 def route_of(request) -> str:

@@ -86,10 +86,11 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "cachalot",
-    "rpchat",
+    "core",
     "settings_app",
     "characters",
     "chats",
+    "tools",
 ]
 
 MIDDLEWARE = [
@@ -170,12 +171,12 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     _default_db["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
 DATABASES = {"default": _default_db}
 
-# An optional read replica (a streaming replica of the PostgreSQL primary): rpchat/routers.py sends
+# An optional read replica (a streaming replica of the PostgreSQL primary): core/routers.py sends
 # it only the reads that may lag behind (the gallery); everything else stays on the primary.
 DATABASE_REPLICA_URL = os.getenv("DATABASE_REPLICA_URL", "")
 if DATABASE_REPLICA_URL:
     DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
-    DATABASE_ROUTERS = ["rpchat.routers.ReplicaRouter"]
+    DATABASE_ROUTERS = ["core.routers.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -188,14 +189,14 @@ if worker := os.getenv("PYTEST_XDIST_WORKER"):
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     _cache = {
-        "BACKEND": "rpchat.cache_backends.CountingRedisCache",
+        "BACKEND": "core.cache_backends.CountingRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 3600,
     }
 else:
     _cache = {
-        "BACKEND": "rpchat.cache_backends.CountingLocMemCache",
+        "BACKEND": "core.cache_backends.CountingLocMemCache",
         "LOCATION": CACHE_KEY_PREFIX,
         "KEY_PREFIX": CACHE_KEY_PREFIX,
         "TIMEOUT": 3600,
@@ -290,12 +291,13 @@ RPCHAT = {
     "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
     # API pages.
     "API_PAGE_SIZE": envint("RPCHAT_API_PAGE_SIZE", "50"),
-    "ALLOW_SIGNUP": envbool("RPCHAT_ALLOW_SIGNUP", "1"),
     # Failed logins allowed per username and address in LOGIN_WINDOW seconds.
     "LOGIN_ATTEMPTS": envint("RPCHAT_LOGIN_ATTEMPTS", "10"),
     "LOGIN_WINDOW": envint("RPCHAT_LOGIN_WINDOW", "900"),
     # Replies (sends, regenerations, continues, impersonations) a user may ask for per minute.
     "GENERATIONS_PER_MINUTE": envint("RPCHAT_GENERATIONS_PER_MINUTE", "20"),
+    # Message edits a user may make per minute (each one renders the new text).
+    "EDITS_PER_MINUTE": envint("RPCHAT_EDITS_PER_MINUTE", "60"),
     "MAX_LOREBOOK_ENTRIES": envint("RPCHAT_MAX_LOREBOOK_ENTRIES", "2000"),
     # Deleted chats and characters can be restored for this many days, then `prune` purges them.
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),

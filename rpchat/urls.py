@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chats import views as chat_views
+from core import views as core_views
 
 from . import views
 
@@ -23,10 +24,10 @@ urlpatterns = [
     path("account/", include("settings_app.urls")),
     path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),
-    path("healthz", views.healthz, name="healthz"),
-    path("metrics", views.prometheus_metrics, name="metrics"),
-    path("performance/", views.performance, name="performance"),
-    path("performance/data/", views.performance_data, name="performance_data"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("metrics", core_views.prometheus_metrics, name="metrics"),
+    path("performance/", core_views.performance, name="performance"),
+    path("performance/data/", core_views.performance_data, name="performance_data"),
 ]
 
 if "debug_toolbar" in settings.INSTALLED_APPS:

@@ -1,23 +1,18 @@
-import hmac
-
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm, UsernameField
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import condition, require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from django.views.decorators.http import require_GET
 
+from core import ratelimit
 from settings_app.models import SiteSettings
-
-from . import metrics, ratelimit
 
 
 class SignupForm(UserCreationForm):
@@ -44,11 +39,6 @@ def signup(request):
 @require_GET
 def account_settings(request):
     return render(request, "registration/settings.html")
-
-
-@require_GET
-def healthz(request):
-    return HttpResponse("ok", content_type="text/plain")
 
 
 class LoginView(auth_views.LoginView):
@@ -82,62 +72,3 @@ class LoginView(auth_views.LoginView):
         opts = settings.RPCHAT
         ratelimit.hit("login", self._key(), limit=opts["LOGIN_ATTEMPTS"], window=opts["LOGIN_WINDOW"])
         return super().form_invalid(form)
-
-
-# --- monitoring --------------------------------------------------------------------------------
-
-
-def _metrics_token_ok(request) -> bool:
-    token = settings.RPCHAT["METRICS_TOKEN"]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return (
-        bool(token)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), token.encode())
-    )
-
-
-@never_cache
-@require_GET
-def prometheus_metrics(request):
-    """Prometheus text format, for staff sessions or `Authorization: Bearer $RPCHAT_METRICS_TOKEN`."""
-    if not _metrics_token_ok(request):
-        if not request.user.is_authenticated:
-            response = HttpResponse(
-                "Log in as staff or send the metrics token.\n", status=401, content_type="text/plain"
-            )
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
-        if not (request.user.is_active and request.user.is_staff):
-            return HttpResponse("Staff only.\n", status=403, content_type="text/plain")
-    return HttpResponse(generate_latest(metrics.registry()), content_type=CONTENT_TYPE_LATEST)
-
-
-@never_cache
-@staff_member_required
-def performance(request):
-    """Latency, queries, cache hit rate, generation speed and memory of this worker, for staff."""
-    return render(request, "rpchat/performance.html", {"snap": metrics.snapshot()})
-
-
-@never_cache
-@staff_member_required
-def performance_data(request):
-    return JsonResponse(metrics.snapshot())
-
-
-OPENAPI_PATH = settings.BASE_DIR / "docs" / "openapi.json"
-
-
-def _openapi_etag(request) -> str:
-    stat = OPENAPI_PATH.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
-@require_GET
-@condition(etag_func=_openapi_etag)
-def openapi_schema(request):
-    """The API's OpenAPI 3 description (docs/openapi.json), readable without logging in."""
-    response = HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")
-    response["Cache-Control"] = "public, max-age=300"
-    return response

@@ -21,7 +21,7 @@ class ConnectionProfileForm(forms.ModelForm):
 
     class Meta:
         model = ConnectionProfile
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
 
     def save(self, commit=True):
         profile = super().save(commit=False)

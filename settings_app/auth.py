@@ -4,24 +4,27 @@ Tokens are random strings shown once; only their sha256 is stored (ApiToken.toke
 leaked database gives no usable token. A request carrying a valid token is exempt from CSRF (no
 browser sends that header by itself); a request without one is checked as any cookie-authenticated
 request is, so a session-authenticated POST still needs its CSRF token.
+
+BearerTokenAuth and SessionCookieAuth are the API's django-ninja auth classes (rpchat/api.py); the
+JSON bodies of their 401 and 403 answers are made there too.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
-from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.conf import settings
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
-from django.utils.cache import patch_cache_control, patch_vary_headers
-from django.views.decorators.csrf import csrf_exempt
+from ninja.errors import AuthenticationError, HttpError
+from ninja.security import APIKeyCookie
+from ninja.security.base import AuthBase
 
 from .models import ApiToken
 
-TOKEN_PREFIX = "rpc_"  # noqa: S105 - a public marker of rpchat's tokens, not a secret
+TOKEN_PREFIX = "rpc_"  # noqa: S105 (the visible start of every token, not a secret)
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_TOKENS_PER_USER = 20
@@ -64,13 +67,6 @@ def user_for_token(raw: str):
     return token.user
 
 
-def api_error(message: str, *, status: int, **headers) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
 def _bearer(request) -> str | None:
     """The token in the Authorization header; "" when the header is there but not a Bearer token."""
     header = request.headers.get("Authorization")
@@ -80,6 +76,39 @@ def _bearer(request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+class InvalidToken(AuthenticationError):
+    """An Authorization header that is not a valid token: refused outright, even with a session."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            401,
+            "The API token is not valid: it may have been revoked. Create a new one on the API tokens page.",
+        )
+
+
+class BearerTokenAuth(AuthBase):
+    """`Authorization: Bearer <token>` (django-ninja auth; rpchat.api_urls puts it first).
+
+    No header: None, so the session is tried next. A header that is not a valid token raises
+    InvalidToken rather than falling back to the session: a client that sends a token means it.
+    """
+
+    openapi_type = "http"
+    openapi_scheme = "bearer"
+    openapi_description = "A token from the API tokens page (rpc_…)."
+
+    def __call__(self, request):
+        raw = _bearer(request)
+        if raw is None:
+            return None
+        user = user_for_token(raw) if raw else None
+        if user is None:
+            raise InvalidToken()
+        request.user = user
+        request.api_token_auth = True
+        return user
+
+
 def _csrf_failure(request):
     """CsrfViewMiddleware's verdict on `request`, or None when it passes."""
     check = CsrfViewMiddleware(lambda req: None)
@@ -87,57 +116,25 @@ def _csrf_failure(request):
     return check.process_view(request, None, (), {})
 
 
-def api_view(view):
-    """Authenticate an API view by token or session; 401 as JSON for anyone else.
+class SessionCookieAuth(APIKeyCookie):
+    """The browser's login session (django-ninja auth), with Django's CSRF check on unsafe methods.
 
-    Responses are private and vary on both credentials, so no shared cache mixes users.
+    ninja exempts its views from CsrfViewMiddleware; the check is made here instead, only for
+    cookie-authenticated requests, so a token-authenticated request needs no CSRF token.
     """
 
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        raw = _bearer(request)
-        if raw is not None:
-            user = user_for_token(raw) if raw else None
-            if user is None:
-                return _finish(
-                    api_error(
-                        "The API token is not valid: it may have been revoked. Create a new one "
-                        "on the API tokens page.",
-                        status=401,
-                        WWW_Authenticate='Bearer realm="rpchat", error="invalid_token"',
-                    )
-                )
-            request.user = user
-            request.api_token_auth = True
-        else:
-            if not request.user.is_authenticated:
-                return _finish(
-                    api_error(
-                        "Log in, or send an API token as 'Authorization: Bearer <token>'.",
-                        status=401,
-                        WWW_Authenticate='Bearer realm="rpchat"',
-                    )
-                )
-            request.api_token_auth = False
-            unsafe = request.method not in ("GET", "HEAD", "OPTIONS", "TRACE")
-            if unsafe and _csrf_failure(request) is not None:
-                return _finish(api_error("CSRF check failed: send the X-CSRFToken header.", status=403))
-        try:
-            response = view(request, *args, **kwargs)
-        except Http404:
-            response = api_error("Not found, or not yours to see.", status=404)
-        if isinstance(response, HttpResponseNotAllowed):
-            response = api_error(
-                f"{request.method} is not allowed here.", status=405, Allow=response["Allow"]
-            )
-        return _finish(response)
+    param_name = settings.SESSION_COOKIE_NAME
+    openapi_description = "The browser's login session. Unsafe methods also need the X-CSRFToken header."
 
-    # Checked above, only for cookie-authenticated requests.
-    return csrf_exempt(wrapper)
+    def __init__(self) -> None:
+        # ninja's own check answers with its own message; ours is made in authenticate().
+        super().__init__(csrf=False)
 
-
-def _finish(response):
-    patch_vary_headers(response, ("Cookie", "Authorization"))
-    if "Cache-Control" not in response:
-        patch_cache_control(response, private=True, no_cache=True)
-    return response
+    def authenticate(self, request, key):
+        if not request.user.is_authenticated:
+            return None
+        unsafe = request.method not in ("GET", "HEAD", "OPTIONS", "TRACE")
+        if unsafe and _csrf_failure(request) is not None:
+            raise HttpError(403, "CSRF check failed: send the X-CSRFToken header.")
+        request.api_token_auth = False
+        return request.user

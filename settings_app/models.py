@@ -5,6 +5,8 @@ from django.core.cache import cache
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 
+from core.http import once_per_request
+
 SITE_SETTINGS_CACHE_KEY = "site-settings:v1"
 
 
@@ -200,10 +202,7 @@ class SiteSettings(models.Model):
     @classmethod
     def for_request(cls, request) -> "SiteSettings":
         """load(), once per request (the template context and the CSP header both need it)."""
-        cached = getattr(request, "_site_settings", None)
-        if cached is None:
-            cached = request._site_settings = cls.load()
-        return cached
+        return _site_settings_for_request(request)
 
     @property
     def uses_builtin_model(self) -> bool:
@@ -256,3 +255,8 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+@once_per_request
+def _site_settings_for_request(request) -> SiteSettings:
+    return SiteSettings.load()

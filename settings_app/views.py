@@ -1,10 +1,12 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
 
+from .auth import api_token_create, api_token_revoke
 from .forms import PersonaForm
-from .models import Persona
+from .models import ApiToken, Persona
 from .services import persona_save
 
 
@@ -27,13 +29,6 @@ def persona_edit(request, code=None):
         messages.success(request, f"Persona “{persona.name}” saved.")
         return redirect("personas:list")
     return render(request, "settings_app/persona_form.html", {"form": form, "persona": persona})
-
-
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
-
-from .auth import api_token_create, api_token_revoke
-from .models import ApiToken
 
 
 def _get_token_for_user(request, pk) -> ApiToken:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.cache import cache
 
-from rpchat.tiny_model import TINY_REPLY, write_tiny_gguf
+from tools.tiny_model import write_tiny_gguf
 
 
 def _clear_cache() -> None:
@@ -53,7 +53,7 @@ class FakeClock:
 def ratelimit_clock(monkeypatch):
     """Rate limits read this clock, starting half a second before a minute boundary (where a limit
     counted per clock minute would start over)."""
-    from rpchat import ratelimit
+    from core import ratelimit
 
     clock = FakeClock(60 * 28_333_334 - 0.5)
     monkeypatch.setattr(ratelimit, "time", clock)
@@ -233,9 +233,6 @@ def scripted_server():
     server = ScriptedServer()
     yield server
     server.close()
-
-
-__all__ = ["TINY_REPLY"]
 
 
 @pytest.fixture

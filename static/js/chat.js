@@ -63,6 +63,8 @@
     const source = new EventSource(url);
     streams.set(seq, source);
     document.body.classList.add("generating");
+    // Screen readers wait while the list is busy, then read the finished reply once, not every token.
+    list.setAttribute("aria-busy", "true");
     source.addEventListener("snapshot", function (e) {
       raw.textContent = JSON.parse(e.data).text;
     });
@@ -74,9 +76,12 @@
     source.addEventListener("done", function (e) {
       source.close();
       streams.delete(seq);
-      if (!streams.size) document.body.classList.remove("generating");
       const current = document.getElementById("m" + seq) || article;
       replaceMessage(current, JSON.parse(e.data).html);
+      if (!streams.size) {
+        document.body.classList.remove("generating");
+        list.removeAttribute("aria-busy");
+      }
     });
   }
 

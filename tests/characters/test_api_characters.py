@@ -115,3 +115,17 @@ def test_the_detail_and_search_make_the_same_queries_with_many_characters(
         owner_client.get(detail)
     with django_assert_num_queries(2):
         assert len(owner_client.get(search, {"q": "spirit", "limit": 50}).json()["results"]) == 50
+
+
+def test_parameters_out_of_range_are_400s_that_name_the_parameter(owner_client):
+    make_character(name="Ember", description="A fire spirit.")
+    for url, params, name in [
+        (reverse("api:characters"), {"page": "x"}, "page"),
+        (reverse("api:characters"), {"page": "1" * 25}, "page"),
+        (reverse("api:search_characters"), {"q": "fire", "limit": "51"}, "limit"),
+        (reverse("api:search_characters"), {"q": "fire", "limit": "9" * 25}, "limit"),
+    ]:
+        response = owner_client.get(url, params)
+        assert response.status_code == 400, params
+        assert response.json()["error"].startswith(f"{name}: "), response.json()
+    assert names(owner_client.get(reverse("api:characters"), {"q": "", "tag": "", "page": ""})) == ["Ember"]

@@ -6,6 +6,7 @@ as it went in, through the database too; any bytes at all either parse or fail w
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -132,7 +133,8 @@ def any_card(draw):
     if version == "v1":
         fields = draw(data)
         card = {k: fields[k] for k in cards.V1_KEYS}
-        card.update(draw(unknown_keys(set(cards.V1_KEYS) | {"spec", "entries", "data"})))
+        # A V1 card exported is a V2 card, whose spec_version is always "2.0": not an unknown key.
+        card.update(draw(unknown_keys(set(cards.V1_KEYS) | {"spec", "spec_version", "entries", "data"})))
         return card
     card_data = draw(data)
     spec = "chara_card_v3" if version == "v3" else "chara_card_v2"
@@ -197,10 +199,8 @@ def test_any_card_comes_back_through_the_database(owner, card):
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_are_a_card_or_a_card_error(data):
     for blob in (data, cards.PNG_SIGNATURE + data, b"PK\x03\x04" + data, b"{" + data):
-        try:
+        with contextlib.suppress(CardError):
             cards.read_card(blob, max_unpacked=1 << 20)
-        except CardError:
-            pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -211,10 +211,8 @@ def test_a_damaged_card_png_is_read_or_refused_with_a_card_error(draw):
         position = draw.draw(st.integers(0, len(png) - 1))
         png[position] = draw.draw(st.integers(0, 255))
     cut = draw.draw(st.integers(0, len(png)))
-    try:
+    with contextlib.suppress(CardError):
         cards.read_card(bytes(png[:cut]), max_unpacked=1 << 20)
-    except CardError:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -225,10 +223,8 @@ def test_a_damaged_card_png_is_read_or_refused_with_a_card_error(draw):
 )
 def test_any_json_object_is_a_card_or_a_card_error(obj):
     for reader in (lambda b: cards.read_card(b, max_unpacked=1 << 20), cards.read_lorebook):
-        try:
+        with contextlib.suppress(CardError):
             reader(json.dumps(obj).encode())
-        except CardError:
-            pass
 
 
 WI_KEYS = {

@@ -328,7 +328,7 @@ def test_the_png_chunk_writer_keeps_the_image_bytes_untouched():
     png = cards.png_with_card(image, v2=card, v3=card)
     idat = lambda data: [body for c, _, _, body in cards.png_chunks(data) if c == b"IDAT"]  # noqa: E731
     assert idat(png) == idat(image)
-    for ctype, start, end, body in cards.png_chunks(png):
+    for ctype, _start, end, body in cards.png_chunks(png):
         assert zlib.crc32(ctype + body) == struct.unpack(">I", png[end - 4 : end])[0]
 
 

@@ -64,3 +64,50 @@ def test_the_list_makes_the_same_queries_with_more_lorebooks(owner_client, owner
     with django_assert_num_queries(2):
         html = owner_client.get(URL).content.decode()
     assert 'rel="next"' in html
+
+
+def v3_upload(name: str, *keys: str) -> SimpleUploadedFile:
+    """A lorebook_v3 file whose entries each have one regex key."""
+    book = {
+        "name": name,
+        "entries": [
+            {
+                "id": i,
+                "name": f"Entry {i}",
+                "keys": [key],
+                "content": "Lore.",
+                "use_regex": True,
+                "enabled": True,
+            }
+            for i, key in enumerate(keys)
+        ],
+    }
+    body = json.dumps({"spec": "lorebook_v3", "data": book}).encode()
+    return SimpleUploadedFile(f"{name}.json", body, content_type="application/json")
+
+
+def test_the_owner_sees_which_regex_keys_replies_skip_and_why(owner_client):
+    owner_client.post(URL, {"files": v3_upload("Woods", "/fores?t/i", r"(a)\1", "(?<!dark )wood", "[oak")})
+    html = owner_client.get(URL).content.decode()
+    assert "<strong>Woods</strong>" in html and "4 entries" in html
+    assert (
+        "<li>Entry “Entry 1”: the regex key <code>(a)\\1</code> is skipped: backreferences are not "
+        "supported (RE2: invalid escape sequence: \\1).</li>"
+    ) in html
+    assert "<li>Entry “Entry 2”: the regex key <code>(?&lt;!dark )wood</code> is skipped: lookahead" in html
+    assert "<li>Entry “Entry 3”: the regex key <code>[oak</code> is skipped: not a valid regular" in html
+    assert "fores?t" not in html  # a key that runs is no news
+
+
+def test_the_list_with_regex_keys_makes_the_same_queries_with_more_lorebooks(
+    owner_client, settings, django_assert_num_queries
+):
+    settings.CACHALOT_ENABLED = False  # count the queries themselves, not cachalot's hits
+    owner_client.post(URL, {"files": [v3_upload(f"Book {i}", r"(a)\1", "/ok/") for i in range(3)]})
+    # the user, one page of lorebooks with their entry counts, the regex entries of that page
+    with django_assert_num_queries(3):
+        owner_client.get(URL)
+    owner_client.post(URL, {"files": [v3_upload(f"More {i}", r"(b)\1") for i in range(30)]})
+    with django_assert_num_queries(3):
+        html = owner_client.get(URL).content.decode()
+    assert 'rel="next"' in html and html.count('class="key-problems"') == 24

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from characters.models import Character
 from characters.search import matching_ids, search_characters
-from rpchat.search import parse_query
+from core.search import parse_query
 from tests.factories import make_character
 
 pytestmark = pytest.mark.django_db

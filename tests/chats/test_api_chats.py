@@ -192,3 +192,37 @@ def test_the_chat_detail_makes_the_same_queries_at_any_length(owner_client, owne
     add_messages(chat, 3000)
     with django_assert_num_queries(2):
         assert owner_client.get(url).json()["message_count"] == 3010
+
+
+def test_parameters_out_of_range_are_400s_that_name_the_parameter_never_500s(owner_client, owner):
+    chat = make_chat(user=owner, character=make_character(name="Mira"), messages=3, text="Lantern {seq}")
+    messages = reverse("api:messages", args=[chat.code])
+    search = reverse("api:search_messages")
+    too_big = str(2**63)  # one past what a 64-bit column holds
+    for url, params, name in [
+        (messages, {"before": too_big}, "before"),
+        (messages, {"after": "1" * 25}, "after"),
+        (search, {"q": "lantern", "before": too_big}, "before"),
+        (search, {"q": "lantern", "before": "9" * 25}, "before"),
+        (search, {"q": "lantern", "before": "-1"}, "before"),
+        (search, {"q": "lantern", "limit": "0"}, "limit"),
+        (search, {"q": "lantern", "limit": "9" * 25}, "limit"),
+        (search, {"q": "lantern", "chat": "not-a-code"}, "chat"),
+        (reverse("api:chats"), {"page": "0"}, "page"),
+        (reverse("api:chats"), {"page": "9" * 25}, "page"),
+    ]:
+        response = owner_client.get(url, params)
+        assert response.status_code == 400, (url, params)
+        assert response.json()["error"].startswith(f"{name}: "), response.json()
+    # The largest value is still a cursor: the whole chat is before it.
+    assert seqs(owner_client.get(messages, {"before": 2**63 - 1}).json()) == [3, 2, 1]
+    hits = owner_client.get(search, {"q": "lantern", "before": 2**63 - 1}).json()["results"]
+    assert [hit["seq"] for hit in hits] == [3, 2, 1]
+
+
+def test_an_empty_parameter_counts_as_not_given(owner_client, owner):
+    chat = make_chat(user=owner, character=make_character(name="Mira"), messages=3)
+    data = owner_client.get(reverse("api:chats"), {"character": "", "page": ""}).json()
+    assert [c["code"] for c in data["results"]] == [str(chat.code)]
+    messages = reverse("api:messages", args=[chat.code])
+    assert seqs(owner_client.get(messages, {"before": "", "after": ""}).json()) == [3, 2, 1]

@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from chats import generation
 from chats.models import ChatSession, Message, MessageAlternative, PromptSnapshot
-from rpchat.tiny_model import TINY_REPLY
 from tests.factories import make_character, make_chat
+from tools.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

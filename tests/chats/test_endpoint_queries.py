@@ -9,7 +9,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 
 from chats.models import Message, MessageAlternative
-from rpchat import metrics
+from core import metrics
 from tests.factories import add_messages, make_character, make_chat
 
 pytestmark = pytest.mark.django_db

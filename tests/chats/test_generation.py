@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from chats import generation
 from chats.models import ChatSession, Message
-from rpchat.tiny_model import TINY_REPLY
 from tests.factories import make_character, make_chat
+from tools.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,7 +205,7 @@ def test_a_second_message_while_a_reply_streams_is_refused(owner_client, chat, m
     assert second.status_code == 409
     assert "still being written" in second.json()["error"]
     finish(chat)
-    assert list(chat.messages.values_list("content", flat=True).order_by("seq"))[0] == "first"
+    assert next(iter(chat.messages.values_list("content", flat=True).order_by("seq"))) == "first"
     assert chat.messages.count() == 2
 
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from chats.models import ChatSession, Message
 from chats.search import message_search_sql, search_messages
-from rpchat.search import parse_query
+from core.search import parse_query
 from tests.factories import add_messages, make_character, make_chat
 
 pytestmark = pytest.mark.django_db
@@ -196,7 +196,7 @@ def test_the_query_plan_is_driven_by_the_full_text_index(owner, other):
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite keeps the index in sync with triggers")
 def test_triggers_dropped_by_a_table_rebuild_are_restored_and_the_index_caught_up(owner):
-    from rpchat.search import ensure_sqlite_triggers
+    from core.search import ensure_sqlite_triggers
 
     chat = make_chat(user=owner, character=make_character(), messages=0)
     with connection.cursor() as cursor:
@@ -253,11 +253,12 @@ def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
     """Django rebuilds a SQLite table for most field changes, renaming the new table at the end;
     SQLite refuses while a trigger on another table names it. chats.apps lifts the search
     triggers around migrations of chats, and search works afterwards."""
+    from django.apps import apps
     from django.db import models
+    from django.db.models.signals import post_migrate, pre_migrate
 
     from characters.models import Character
     from characters.search import search_characters
-    from chats.apps import _drop_search_triggers, _ensure_search_triggers
 
     chat = make_chat(user=owner, character=make_character(name="Tamsin", description="A weaver."), messages=0)
     add_messages(chat, 1, text="Before the rebuild: a loom.")
@@ -275,13 +276,14 @@ def test_later_migrations_can_still_rebuild_the_tables_search_depends_on(owner):
     class FakeMigration:
         app_label = "chats"
 
-    # What migrate does around a plan with a migration of chats in it.
-    _drop_search_triggers(sender=None, using="default", plan=[(FakeMigration(), False)])
+    # What migrate sends around a plan with a migration of chats in it.
+    chats_app = apps.get_app_config("chats")
+    pre_migrate.send(sender=chats_app, app_config=chats_app, using="default", plan=[(FakeMigration(), False)])
     widen(Message, "speaker", 300)
     widen(ChatSession, "title", 300)
     add_messages(chat, 1, text="Written during the migration: a spindle and a loom.")
     widen(Character, "name", 300)
-    _ensure_search_triggers(sender=None, using="default")
+    post_migrate.send(sender=chats_app, app_config=chats_app, using="default", plan=[])
     from django.core.management import call_command
 
     call_command("migrate", "characters", verbosity=0)  # its post_migrate restores characters' triggers

@@ -43,8 +43,8 @@ def test_an_imported_chat_exports_as_the_sillytavern_file_it_came_from(owner_cli
     header, *messages = export_lines(owner_client, imported)
     original = cardkit.st_header()
     assert header == original
-    for written, source in zip(messages, cardkit.st_messages(), strict=True):
-        source = dict(source)
+    for written, original_message in zip(messages, cardkit.st_messages(), strict=True):
+        source = dict(original_message)
         source.setdefault("is_system", False)
         # SillyTavern's own date format is written for every message.
         source["send_date"] = sillytavern.format_send_date(sillytavern.parse_send_date(source["send_date"]))

@@ -125,7 +125,7 @@ def test_any_sillytavern_chat_comes_back_from_export_with_every_key(owner, head,
         assert result.status == "imported", result.reason
         written_header, *written = read_back(result.object)
         assert len(written) == len(messages)
-        for original, out in zip(messages, written):
+        for original, out in zip(messages, written, strict=False):
             same_as_written(original, out)
         head_out = {k: v for k, v in written_header.items() if k != "chat_metadata"}
         assert head_out == {k: v for k, v in head.items() if k != "chat_metadata"}

@@ -84,7 +84,7 @@ def test_the_chat_list_shows_the_most_recent_chat_first_with_constant_queries(
     with django_assert_num_queries(2):
         html = owner_client.get(reverse("chats:list")).content.decode()
     assert html.index(str(newer.code)) < html.index(str(older.code))
-    for i in range(40):
+    for _i in range(40):
         make_chat(user=owner, character=make_character(), messages=1)
     owner_client.get(reverse("chats:list"))
     with django_assert_num_queries(2):

@@ -7,14 +7,11 @@ engine. Skipped, with the reason printed, when Chromium is not installed.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tools.servers import manage_py, server_env, uvicorn_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.getenv("RPCHAT_CHROMIUM", "/usr/bin/chromium")
@@ -32,12 +29,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class App:
     def __init__(self, base_url: str, env: dict, var_dir: Path):
         self.base_url = base_url
@@ -45,12 +36,7 @@ class App:
         self.var_dir = var_dir
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True
-        )
-        if result.returncode:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
+        return manage_py(self.env, *args)
 
     def shell(self, code: str) -> str:
         """Run Python in the app's environment (its database), e.g. to build a long chat."""
@@ -60,60 +46,23 @@ class App:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory, tiny_model_path):
     var_dir = tmp_path_factory.mktemp("e2e-var")
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")
-    }
-    env.update(
+    env = server_env(
         RPCHAT_VAR_DIR=str(var_dir),
         RPCHAT_BUILTIN_MODEL=tiny_model_path,
         CACHE_KEY_PREFIX="rpchat-e2e",
-        DEBUG="0",
         RPCHAT_STREAM_PERSIST_INTERVAL="0.1",
-        PYTHONUNBUFFERED="1",
     )
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    application = App(base_url, env, var_dir)
+    application = App("", env, var_dir)
     application.manage("migrate", "--no-input", "-v0")
     application.manage("seed_demo")
     admin_out = application.manage("ensure_admin")
     application.admin_password = admin_out.split("password: ")[1].split()[0]
     application.manage("collectstatic", "--no-input", "-v0")
-    log = open(var_dir / "server.log", "w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "rpchat.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError("the app did not start:\n" + (var_dir / "server.log").read_text())
-        time.sleep(0.2)
-    yield application
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with uvicorn_process(
+        env=env, log_path=var_dir / "server.log", startup_timeout=30, extra_args=()
+    ) as server:
+        application.base_url = server.base_url
+        yield application
 
 
 @pytest.fixture(scope="session")

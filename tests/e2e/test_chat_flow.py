@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from rpchat.tiny_model import TINY_REPLY
+from tools.tiny_model import TINY_REPLY
 
 pytestmark = pytest.mark.e2e
 

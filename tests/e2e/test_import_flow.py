@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -33,7 +34,7 @@ def test_import_cards_and_a_chat_then_download_them(page, app, signed_up, tmp_pa
     expect(page.get_by_role("heading", name="Ada Lovecraft")).to_be_visible()
     with page.expect_download() as download:
         page.get_by_role("link", name="JSON", exact=True).click()
-    card = json.loads(open(download.value.path(), encoding="utf-8").read())
+    card = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert card["data"]["extensions"]["vendor/x"] == {"y": [1, "z"]}
 
     chat = tmp_path / "Ada - 2024-10-18@20h52m17s.jsonl"
@@ -47,6 +48,6 @@ def test_import_cards_and_a_chat_then_download_them(page, app, signed_up, tmp_pa
 
     with page.expect_download() as download:
         page.get_by_role("link", name="SillyTavern (.jsonl)").click()
-    lines = open(download.value.path(), encoding="utf-8").read().split("\n")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").split("\n")
     assert json.loads(lines[0])["chat_metadata"]["integrity"] == "4f9c1c9e-1111-2222-3333-444455556666"
     assert [json.loads(line)["mes"] for line in lines[1:]] == [m["mes"] for m in cardkit.st_messages()]

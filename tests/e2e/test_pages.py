@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -79,6 +80,29 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
     ):
         page.goto(app.base_url + path)
         check(page, name)
+
+
+def test_the_lorebook_page_with_skipped_regex_keys_is_accessible(axe_page, app, tmp_path):
+    page = axe_page
+    page.goto(app.base_url + "/accounts/signup/")
+    page.get_by_label("Username").fill("lore-keeper")
+    page.get_by_label("Password", exact=True).fill("a-long-pass-phrase-7")
+    page.get_by_label("Password confirmation").fill("a-long-pass-phrase-7")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/characters/")
+    entries = [
+        {"id": i, "name": f"Entry {i}", "keys": [key], "content": "Lore.", "use_regex": True, "enabled": True}
+        for i, key in enumerate(["/fores?t/i", r"(a)\1", "(?<!dark )wood", "[oak"])
+    ]
+    book = tmp_path / "Woods.json"
+    book.write_text(json.dumps({"spec": "lorebook_v3", "data": {"name": "Woods", "entries": entries}}))
+    page.goto(app.base_url + "/characters/lorebooks/")
+    page.get_by_label(re.compile("Import SillyTavern World Info")).set_input_files(str(book))
+    page.get_by_role("button", name="Import", exact=True).click()
+    notes = page.get_by_role("list", name="Regex keys of Woods that replies skip").get_by_role("listitem")
+    expect(notes).to_have_count(3)
+    expect(notes.first).to_contain_text("backreferences are not supported")
+    check(page, "lorebooks")
 
 
 def test_the_chat_page_is_usable_from_the_keyboard(page, app, signed_up):

@@ -32,8 +32,12 @@ def test_the_reply_appears_token_by_token_and_stop_keeps_it(page, app, slow_engi
     assert "word59" not in partial  # seen while still streaming
     expect(reply).to_contain_text("word6")  # and it grew
     expect(reply.get_by_role("status")).to_contain_text("is writing")
+    # Screen readers are told to wait while the reply streams, so they read it once, when it is done.
+    log = page.get_by_role("log", name="Messages")
+    expect(log).to_have_attribute("aria-busy", "true")
     page.get_by_label("Your message").press("Escape")  # Escape stops, like the Stop button
     expect(reply).to_have_attribute("data-status", "complete")
+    expect(log).not_to_have_attribute("aria-busy", "true")
     stopped = reply.locator(".content").inner_text()
     assert "word59" not in stopped and "word6" in stopped
     page.reload()

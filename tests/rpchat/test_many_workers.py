@@ -29,12 +29,12 @@ from django.db import connection
 
 from characters.models import Character, Tag
 from chats.models import Message
-from rpchat.databases import attached_database
-from rpchat.management.stress import manage_py, server_env, uvicorn_process
+from core.databases import attached_database
 from settings_app.models import ConnectionProfile, SiteSettings
 from tests.conftest import ScriptedServer
 from tests.postgres import admin_dsn
 from tests.postgres import database_url as url_of_database
+from tools.servers import manage_py, server_env, uvicorn_process
 
 pytestmark = [
     pytest.mark.skipif(
@@ -104,8 +104,8 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
         manage_py(env, "migrate", "--no-input", "-v0")
         manage_py(env, "collectstatic", "--no-input", "-v0")
         code = _seed(database_url, engine.url)
-        a = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "a.log"))
-        b = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "b.log"))
+        a = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "a.log")).base_url
+        b = stack.enter_context(uvicorn_process(env=env, log_path=Path(var) / "b.log")).base_url
         yield Workers(a, b, database_url, engine, code)
 
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from prometheus_client import REGISTRY
 
 from chats.models import Message
-from rpchat import metrics
+from core import metrics
 from tests.factories import make_character, make_chat
 
 pytestmark = pytest.mark.django_db

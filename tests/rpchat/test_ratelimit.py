@@ -1,10 +1,10 @@
-"""rpchat.ratelimit: a sliding window, on the local-memory cache and on Redis, with a frozen clock."""
+"""core.ratelimit: a sliding window, on the local-memory cache and on Redis, with a frozen clock."""
 
 from __future__ import annotations
 
 import threading
 
-from rpchat import ratelimit
+from core import ratelimit
 
 
 def test_no_stretch_of_the_window_lets_more_than_the_limit_through(ratelimit_clock):

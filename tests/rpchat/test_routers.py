@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from characters.models import Character, Tag
 from chats.models import ChatSession, Message
-from rpchat.routers import ReplicaRouter, replica_reads
+from core.routers import ReplicaRouter, replica_reads
 from settings_app.models import SiteSettings
 from tests.factories import make_character, make_chat
 
@@ -100,7 +100,7 @@ def replica(transactional_db, settings):
     # Registered for this thread only (the test client runs views in it), as attached_database does.
     connections._connections.replica = mirror
     settings.DATABASE_REPLICA_URL = "the test database"
-    settings.DATABASE_ROUTERS = ["rpchat.routers.ReplicaRouter"]
+    settings.DATABASE_ROUTERS = ["core.routers.ReplicaRouter"]
     try:
         yield mirror
     finally:

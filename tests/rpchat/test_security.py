@@ -112,6 +112,27 @@ def test_a_resend_past_the_reply_limit_is_answered_with_the_stored_message(
     assert owner_client.post(url, {"content": "new", "client_token": "tab-1-msg-2"}).status_code == 429
 
 
+def test_edits_are_limited_per_user_per_minute(owner_client, owner, other, client, settings):
+    settings.RPCHAT = {**settings.RPCHAT, "EDITS_PER_MINUTE": 2}
+    chat = make_chat(user=owner, character=make_character(), messages=1)
+    url = reverse("chats:message_edit", args=[chat.code, 1])
+    for i in range(2):
+        version = chat.messages.get().version
+        assert owner_client.post(url, {"content": f"edit {i}", "version": version}).status_code == 200
+    refused = owner_client.post(url, {"content": "one too many", "version": chat.messages.get().version})
+    assert refused.status_code == 429
+    assert "2 edits a minute" in refused.json()["error"] and int(refused["Retry-After"]) > 0
+    assert chat.messages.get().content == "edit 1"
+    # The limit is per person: another user's edits still go through.
+    theirs = make_chat(user=other, character=make_character(), messages=1)
+    client.force_login(other)
+    their_url = reverse("chats:message_edit", args=[theirs.code, 1])
+    assert (
+        client.post(their_url, {"content": "fine", "version": theirs.messages.get().version}).status_code
+        == 200
+    )
+
+
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},

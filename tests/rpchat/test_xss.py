@@ -84,9 +84,10 @@ class Audit(HTMLParser):
         for name, value in attrs.items():
             if name.startswith("on"):
                 self.problems.append(f"<{tag} {name}=…>")
-            if name in ("href", "src", "action", "data", "formaction") and value:
-                if "".join(value.split()).lower().startswith(BAD_SCHEMES):
-                    self.problems.append(f"<{tag} {name}={value!r}>")
+            if name in ("href", "src", "action", "data", "formaction") and (
+                value and "".join(value.split()).lower().startswith(BAD_SCHEMES)
+            ):
+                self.problems.append(f"<{tag} {name}={value!r}>")
             if name == "srcdoc" or (name == "style" and "url(" in (value or "")):
                 self.problems.append(f"<{tag} {name}={value!r}>")
         if tag == "img" and (attrs.get("src") or "").startswith(("http:", "https:", "//")):

@@ -8,12 +8,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.http import JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from settings_app.auth import api_token_create, api_view
+from rpchat.api import make_api, operation_urls
+from settings_app.auth import api_token_create
 from settings_app.models import ApiToken
 
 pytestmark = pytest.mark.django_db
@@ -103,11 +103,15 @@ def test_api_responses_vary_on_both_credentials(owner):
 
 @pytest.fixture
 def echo_view():
-    @api_view
-    def view(request):
-        return JsonResponse({"user": request.user.get_username(), "token": request.api_token_auth})
+    """The view of a POST operation authenticated and wrapped as every operation of the API is."""
+    api = make_api(urls_namespace="test-echo")
 
-    return view
+    @api.post("/x/", url_name="echo")
+    def echo(request):
+        return {"user": request.user.get_username(), "token": request.api_token_auth}
+
+    (pattern,) = operation_urls(api)
+    return pattern.callback
 
 
 def _post(user=None, *, csrf: bool = False, token: str | None = None):

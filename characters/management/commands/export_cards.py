@@ -5,7 +5,7 @@ from django.utils.text import get_valid_filename
 
 from characters.models import Character
 from characters.services import card_export_json, card_export_png
-from rpchat.command_utils import command_user, progress_bar
+from core.command_utils import command_user, progress_bar
 
 
 def unique_path(folder: Path, name: str, suffix: str, taken: set[str]) -> Path:

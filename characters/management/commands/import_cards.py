@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from characters.cards import CardError
 from characters.services import card_import
-from rpchat.command_utils import command_user, progress_bar, status_counts
+from core.command_utils import command_user, progress_bar, status_counts
 
 CARD_SUFFIXES = {".png", ".apng", ".json", ".charx"}
 

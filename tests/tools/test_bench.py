@@ -1,0 +1,63 @@
+"""`manage.py bench` end to end on tiny sizes: the server starts, every operation is measured and
+written out. No timing is asserted (speed is what the command reports, not what a test checks)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+from django.core.management import call_command
+
+
+def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_path):
+    out = StringIO()
+    call_command(
+        "bench",
+        "--chat-sizes",
+        "10,100",
+        "--characters",
+        "10",
+        "--requests",
+        "3",
+        "--warmup",
+        "1",
+        "--output",
+        str(tmp_path / "out"),
+        "--var-dir",
+        str(tmp_path / "var"),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'bench.sqlite3'}",
+        stdout=out,
+    )
+    report = json.loads((tmp_path / "out" / "bench.json").read_text())
+    measured = {(r["op"], r["size"]) for r in report["operations"]}
+    for op in (
+        "floor",
+        "open_chat",
+        "chat_json",
+        "older_newest",
+        "older_middle",
+        "older_start",
+        "send",
+        "prompt",
+    ):
+        assert {(op, 10), (op, 100)} <= measured, op
+    assert ("gallery", 10) in measured
+    for r in report["operations"]:
+        assert r["median_ms"] > 0 and r["p95_ms"] >= r["median_ms"]
+        if r["op"] not in ("floor", "prompt"):
+            assert r["queries"] is not None and r["bytes"] > 0 and r["rss_mib"] > 0
+    assert report["targets"][0]["target"].startswith("open a chat")
+    assert set(report["profile"]) == {"chat-html", "chat-json"}
+    markdown = (tmp_path / "out" / "bench.md").read_text()
+    for label in (
+        "open a chat (HTML page)",
+        "send a message",
+        "gallery first page",
+        "build a prompt",
+        "floor",
+    ):
+        assert label in markdown and label in out.getvalue()
+    assert (tmp_path / "out" / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "out" / "profile-chat-html.html").exists()
+    assert "var/rpchat.sqlite3" not in json.dumps(report)

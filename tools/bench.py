@@ -1,0 +1,786 @@
+"""`manage.py bench`: rpchat measured over real HTTP against data sets of growing size.
+
+It never touches the development database: every step that needs a database runs as a child
+`manage.py` process whose DATABASE_URL points at the bench database (a SQLite file under
+var/bench/ by default, or the PostgreSQL database given). The app is served by uvicorn (one
+process, loopback) and measured by concurrent httpx clients logged in through the login form.
+Each figure is compared with the floor (tools.bench_floor: raw SQL, no Django) and across sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+from django.core.management import CommandError
+
+from tools.bench_floor import PREFIX as FLOOR_PREFIX
+from tools.servers import BENCH_APP, Server, percentile, uvicorn_process
+
+ROOT = Path(settings.BASE_DIR)
+
+LABELS = {
+    "floor": "floor: raw SQL for the newest 50 messages, no Django",
+    "open_chat": "open a chat (HTML page)",
+    "chat_json": "the chat's JSON page",
+    "older_newest": "older-page endpoint, newest 50",
+    "older_middle": "older page from the middle",
+    "older_start": "older page from the start",
+    "send": "send a message (POST, engine excluded)",
+    "prompt": "build a prompt (in-process)",
+    "gallery": "gallery first page",
+    "search": "search",
+    "st_open_chat": "open an imported SillyTavern chat (HTML)",
+    "st_chat_json": "imported chat's JSON page",
+    "st_gallery": "list characters (gallery first page)",
+    "st_chat_list": "list chats (chat list page)",
+}
+
+# SillyTavern 1.12.6 on the same kind of machine, from shared/bench/SILLYTAVERN-REFERENCE.md
+# (median and p95 in ms, no compression).
+SILLYTAVERN = {
+    "open_chat": {100: (3.2, 6.4), 1000: (14.9, 18.4), 10000: (205, 293), 100000: (2504, 2826)},
+    "list_characters": {1: (2.2, 5.5), 1000: (284, 407)},
+    "list_chats": {4: (386, 733)},
+    "rss_mib": "about 150 idle; 0.9 to 1.0 GiB opening the 100,000-message chat",
+}
+
+TARGETS = [
+    # name, op, compare, limit
+    ("open a chat: 100,000 messages within 1.2x of 100", "open_chat", "flat", 1.2),
+    ("older page from the very start within 1.2x of the newest", "older_start", "vs:older_newest", 1.2),
+    ("send: the same cost at 100 and 100,000", "send", "flat", 1.2),
+    ("gallery first page: 10,000 characters within 1.5x of 10", "gallery", "flat", 1.5),
+    ("chat JSON page within 2x of the floor", "chat_json", "floor", 2.0),
+    ("chat HTML page within 4x of the floor", "open_chat", "floor", 4.0),
+]
+
+
+@dataclass
+class Config:
+    chat_sizes: list[int]
+    character_sets: list[int]
+    output: Path
+    var_dir: Path
+    database_url: str
+    requests: int = 40
+    concurrency: int = 4
+    warmup: int = 3
+    big: bool = False
+    reset: bool = False
+    profile: bool = True
+    redis_url: str = ""
+    st_dataset: Path | None = None
+    st_import_args: list[str] = field(default_factory=list)
+    api_chat_url: str = ""
+    search_url: str = ""
+    search_term: str = "lantern"
+    command: str = ""
+
+
+@dataclass
+class Result:
+    op: str
+    size: int
+    unit: str
+    requests: int
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+    queries: float | None
+    bytes: int | None
+    rss_mib: float | None
+    throughput_rps: float | None = None
+    app_ms: float | None = None
+    db_ms: float | None = None
+    ratio_to_floor: float | None = None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.op, self.op)
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+_TIMING = re.compile(r'db;dur=([\d.]+);desc="(\d+) queries",\s*app;dur=([\d.]+)')
+
+
+@dataclass
+class _Sample:
+    ms: float
+    queries: int | None
+    db_ms: float | None
+    app_ms: float | None
+    size: int
+
+
+class Bench:
+    def __init__(self, config: Config, write: Callable[[str], None]):
+        self.config = config
+        self.write = write
+        self.results: list[Result] = []
+        self.notes: list[str] = []
+        self.server: Server | None = None
+        self.base_url = ""
+        self.env = self._env()
+
+    # --- child processes ----------------------------------------------------------------------
+
+    def _env(self) -> dict:
+        c = self.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PROMETHEUS_MULTIPROC"))}
+        env.pop("REDIS_URL", None)
+        env.update(
+            DJANGO_SETTINGS_MODULE="rpchat.settings",
+            DATABASE_URL=c.database_url,
+            RPCHAT_VAR_DIR=str(c.var_dir),
+            # Its own prefix per run: cachalot's keys do not name the database.
+            CACHE_KEY_PREFIX=f"rpchat-bench-{os.getpid()}",
+            DEBUG="0",
+            RPCHAT_PROFILE="0",
+            # Sends are measured back to back; the per-person reply limit would answer 429.
+            RPCHAT_GENERATIONS_PER_MINUTE="0",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+        )
+        if c.redis_url:
+            env["REDIS_URL"] = c.redis_url
+        return env
+
+    def manage(self, *args: str, stream: bool = False) -> str:
+        """Run manage.py in the bench environment; returns its standard output."""
+        cmd = [sys.executable, "manage.py", *args]
+        if not stream:
+            done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise CommandError(
+                    f"manage.py {' '.join(args[:2])} failed:\n{done.stderr[-3000:] or done.stdout[-3000:]}"
+                )
+            return done.stdout
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        captured = []
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(256):
+            captured.append(chunk)
+            self.write(chunk)
+        if proc.wait():
+            raise CommandError(f"manage.py {' '.join(args[:2])} failed:\n{''.join(captured)[-3000:]}")
+        return "".join(captured)
+
+    def probe(self, *args: str) -> dict | list:
+        out = self.manage("bench_probe", *args)
+        return json.loads(out.strip().splitlines()[-1])
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=120,
+            headers={"Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=self.config.concurrency + 1),
+        )
+        await client.get("/accounts/login/")
+        response = await client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies.get("csrftoken", ""),
+            },
+        )
+        if response.status_code != 302:
+            raise CommandError(f"Could not log in as {username} (HTTP {response.status_code}).")
+        return client
+
+    async def _timed(
+        self, client: httpx.AsyncClient, method: str, url: str, **kwargs
+    ) -> tuple[_Sample, httpx.Response]:
+        started = time.perf_counter()
+        response = await client.request(method, url, **kwargs)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise CommandError(f"{method} {url} answered HTTP {response.status_code}: {response.text[:300]}")
+        timing = _TIMING.search(response.headers.get("server-timing", ""))
+        sample = _Sample(
+            elapsed,
+            int(timing.group(2)) if timing else None,
+            float(timing.group(1)) if timing else None,
+            float(timing.group(3)) if timing else None,
+            len(response.content),
+        )
+        return sample, response
+
+    def _result(
+        self, op: str, size: int, unit: str, samples: list[_Sample], wall: float | None, note: str = ""
+    ) -> Result:
+        times = [s.ms for s in samples]
+        queries = [s.queries for s in samples if s.queries is not None]
+        result = Result(
+            op=op,
+            size=size,
+            unit=unit,
+            requests=len(samples),
+            median_ms=round(statistics.median(times), 2),
+            p95_ms=round(percentile(times, 95), 2),
+            max_ms=round(max(times), 2),
+            queries=statistics.median(queries) if queries else None,
+            bytes=int(statistics.median(s.size for s in samples)),
+            rss_mib=_rss_mib(self.server.process.pid) if self.server else None,
+            throughput_rps=round(len(samples) / wall, 1) if wall else None,
+            app_ms=round(statistics.median(s.app_ms for s in samples if s.app_ms is not None), 2)
+            if queries
+            else None,
+            db_ms=round(statistics.median(s.db_ms for s in samples if s.db_ms is not None), 2)
+            if queries
+            else None,
+            note=note,
+        )
+        self.results.append(result)
+        self.write(
+            f"  {result.label:<48} {size:>9,} {unit:<10} median {result.median_ms:8.2f} ms  p95 {result.p95_ms:8.2f}  "
+            f"queries {result.queries if result.queries is not None else '-'}\n"
+        )
+        return result
+
+    async def measure(
+        self, client: httpx.AsyncClient, op: str, size: int, unit: str, url: str, note: str = ""
+    ) -> Result:
+        c = self.config
+        for _ in range(c.warmup):
+            await self._timed(client, "GET", url)
+        gate = asyncio.Semaphore(c.concurrency)
+
+        async def one():
+            async with gate:
+                return (await self._timed(client, "GET", url))[0]
+
+        started = time.perf_counter()
+        samples = await asyncio.gather(*(one() for _ in range(c.requests)))
+        return self._result(op, size, unit, list(samples), time.perf_counter() - started, note)
+
+    async def measure_sends(self, client: httpx.AsyncClient, chat: dict) -> Result:
+        """POST /send/ one at a time (a chat has one reply at a time), each reply followed to its end."""
+        send_url = f"/chats/{chat['code']}/send/"
+        samples = []
+        for i in range(self.config.warmup + min(self.config.requests, 20)):
+            sample, response = await self._timed(
+                client,
+                "POST",
+                send_url,
+                data={"content": f"Benchmark message {i}: the lantern flickers.", "client_token": ""},
+                headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
+            )
+            # Wait for the reply to end (the offline engine refuses at once) so the chat is free again.
+            async with client.stream("GET", response.json()["stream_url"]) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("event: done"):
+                        break
+            if i >= self.config.warmup:
+                samples.append(sample)
+        return self._result(
+            "send", chat["size"], "messages", samples, None, "one at a time; reply not generated"
+        )
+
+    # --- the run --------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        c = self.config
+        for name in ("httpx", "httpcore", "matplotlib"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        c.output.mkdir(parents=True, exist_ok=True)
+        c.var_dir.mkdir(parents=True, exist_ok=True)
+        self.write(f"Bench database: {redact(c.database_url)}\n")
+        self.manage("migrate", "--no-input", "-v0")
+        self.manage("collectstatic", "--no-input", "-v0")
+        load = [
+            "generate_load_data",
+            "--chat-sizes",
+            ",".join(map(str, c.chat_sizes)),
+            "--characters",
+            ",".join(map(str, c.character_sets)),
+            "--offline-engine",
+            "--analyze",
+        ]
+        if c.reset:
+            load.append("--reset")
+        if c.big:
+            load.append("--big")
+        self.manage(*load, stream=True)
+        imported = {}
+        if c.st_dataset:
+            imported = self.import_sillytavern()
+        data = self.probe("describe")
+        routes = data["routes"]
+        api_chat = c.api_chat_url or routes["api_chat"]
+        search = c.search_url or routes["search"]
+        if not api_chat:
+            self.notes.append(
+                "No JSON API chat page was found: 'the chat's JSON page' is the older-page endpoint's "
+                "JSON (newest 50 messages, rendered HTML inside JSON)."
+            )
+        if not search:
+            self.notes.append(
+                "Search was not measured: no search URL exists yet (it comes with the JSON API)."
+            )
+
+        self.write(
+            f"Serving under uvicorn (1 process) on loopback; {c.requests} requests per figure, "
+            f"{c.concurrency} at a time, after {c.warmup} warm-ups.\n"
+        )
+        server = uvicorn_process(
+            env=self.env,
+            log_path=c.output / "server.log",
+            app=BENCH_APP,
+            startup_timeout=60,
+            extra_args=("--no-access-log", "--log-level", "warning"),
+        )
+        with server as self.server:
+            self.base_url = self.server.base_url
+            # In a thread of its own: the caller may already run an event loop (a test, a notebook).
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, self._measure_all(data, api_chat, search, imported)).result()
+        self.server = None
+
+        self.write("Timing prompt building in-process...\n")
+        for row in self.probe("prompt", "--repeat", str(max(c.requests, 5))):
+            result = Result(
+                op="prompt",
+                size=row["size"],
+                unit="messages",
+                requests=row["requests"],
+                median_ms=row["median_ms"],
+                p95_ms=row["p95_ms"],
+                max_ms=row["max_ms"],
+                queries=row["queries"],
+                bytes=None,
+                rss_mib=None,
+                note=f"{row['history_included']} messages fit a {row['context_size']}-token context",
+            )
+            self.results.append(result)
+        profile = {}
+        if c.profile and data["chats"]:
+            biggest = data["chats"][-1]
+            urls = {
+                "chat-html": f"/chats/{biggest['code']}/",
+                "chat-json": (
+                    api_chat.format(code=biggest["code"])
+                    if api_chat
+                    else f"/chats/{biggest['code']}/older/?before={biggest['last_seq'] + 1}"
+                ),
+            }
+            self.write("Profiling the chat page with pyinstrument...\n")
+            profile = self.probe(
+                "profile",
+                "--user",
+                "bench",
+                "--repeat",
+                str(max(c.requests, 10)),
+                "--output",
+                str(c.output),
+                *[f"--url={k}={v}" for k, v in urls.items()],
+            )
+        return self.report(data, profile, imported)
+
+    async def _measure_all(self, data: dict, api_chat: str, search: str, imported: dict) -> None:
+        passwords = data["passwords"]
+        bench = await self.login("bench", passwords["bench"])
+        try:
+            for chat in data["chats"]:
+                code, last, size = chat["code"], chat["last_seq"], chat["size"]
+                self.write(f"Chat of {size:,} messages\n")
+                await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
+                await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
+                json_url = (
+                    api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
+                )
+                await self.measure(
+                    bench,
+                    "chat_json",
+                    size,
+                    "messages",
+                    json_url,
+                    "" if api_chat else "older-page endpoint (no JSON API yet)",
+                )
+                await self.measure(
+                    bench, "older_newest", size, "messages", f"/chats/{code}/older/?before={last + 1}"
+                )
+                await self.measure(
+                    bench,
+                    "older_middle",
+                    size,
+                    "messages",
+                    f"/chats/{code}/older/?before={max(last // 2, 2)}",
+                )
+                await self.measure(
+                    bench, "older_start", size, "messages", f"/chats/{code}/older/?before={min(51, last)}"
+                )
+                await self.measure_sends(bench, chat)
+            if search:
+                total = sum(c["size"] for c in data["chats"])
+                await self.measure(
+                    bench,
+                    "search",
+                    total,
+                    "messages",
+                    search.format(q=self.config.search_term),
+                    f"q={self.config.search_term}",
+                )
+            for st_size, info in imported.items():
+                await self.measure(bench, "st_open_chat", st_size, "messages", f"/chats/{info['code']}/")
+                url = (
+                    api_chat.format(code=info["code"])
+                    if api_chat
+                    else f"/chats/{info['code']}/older/?before={info['last_seq'] + 1}"
+                )
+                await self.measure(bench, "st_chat_json", st_size, "messages", url)
+            if imported:
+                cards = self.st_manifest().get("characters_count", 0)
+                await self.measure(bench, "st_gallery", cards, "cards", "/characters/")
+                await self.measure(bench, "st_chat_list", len(imported), "chats", "/chats/")
+        finally:
+            await bench.aclose()
+        for chars in data["sets"]:
+            client = await self.login(chars["username"], passwords[chars["username"]])
+            try:
+                self.write(f"{chars['size']:,} characters\n")
+                await self.measure(client, "gallery", chars["size"], "characters", "/characters/")
+            finally:
+                await client.aclose()
+
+    # --- SillyTavern's data ---------------------------------------------------------------------
+
+    def st_manifest(self) -> dict:
+        root = self.config.st_dataset
+        # gen_st_data.py writes <data root>.manifest.json; the dataset given may be the data root or
+        # the user folder inside it.
+        candidates = (
+            Path(str(root).rstrip("/") + ".manifest.json"),
+            Path(str(Path(root).parent).rstrip("/") + ".manifest.json"),
+            Path(root) / "manifest.json",
+        )
+        for candidate in candidates:
+            if candidate.exists():
+                return json.loads(candidate.read_text())
+        return {}
+
+    def import_sillytavern(self) -> dict:
+        c = self.config
+        args = c.st_import_args or [str(c.st_dataset), "--user", "bench"]
+        self.write(f"Importing {c.st_dataset} with import_sillytavern {' '.join(args[1:])}\n")
+        self.manage("import_sillytavern", *args, stream=True)
+        sizes = [chat["messages"] for chat in self.st_manifest().get("chats", [])] or [
+            100,
+            1000,
+            10000,
+            100000,
+        ]
+        found = {
+            int(k): v
+            for k, v in self.probe("describe-imported", "--sizes", ",".join(map(str, sizes))).items()
+        }
+        if not found:
+            raise CommandError(
+                "import_sillytavern ran, but no imported chat of the manifest's sizes was found."
+            )
+        return found
+
+    # --- the report -----------------------------------------------------------------------------
+
+    def report(self, data: dict, profile: dict, imported: dict) -> dict:
+        by = {(r.op, r.size): r for r in self.results}
+        for r in self.results:
+            floor = by.get(("floor", r.size)) if r.unit == "messages" and r.op != "floor" else None
+            if floor is None and r.op not in ("floor",):
+                floors = [x for x in self.results if x.op == "floor"]
+                floor = floors[-1] if floors else None
+            if floor is not None and r.op != "floor":
+                r.ratio_to_floor = round(r.median_ms / floor.median_ms, 2) if floor.median_ms else None
+        flatness = {}
+        for op in sorted({r.op for r in self.results}):
+            rows = sorted((r for r in self.results if r.op == op), key=lambda r: r.size)
+            if len(rows) >= 2 and rows[0].median_ms:
+                flatness[op] = {
+                    "from": rows[0].size,
+                    "to": rows[-1].size,
+                    "ratio": round(rows[-1].median_ms / rows[0].median_ms, 2),
+                }
+        targets = []
+        for name, op, compare, limit in TARGETS:
+            rows = sorted((r for r in self.results if r.op == op), key=lambda r: r.size)
+            value, detail = None, ""
+            if rows and compare == "flat" and op in flatness:
+                value = flatness[op]["ratio"]
+                detail = f"{rows[-1].median_ms} ms at {rows[-1].size:,} vs {rows[0].median_ms} ms at {rows[0].size:,}"
+            elif rows and compare == "floor":
+                value = max(r.ratio_to_floor or 0 for r in rows)
+                detail = "worst size: " + ", ".join(f"{r.size:,}: {r.ratio_to_floor}x" for r in rows)
+            elif rows and compare.startswith("vs:"):
+                other = {r.size: r for r in self.results if r.op == compare[3:]}
+                ratios = [
+                    (r.size, round(r.median_ms / other[r.size].median_ms, 2)) for r in rows if r.size in other
+                ]
+                if ratios:
+                    value = max(v for _, v in ratios)
+                    detail = ", ".join(f"{s:,}: {v}x" for s, v in ratios)
+            targets.append(
+                {
+                    "target": name,
+                    "value": value,
+                    "limit": limit,
+                    "met": value is not None and value <= limit,
+                    "detail": detail,
+                }
+            )
+        c = self.config
+        return {
+            "meta": {
+                "command": c.command,
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "database": data.get("vendor"),
+                "database_url": redact(c.database_url),
+                "cache": "redis" if c.redis_url else "local memory",
+                "server": "uvicorn, one process, loopback",
+                "requests": c.requests,
+                "concurrency": c.concurrency,
+                "warmup": c.warmup,
+                "chat_sizes": [ch["size"] for ch in data["chats"]],
+                "character_sets": [s["size"] for s in data["sets"]],
+            },
+            "operations": [{**asdict(r), "label": r.label} for r in self.results],
+            "flatness": flatness,
+            "targets": targets,
+            "profile": profile,
+            "sillytavern": SILLYTAVERN if imported else None,
+            "notes": self.notes,
+        }
+
+
+# --- writing it out -------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def table(report: dict) -> list[list[str]]:
+    rows = [["operation", "size", "median ms", "p95 ms", "max ms", "queries", "bytes", "RSS MiB", "x floor"]]
+    for r in report["operations"]:
+        rows.append(
+            [
+                r["label"],
+                f"{r['size']:,} {r['unit']}",
+                _fmt(r["median_ms"]),
+                _fmt(r["p95_ms"]),
+                _fmt(r["max_ms"]),
+                _fmt(r["queries"], 0) if r["queries"] is not None else "–",
+                _fmt(r["bytes"]),
+                _fmt(r["rss_mib"], 1),
+                _fmt(r["ratio_to_floor"]),
+            ]
+        )
+    return rows
+
+
+def terminal(report: dict) -> str:
+    rows = table(report)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("")
+    for t in report["targets"]:
+        mark = "met" if t["met"] else ("MISSED" if t["value"] is not None else "not measured")
+        lines.append(f"[{mark}] {t['target']}: {_fmt(t['value'])}x (limit {t['limit']}x) {t['detail']}")
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    m = report["meta"]
+    out = [
+        "# rpchat benchmark",
+        "",
+        f"- command: `{m['command']}`",
+        f"- date: {m['date']}; machine: {m['machine']['cpus']} CPUs, {m['machine']['platform']}, Python {m['machine']['python']}",
+        f"- database: {m['database']} ({m['database_url']}); cache: {m['cache']}; server: {m['server']}",
+        (
+            f"- {m['requests']} requests per figure, {m['concurrency']} at a time, after {m['warmup']} warm-ups; "
+            "times from sending the request to the last byte of the body"
+        ),
+        "",
+        "| " + " | ".join(table(report)[0]) + " |",
+        "|" + "---|" * 2 + "---:|" * 7,
+    ]
+    out += ["| " + " | ".join(row) + " |" for row in table(report)[1:]]
+    out += ["", "## Targets", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
+    out += [
+        f"| {t['target']} | {_fmt(t['value'])}x | {t['limit']}x | {'yes' if t['met'] else 'no'} | {t['detail']} |"
+        for t in report["targets"]
+    ]
+    out += [
+        "",
+        "## Flatness (largest size against smallest)",
+        "",
+        "| operation | from | to | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    out += [
+        f"| {LABELS.get(op, op)} | {f['from']:,} | {f['to']:,} | {f['ratio']}x |"
+        for op, f in report["flatness"].items()
+    ]
+    if report["profile"]:
+        out += ["", "## Where the time goes (pyinstrument, in-process, Django's full handler)", ""]
+        for name, p in report["profile"].items():
+            shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in p["share"].items() if v >= 0.01)
+            out.append(f"- **{name}** ({p['per_request_ms']} ms a request): {shares}. Profile: `{p['html']}`")
+    if report.get("sillytavern"):
+        out += [
+            "",
+            "## Beside SillyTavern 1.12.6 (shared/bench/SILLYTAVERN-REFERENCE.md)",
+            "",
+            "| operation | size | SillyTavern median (p95) ms | rpchat median (p95) ms |",
+            "|---|---:|---:|---:|",
+        ]
+        st = report["sillytavern"]
+        for r in report["operations"]:
+            if r["op"] == "st_open_chat" and r["size"] in st["open_chat"]:
+                med, p95 = st["open_chat"][r["size"]]
+                out.append(
+                    f"| open a chat | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                )
+            if r["op"] == "st_gallery":
+                for cards, (med, p95) in st["list_characters"].items():
+                    out.append(
+                        f"| list characters (SillyTavern: {cards:,} cards) | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                    )
+            if r["op"] == "st_chat_list":
+                med, p95 = st["list_chats"][4]
+                out.append(
+                    f"| list one character's chats | {r['size']} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
+                )
+    if report["notes"]:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(out) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [2, 1]})
+    chat_ops = ["floor", "open_chat", "chat_json", "older_middle", "older_start", "send", "prompt"]
+    for op in chat_ops:
+        rows = sorted((r for r in report["operations"] if r["op"] == op), key=lambda r: r["size"])
+        if rows:
+            left.plot([r["size"] for r in rows], [r["median_ms"] for r in rows], marker="o", label=LABELS[op])
+    st = SILLYTAVERN["open_chat"]
+    left.plot(
+        list(st),
+        [v[0] for v in st.values()],
+        linestyle="--",
+        color="grey",
+        marker="x",
+        label="SillyTavern 1.12.6: open a chat (reference, one client)",
+    )
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("messages in the chat")
+    left.set_ylabel("median latency, ms (log)")
+    left.set_title("Chat operations against chat length")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    rows = sorted((r for r in report["operations"] if r["op"] == "gallery"), key=lambda r: r["size"])
+    if rows:
+        right.plot(
+            [r["size"] for r in rows],
+            [r["median_ms"] for r in rows],
+            marker="o",
+            label="rpchat: gallery first page",
+        )
+        right.plot(
+            [r["size"] for r in rows],
+            [r["p95_ms"] for r in rows],
+            marker=".",
+            linestyle=":",
+            label="rpchat: p95",
+        )
+    right.set_xscale("log")
+    right.set_ylim(bottom=0)
+    right.set_xlabel("characters the user has")
+    right.set_ylabel("latency, ms")
+    right.set_title("Gallery against number of characters")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=7)
+    m = report["meta"]
+    fig.suptitle(
+        f"rpchat on {m['database']}, {m['machine']['cpus']} CPUs, {m['concurrency']} concurrent clients"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(report: dict, output: Path) -> list[Path]:
+    paths = [output / "bench.json", output / "bench.md", output / "bench.png"]
+    paths[0].write_text(json.dumps(report, indent=1))
+    paths[1].write_text(markdown(report))
+    plot(report, paths[2])
+    return paths

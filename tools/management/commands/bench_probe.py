@@ -1,0 +1,35 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from tools import bench_inside
+
+
+class Command(BaseCommand):
+    help = (
+        "The part of manage.py bench that runs inside the bench database; prints JSON (not for direct use)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["describe", "describe-imported", "prompt", "profile"])
+        parser.add_argument("--repeat", type=int, default=20)
+        parser.add_argument("--sizes", default="", help="describe-imported: message counts to look for")
+        parser.add_argument("--url", action="append", default=[], help="profile: NAME=URL (repeatable)")
+        parser.add_argument("--user", default="bench", help="profile: who is logged in")
+        parser.add_argument("--output", default="bench-output", help="profile: where the HTML profiles go")
+
+    def handle(self, *args, **options):
+        action = options["action"]
+        if action == "describe":
+            result = bench_inside.describe()
+        elif action == "describe-imported":
+            result = bench_inside.describe_imported([int(s) for s in options["sizes"].split(",") if s])
+        elif action == "prompt":
+            result = bench_inside.time_prompts(repeat=options["repeat"])
+        else:
+            urls = dict(item.split("=", 1) for item in options["url"])
+            result = bench_inside.profile_pages(
+                urls=urls, username=options["user"], repeat=options["repeat"], output=Path(options["output"])
+            )
+        self.stdout.write(json.dumps(result))
