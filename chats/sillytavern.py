@@ -467,7 +467,7 @@ def _unpack_info(info: Any, extra: Any) -> Any:
     return info
 
 
-def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pending:  # noqa: PLR0917
+def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pending:
     mes = obj.get("mes") or ""
     name = obj.get("name") or ""
     extra = obj.get("extra")
@@ -870,7 +870,7 @@ def _attach_chat_lorebook(result: ImportResult, books: dict[str, Lorebook]) -> N
         result.object.lorebooks.add(books[result.object.metadata["world_info"]])
 
 
-def _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines) -> None:  # noqa: PLR0917
+def _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines) -> None:
     name = _rel(path, base)
     try:
         group = json_loads(
