@@ -2,7 +2,9 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.expressions import Col
 from django.db.models.functions import Lower, Substr
+from django.db.models.lookups import Exact
 from django.urls import reverse
 
 # Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
@@ -27,9 +29,18 @@ LONG_FIELDS = (
 
 
 class TagQuerySet(models.QuerySet):
-    def on(self, characters: "CharacterQuerySet") -> "TagQuerySet":
-        """Tags that at least one of `characters` carries: the gallery's tag filter passes the
-        characters the viewer may see, so others' private characters and deleted ones add none."""
+    def visible_to(self, user) -> "TagQuerySet":
+        """Tags carried by a character `user` may see (the rule of CharacterQuerySet.visible_to:
+        active, not deleted, public or their own), for the gallery's tag filter: another user's
+        private characters and deleted ones add none."""
+        seen = models.Q(visibility=Character.Visibility.PUBLIC)
+        if user.is_authenticated:
+            # The owner column itself: a filter through the relation (owner=, even owner_id=)
+            # leaves auth_user among the query's tables, and cachalot caches no query reading it.
+            owner = Col(Character._meta.db_table, Character._meta.get_field("owner"))
+            seen |= models.Q(Exact(owner, user.pk))
+        characters = Character.objects.filter(seen, is_active=True, deleted_at__isnull=True)
+        # IN rather than EXISTS: cachalot caches the one and not the other.
         carried = Character.tags.through.objects.filter(character__in=characters).values("tag_id")
         return self.filter(pk__in=carried)
 
