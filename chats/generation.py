@@ -5,6 +5,11 @@ process is a task there. The task writes the growing text to the reply's row as 
 finishes it in a short transaction of its own, so closing the tab, a refresh or a second tab loses
 nothing. Pages follow a reply through `follow()`: live from memory when the reply is generated in
 this process, else by polling its row (a reply started by another worker).
+
+A reply being written touches its row at least every sixth of STREAM_STALE_AFTER, even while the
+engine is silent; a streaming row left untouched longer belongs to a worker that is gone (killed,
+restarted), and every worker's sweep (`start_maintenance`, at startup and then periodically) marks
+it interrupted, text kept, so its chat is usable again without any page having to follow it.
 """
 
 from __future__ import annotations
@@ -12,30 +17,33 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from core import metrics
 from core.databases import release_connection
+from settings_app import engines
 from settings_app.models import SiteSettings
 
-from . import engines
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
 STOP_KEY = "gen-stop:{}"
+INTERRUPTED = "The reply was interrupted (the server stopped while generating). Retry to finish it."
 
 
 @dataclass
@@ -56,6 +64,8 @@ class LiveReply:
     finishing: bool = False
     # Set once the row holds the final text, however the task ended.
     finished: threading.Event = field(default_factory=threading.Event)
+    # When the row was last written (monotonic): the heartbeat touches it when this grows old.
+    saved_at: float = field(default_factory=time.monotonic)
     subscribers: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,12 +109,15 @@ class Runner:
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
+    # The process that started the loop and the sweep: a forked child has neither thread.
+    _pid = 0
+    _sweeping_pid = 0
     live: dict[int, LiveReply] = {}
 
     @classmethod
     def loop(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
-            if cls._loop is None or not cls._loop.is_running():
+            if cls._loop is None or not cls._loop.is_running() or cls._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -115,7 +128,7 @@ class Runner:
 
                 threading.Thread(target=run, name="rpchat-generation", daemon=True).start()
                 ready.wait()
-                cls._loop = loop
+                cls._loop, cls._pid = loop, os.getpid()
             return cls._loop
 
 
@@ -142,6 +155,17 @@ def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
 
     loop.call_soon_threadsafe(spawn, context=contextvars.Context())
     return live
+
+
+def start_maintenance() -> None:
+    """Sweep for stranded replies now and every sixth of STREAM_STALE_AFTER, on this process's
+    generation loop. Called once by the server entry points (asgi.py, wsgi.py); idempotent."""
+    with Runner._lock:
+        if Runner._sweeping_pid == os.getpid():
+            return
+        Runner._sweeping_pid = os.getpid()
+    loop = Runner.loop()
+    loop.call_soon_threadsafe(lambda: loop.create_task(_sweep_forever()), context=contextvars.Context())
 
 
 def request_stop(message_id: int) -> None:
@@ -234,6 +258,66 @@ def _save_progress(message_id: int, text: str) -> None:
 
 
 @_db
+def _touch(message_id: int) -> None:
+    """The heartbeat: this reply's worker is alive (while the engine is silent, say)."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(updated_at=timezone.now())
+
+
+def heartbeat_interval() -> float:
+    """How often a reply being written touches its row at the least."""
+    return settings.RPCHAT["STREAM_STALE_AFTER"] / 6
+
+
+def stranded_queryset(*, cutoff, exclude: Iterable[int] = ()):
+    """Streaming replies untouched since `cutoff`, but those in `exclude` (read on the partial index
+    message_one_streaming_per_chat, which holds only streaming rows)."""
+    return (
+        Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
+        .exclude(pk__in=list(exclude))
+        .order_by()
+    )
+
+
+def interrupt_stranded(*, ids: Iterable[int] | None = None) -> int:
+    """Mark replies whose worker is gone as interrupted, their text kept; returns how many.
+
+    Gone means no touch for STREAM_STALE_AFTER seconds: a live worker touches each of its replies
+    six times as often, so a live reply of any worker is never taken. Replies generated in this
+    process are never taken by it. `ids` limits the sweep to those replies.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.RPCHAT["STREAM_STALE_AFTER"])
+    rows = stranded_queryset(cutoff=cutoff, exclude=list(Runner.live))
+    if ids is not None:
+        rows = rows.filter(pk__in=list(ids))
+    # Read first: on SQLite an UPDATE waits for the write lock even when it changes nothing.
+    found = list(rows.values_list("pk", flat=True)[:500])
+    if not found:
+        return 0
+    # The same conditions again: a touch that lands in between keeps its reply.
+    marked = rows.filter(pk__in=found).update(
+        status=Case(
+            When(content="", then=Value(Message.Status.ERROR)), default=Value(Message.Status.INCOMPLETE)
+        ),
+        error=INTERRUPTED,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    if marked:
+        logger.warning("marked %d replies interrupted: their worker stopped while writing them", marked)
+    return marked
+
+
+async def _sweep_forever() -> None:
+    sweep = _db(interrupt_stranded)
+    while True:
+        try:
+            await sweep()
+        except Exception:
+            logger.exception("the sweep for interrupted replies failed")
+        await asyncio.sleep(heartbeat_interval())
+
+
+@_db
 def _finish(
     message_id: int, *, text: str, status: str, error: str = "", meta: dict, prompt: dict | None
 ) -> None:
@@ -241,9 +325,16 @@ def _finish(
     with transaction.atomic():
         reply = (
             Message.objects.select_for_update()
-            .only("id", "session_id", "meta", "alternative_index", "alternative_count")
+            .only("id", "session_id", "status", "meta", "alternative_index", "alternative_count")
             .get(pk=message_id)
         )
+        if reply.status != Message.Status.STREAMING:
+            # Another worker found it untouched for STREAM_STALE_AFTER seconds (this one could not
+            # write) and marked it interrupted; it is the person's again, to retry or delete.
+            logger.warning(
+                "message %s was marked interrupted while it was written; its end is dropped", message_id
+            )
+            return
         tokens = estimate_tokens(text)
         Message.objects.filter(pk=message_id).update(
             content=text,
@@ -252,7 +343,8 @@ def _finish(
             error=error,
             finish_reason=meta.get("finish_reason", ""),
             version=F("version") + 1,
-            meta={**reply.meta, **meta},
+            # A detail of an earlier failure does not outlive a retry.
+            meta={**{k: v for k, v in reply.meta.items() if k != "error_detail"}, **meta},
             updated_at=now,
         )
         if prompt is not None:
@@ -260,7 +352,7 @@ def _finish(
         if reply.alternative_count:
             # The active swipe mirrors the message's text.
             MessageAlternative.objects.filter(message_id=message_id, index=reply.alternative_index).update(
-                content=text, token_count=tokens, meta=meta
+                content=text, token_count=tokens, meta={k: v for k, v in meta.items() if k != "error_detail"}
             )
         ChatSession.objects.filter(pk=reply.session_id).update(last_message_at=now)
     cache.delete(STOP_KEY.format(message_id))
@@ -277,8 +369,9 @@ async def _generate(live: LiveReply, mode: str) -> None:
     pieces = 0
     live.task = asyncio.current_task()
     # A stop asked for on another worker arrives through the cache, even while the engine is
-    # silent (reading a long prompt), so it is watched for apart from the stream.
-    watcher = asyncio.create_task(_watch_for_stop(live))
+    # silent (reading a long prompt), so it is watched for apart from the stream; the same watch
+    # keeps the row touched meanwhile.
+    watcher = asyncio.create_task(_watch(live))
     try:
         reply, config, prompt = await _prepare(message_id, mode)
         meta = {
@@ -292,6 +385,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
             live.reset(text)
         last_save = time.monotonic()
         interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
+        # An engine that ignores max_tokens would otherwise fill the row, and every page showing it.
+        limit = settings.RPCHAT["MAX_REPLY_CHARS"]
         stream = engines.stream_completion(config, **engine_request(config, prompt))
         # aclosing: a stop or an error closes the connection, which makes the engine stop too.
         async with aclosing(stream):
@@ -304,10 +399,19 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 if first_token_at is None:
                     first_token_at = time.monotonic()
                 pieces += 1
-                text += item.text
-                live.publish(Event("delta", item.text))
+                piece = item.text[: max(limit - len(text), 0)]
+                text += piece
+                if piece:
+                    live.publish(Event("delta", piece))
+                if len(piece) < len(item.text):
+                    status = Message.Status.INCOMPLETE
+                    meta["finish_reason"] = "size_limit"
+                    error = meta["notice"] = (
+                        f"The reply reached the size limit of {limit:,} characters and was cut off there."
+                    )
+                    break
                 if time.monotonic() - last_save >= interval:
-                    last_save = time.monotonic()
+                    last_save = live.saved_at = time.monotonic()
                     await _save_progress(message_id, text)
         if meta.get("finish_reason") == "length":
             meta["notice"] = "The reply reached the length limit and may end mid-sentence."
@@ -316,6 +420,9 @@ async def _generate(live: LiveReply, mode: str) -> None:
     except engines.EngineError as exc:
         status = Message.Status.INCOMPLETE if text else Message.Status.ERROR
         error = str(exc)
+        # For staff (the log, and the message's meta in the admin): the address, credentials masked.
+        meta["error_detail"] = exc.detail
+        logger.warning("reply %s failed: %s", message_id, exc.detail)
     except Exception:
         logger.exception("generation of message %s failed", message_id)
         status = Message.Status.INCOMPLETE if text else Message.Status.ERROR
@@ -340,15 +447,26 @@ async def _generate(live: LiveReply, mode: str) -> None:
         live.finished.set()
 
 
-async def _watch_for_stop(live: LiveReply) -> None:
-    """Stop the reply once a stop for it shows up in the cache (set by any worker)."""
+async def _watch(live: LiveReply) -> None:
+    """Stop the reply once a stop for it shows up in the cache (set by any worker), and touch its
+    row whenever it has not been written for a heartbeat interval."""
     key = STOP_KEY.format(live.message_id)
-    interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
+    heartbeat = heartbeat_interval()
+    interval = min(settings.RPCHAT["STREAM_PERSIST_INTERVAL"], heartbeat)
     while True:
         await asyncio.sleep(interval)
-        if await sync_to_async(cache.get, thread_sensitive=False)(key):
-            live.stop()
-            return
+        try:
+            if await sync_to_async(cache.get, thread_sensitive=False)(key):
+                live.stop()
+                return
+        except Exception:  # the cache is down: a stop from another worker waits, the reply goes on
+            logger.exception("could not read the stop signal of message %s", live.message_id)
+        if time.monotonic() - live.saved_at >= heartbeat:
+            live.saved_at = time.monotonic()
+            try:
+                await _touch(live.message_id)
+            except Exception:
+                logger.exception("could not touch message %s", live.message_id)
 
 
 @_db
@@ -368,15 +486,18 @@ def _impersonation_prompt(session_id: int):
 
 
 async def impersonate(session: ChatSession) -> str:
-    """The model's draft of the user's next message (not stored)."""
+    """The model's draft of the user's next message (not stored), at most a message's length."""
     config, prompt = await _impersonation_prompt(session.pk)
+    limit = settings.RPCHAT["MAX_MESSAGE_CHARS"]
     text = ""
     stream = engines.stream_completion(config, **engine_request(config, prompt))
     async with aclosing(stream):
         async for item in stream:
             if isinstance(item, engines.Delta):
                 text += item.text
-    return text.strip()
+                if len(text) >= limit:  # an engine that does not stop: the box takes no more
+                    break
+    return text[:limit].strip()
 
 
 async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterator[Event]:
@@ -396,8 +517,8 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
                     return
         finally:
             live.unsubscribe(queue)
-    # Generated by another worker (or interrupted): follow the row.
-    stale_after = settings.RPCHAT["ENGINE_FIRST_TOKEN_TIMEOUT"] + 30
+    # Generated by another worker (or stranded by one that is gone): follow the row.
+    stale_after = settings.RPCHAT["STREAM_STALE_AFTER"]
     sent = None
     while True:
         row = await _poll(message_id)
@@ -412,9 +533,8 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
             yield Event("done")
             return
         if (timezone.now() - updated_at).total_seconds() > stale_after:
-            await _mark_interrupted(message_id)
-            yield Event("done")
-            return
+            # Its worker is gone: the next read finds it interrupted (or touched just in time).
+            await _interrupt_if_stranded(message_id)
         await asyncio.sleep(poll_interval)
 
 
@@ -428,12 +548,8 @@ def _poll(message_id: int):
 
 
 @sync_to_async
-def _mark_interrupted(message_id: int) -> None:
+def _interrupt_if_stranded(message_id: int) -> None:
     try:
-        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-            status=Message.Status.INCOMPLETE,
-            error="The reply was interrupted (the server stopped while generating). Retry to finish it.",
-            version=F("version") + 1,
-        )
+        interrupt_stranded(ids=[message_id])
     finally:
         release_connection()

@@ -4,13 +4,16 @@ Each builds its query the way the page does; tests/rpchat/test_explain_queries.p
 SQL is the same as what the page runs.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db.models import Count
+from django.utils import timezone
 
 from core.hot_queries import admin_changelist_queryset, hot_query
 from settings_app.models import SiteSettings
 
-from . import paging
+from . import generation, paging
 from .lore import entries_queryset
 from .models import ChatSession, Message
 from .prompt import history_queryset
@@ -74,3 +77,12 @@ def admin_chats():
 @hot_query("admin: messages list", used_by="MessageAdmin changelist")
 def admin_messages():
     return admin_changelist_queryset(Message)
+
+
+@hot_query(
+    "stranded replies sweep",
+    used_by="chats.generation.interrupt_stranded, every few seconds per worker (message_one_streaming_per_chat)",
+)
+def stranded_replies():
+    cutoff = timezone.now() - timedelta(seconds=settings.RPCHAT["STREAM_STALE_AFTER"])
+    return generation.stranded_queryset(cutoff=cutoff, exclude=[1, 2]).values_list("pk", flat=True)[:500]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Max
+from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 
 from characters.models import Character
@@ -13,7 +14,7 @@ from settings_app.models import Persona, SiteSettings
 
 from . import generation
 from .macros import MacroContext, expand
-from .models import ChatMember, ChatSession, Message, MessageAlternative
+from .models import ChatMember, ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import estimate_tokens
 
 
@@ -364,11 +365,35 @@ def message_delete(*, message: Message, and_after: bool = False) -> int:
         rows = rows.filter(seq__gte=message.seq) if and_after else rows.filter(pk=message.pk)
         if rows.filter(status=Message.Status.STREAMING).exists():
             raise ChatBusy
-        # Plain DELETEs with a subquery: Django's collector would load every row into memory first.
-        MessageAlternative.objects.filter(message__in=rows.values("pk"))._raw_delete(rows.db)
-        deleted = rows._raw_delete(rows.db)
+        deleted = messages_delete(rows=rows)
         ChatSession.objects.filter(pk=message.session_id).update(message_count=F("message_count") - deleted)
     return deleted
+
+
+def messages_delete(*, rows: models.QuerySet) -> int:
+    """Delete the messages `rows` and every row that refers to them (swipes, prompt snapshots).
+
+    Plain DELETEs with a subquery each: Django's collector would load every row into memory first.
+    The referring tables are read from the models, so a table added later is deleted with its
+    messages instead of failing the foreign key check at commit (deferred on SQLite and PostgreSQL).
+    Returns how many messages were deleted.
+    """
+    with transaction.atomic(using=rows.db):
+        return _delete_with_dependents(rows)
+
+
+def _delete_with_dependents(rows: models.QuerySet) -> int:
+    keys = rows.values("pk")
+    for relation in get_candidate_relations_to_delete(rows.model._meta):
+        field = relation.field
+        dependents = relation.related_model._base_manager.using(rows.db).filter(**{f"{field.name}__in": keys})
+        if relation.on_delete is models.CASCADE:
+            _delete_with_dependents(dependents)
+        elif relation.on_delete is models.SET_NULL:
+            dependents.update(**{field.name: None})
+        elif relation.on_delete is not models.DO_NOTHING:
+            raise NotImplementedError(f"{relation.related_model.__name__}.{field.name}: {relation.on_delete}")
+    return rows._raw_delete(rows.db)
 
 
 def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
@@ -402,9 +427,13 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
 
 
 def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) -> int:
-    """INSERT ... SELECT of messages and their swipes: no row passes through Python."""
+    """INSERT ... SELECT of messages, their swipes and prompts: no row passes through Python."""
     message = Message._meta.db_table
     alternative = MessageAlternative._meta.db_table
+    snapshot = PromptSnapshot._meta.db_table
+    kept = [f.column for f in PromptSnapshot._meta.concrete_fields if f.name != "message"]
+    snapshot_cols = ", ".join(f'"{c}"' for c in kept)
+    snapshot_select = ", ".join(f'snap."{c}"' for c in kept)
     # Every column but the key and the chat, from the model: a new field is copied too.
     columns = [f.column for f in Message._meta.concrete_fields if f.name not in ("id", "session")]
     # The branch's messages were not sent with the parent's idempotency keys.
@@ -423,6 +452,16 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
             f'SELECT dst.id, alt."index", alt.content, alt.token_count, alt.meta, alt.created_at '
             f"FROM {alternative} alt "
             f"JOIN {message} src ON src.id = alt.message_id "
+            f"JOIN {message} dst ON dst.session_id = %s AND dst.seq = src.seq "
+            "WHERE src.session_id = %s AND src.seq <= %s",
+            [target.pk, source.pk, up_to_seq],
+        )
+        # The prompt inspector of a copied reply shows what was sent for it in the parent chat.
+        cursor.execute(
+            f"INSERT INTO {snapshot} (message_id, {snapshot_cols}) "  # noqa: S608 - names from the models
+            f"SELECT dst.id, {snapshot_select} "
+            f"FROM {snapshot} snap "
+            f"JOIN {message} src ON src.id = snap.message_id "
             f"JOIN {message} dst ON dst.session_id = %s AND dst.seq = src.seq "
             "WHERE src.session_id = %s AND src.seq <= %s",
             [target.pk, source.pk, up_to_seq],

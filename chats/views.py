@@ -27,10 +27,11 @@ from core.http import private_cache, release_stamp
 from core.markdown import render_cached
 from core.pagination import page_number, page_of
 from core.uploads import LimitedUploadHandler, download_name
+from settings_app import engines
+from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
-from . import engines, forms, generation, paging, services, sillytavern
-from .engines import BUILTIN_LABEL
+from . import forms, generation, paging, services, sillytavern
 from .models import ChatSession, Message
 from .search import search_messages
 
@@ -48,7 +49,8 @@ def prerender(request, session: ChatSession, messages) -> list:
     """Attach what each message's partial shows: its Markdown as HTML (from the cache where
     possible) and its links, reversed once per page rather than once per message.
 
-    (id, version) names one text for good: every change of a message's text bumps its version.
+    The cache finds a rendering by the text itself, so an edit, or an id reused after a restore,
+    can never bring back another text's HTML.
     """
     base = session.get_absolute_url()
     thumbs: dict[int, str] = {}
@@ -61,11 +63,10 @@ def prerender(request, session: ChatSession, messages) -> list:
             m.thumb_url = thumbs[speaker.pk]
     done = [m for m in messages if m.status != Message.Status.STREAMING]
     html = render_cached(
-        {f"{m.pk}.{m.version}": m.content for m in done},
-        allow_images=SiteSettings.for_request(request).allow_external_media,
+        {m.pk: m.content for m in done}, allow_images=SiteSettings.for_request(request).allow_external_media
     )
     for m in done:
-        m.rendered_html = mark_safe(html[f"{m.pk}.{m.version}"])  # noqa: S308 - sanitized by render
+        m.rendered_html = mark_safe(html[m.pk])  # noqa: S308 - sanitized by render
     return messages
 
 

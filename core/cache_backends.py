@@ -3,10 +3,12 @@
 Set `METRICS_LABEL` beside `BACKEND` in `CACHES` to name the series (cachalot's alias says
 "cachalot"). A `get_many` counts as one lookup: a hit when every key was found, which is how
 cachalot reads a cached query (the query's key together with its tables' keys).
+`clear_environment` drops one environment's keys (after a restore).
 """
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 
 from django.core.cache.backends.locmem import LocMemCache
@@ -48,3 +50,27 @@ class CountingLocMemCache(CountingMixin, LocMemCache):
 
 class CountingRedisCache(CountingMixin, RedisCache):
     pass
+
+
+def clear_environment(alias: str = "default") -> None:
+    """Drop every cached value of this environment: the keys under its KEY_PREFIX (all aliases share
+    it), leaving other environments that share the Redis alone. Local memory is per process, so
+    there it empties this process's cache only (a stopped server's is gone with it).
+    """
+    from django.core.cache import caches
+
+    cache = caches[alias]
+    if not isinstance(cache, RedisCache):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    # The prefix is the operator's text: escape glob characters so it matches only itself.
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", cache.key_prefix) + ":*"
+    batch = []
+    for key in client.scan_iter(pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch = []
+    if batch:
+        client.delete(*batch)

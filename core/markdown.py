@@ -7,7 +7,9 @@ Images from other sites are dropped unless the operator allows external media.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Hashable
 
 import nh3
 from markdown_it import MarkdownIt
@@ -82,26 +84,36 @@ def render(text: str, *, allow_images: bool = False) -> str:
     )
 
 
-CACHE_PREFIX = "md:1"
+# Bump the number when render() changes its output, so no page shows HTML rendered the old way.
+CACHE_PREFIX = "md:2"
 CACHE_TIMEOUT = 7 * 24 * 3600
 
 
-def render_cached(texts: dict[str, str], *, allow_images: bool = False) -> dict[str, str]:
-    """render() for many texts at once, reusing the cache: {key: text} in, {key: html} out.
+def _cache_key(text: str, allow_images: bool) -> str:
+    # The key is the text itself (its digest), never the row it came from: ids are reused after a
+    # restore or a purge, and a key naming a row would then hand one user's text to another.
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+    return f"{CACHE_PREFIX}:{int(allow_images)}:{digest}"
 
-    A key must name one text forever (a message's id and version): an edit makes a new key, so
-    nothing is ever invalidated, old entries just expire. One cache round trip for a whole page.
+
+def render_cached(texts: dict[Hashable, str], *, allow_images: bool = False) -> dict[Hashable, str]:
+    """render() for many texts at once, reusing the cache: {label: text} in, {label: html} out.
+
+    Entries are found by the text's digest, so a cached rendering is right by construction for
+    whatever text asks for it: nothing is ever invalidated, old entries just expire. The labels
+    only pair answers with questions. One cache round trip for a whole page.
     """
     from django.core.cache import cache
 
-    prefix = f"{CACHE_PREFIX}:{int(allow_images)}:"
-    found = cache.get_many([prefix + key for key in texts]) if texts else {}
+    keys = {label: _cache_key(text, allow_images) for label, text in texts.items()}
+    found = cache.get_many(set(keys.values())) if keys else {}
     out, fresh = {}, {}
-    for key, text in texts.items():
-        html = found.get(prefix + key)
+    for label, text in texts.items():
+        key = keys[label]
+        html = found.get(key)
         if html is None:
-            html = fresh[prefix + key] = render(text, allow_images=allow_images)
-        out[key] = html
+            html = found[key] = fresh[key] = render(text, allow_images=allow_images)
+        out[label] = html
     if fresh:
         cache.set_many(fresh, CACHE_TIMEOUT)
     return out

@@ -1,7 +1,7 @@
 """Request, database, cache and generation metrics: Prometheus series plus a recent window per route.
 
 The middleware (`rpchat.middleware.RequestMetricsMiddleware`) opens a `RequestStats` for each request
-in a context variable; the query wrapper installed on every database connection (`rpchat.apps`) adds
+in a context variable; the query wrapper installed on every database connection (`core.apps`) adds
 to it, whichever thread the view runs in, because `sync_to_async` carries the context along. Queries
 that cachalot answers never reach the connection, so they are not counted: the counts are real
 database round trips.

@@ -12,8 +12,21 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def private(path: Path, mode: int) -> None:
+    """Take away the group's and others' access to `path` (a folder made before, say)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+    except PermissionError:  # not ours: the operator chose it
+        pass
+
+
+# The SQLite database, the secret key and whatever else is local state: this account's only.
 VAR_DIR = Path(os.getenv("RPCHAT_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+private(VAR_DIR, 0o700)
 
 # pytest imports this module after importing itself; `manage.py test` is not used here.
 TESTING = "pytest" in sys.modules
@@ -54,6 +67,7 @@ def _secret_key() -> str:
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(50))
+    private(path, 0o600)
     return path.read_text().strip()
 
 
@@ -287,6 +301,8 @@ RPCHAT = {
     "GALLERY_PAGE_SIZE": envint("RPCHAT_GALLERY_PAGE_SIZE", "24"),
     "CHAT_LIST_PAGE_SIZE": envint("RPCHAT_CHAT_LIST_PAGE_SIZE", "30"),
     "MAX_MESSAGE_CHARS": envint("RPCHAT_MAX_MESSAGE_CHARS", "20000"),
+    # The longest reply stored: an engine that ignores max_tokens is cut off here.
+    "MAX_REPLY_CHARS": envint("RPCHAT_MAX_REPLY_CHARS", "1000000"),
     # How long a browser reuses an avatar or thumbnail before asking again (then a 304 if unchanged).
     "IMAGE_MAX_AGE": envint("RPCHAT_IMAGE_MAX_AGE", "86400"),
     # API pages.
@@ -303,6 +319,9 @@ RPCHAT = {
     "TRASH_DAYS": envint("RPCHAT_TRASH_DAYS", "30"),
     # How often a streaming reply's text is written to its row while it grows.
     "STREAM_PERSIST_INTERVAL": envfloat("RPCHAT_STREAM_PERSIST_INTERVAL", "0.5"),
+    # A reply being written is touched (its row's updated_at) at least every sixth of this; one
+    # left untouched this long belongs to a worker that is gone and is marked interrupted.
+    "STREAM_STALE_AFTER": envfloat("RPCHAT_STREAM_STALE_AFTER", "30"),
     # Monitoring (docs/performance.md): requests and queries slower than these are logged as
     # warnings on the "rpchat.slow" logger; /metrics also accepts this bearer token when set.
     "SLOW_REQUEST_MS": envfloat("RPCHAT_SLOW_REQUEST_MS", "500"),
@@ -327,7 +346,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # httpx logs every URL it calls at INFO, a model server's included (keys in a query string).
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 
 # Profiling with silk is opt-in: it adds several milliseconds to every request.

@@ -21,7 +21,7 @@ class ConnectionProfileForm(forms.ModelForm):
 
     class Meta:
         model = ConnectionProfile
-        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
+        fields = "__all__"  # noqa: DJ007 - the admin edits every field of a profile
 
     def save(self, commit=True):
         profile = super().save(commit=False)
@@ -95,7 +95,7 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
 
     def _report_connection(self, request, profile: ConnectionProfile) -> None:
         # The engine client lives in chats; settings_app must not import it at module level.
-        from chats.engines import EngineConfig, EngineError, list_models
+        from .engines import EngineConfig, EngineError, list_models
 
         config = EngineConfig(
             label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key
@@ -103,7 +103,8 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
         try:
             models = asyncio.run(list_models(config))
         except EngineError as exc:
-            self.message_user(request, f"{profile.name}: {exc}", messages.ERROR)
+            # Staff see the detail (the address, credentials masked).
+            self.message_user(request, f"{profile.name}: {exc.detail}", messages.ERROR)
         else:
             names = ", ".join(models[:10]) or "no models listed"
             self.message_user(request, f"{profile.name}: connected. Models: {names}", messages.SUCCESS)

@@ -118,7 +118,7 @@ def tiny_engine_url(tiny_model_path):
 @pytest.fixture
 def tiny_builtin(db, tiny_model_path):
     """Point the built-in engine at the tiny model, so tests run the built-in code path."""
-    from chats.engines import BuiltinServer
+    from settings_app.engines import BuiltinServer
     from settings_app.models import SiteSettings
 
     site = SiteSettings.load()
@@ -150,11 +150,13 @@ def make_profile(db):
 
 
 class ScriptedServer:
-    """Streams `pieces` one every `delay` seconds; `mode` makes it fail in a chosen way."""
+    """Streams `pieces` one every `delay` seconds (after `pause` seconds of silence, a model reading
+    its prompt); `mode` makes it fail in a chosen way."""
 
     def __init__(self):
         self.pieces = ["Once", " upon", " a", " time"]
         self.delay = 0.05
+        self.pause = 0.0
         self.mode = "ok"
         self.requests: list[dict] = []
         self.disconnected = threading.Event()
@@ -189,6 +191,16 @@ class ScriptedServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.mode == "echo401":  # refuses the key and repeats what it was sent, as some servers do
+            body = json.dumps(
+                {"error": {"message": f"Invalid credentials: {h.headers.get('Authorization')}"}}
+            )
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body.encode())
+            return
         if self.mode.startswith("http"):
             status = int(self.mode[4:])
             body = json.dumps({"error": {"message": "scripted failure", "type": "server_error"}})
@@ -210,6 +222,16 @@ class ScriptedServer:
                 h.wfile.write(b"data: {not json\n\n")
                 h.wfile.flush()
                 return
+            if self.mode == "endless":  # ignores max_tokens: the pieces over and over until hung up on
+                n = 0
+                while True:
+                    piece = self.pieces[n % len(self.pieces)]
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    h.wfile.flush()
+                    n += 1
+                    time.sleep(self.delay)
+            time.sleep(self.pause)
             for i, piece in enumerate(self.pieces):
                 chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                 h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())

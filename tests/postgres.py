@@ -23,3 +23,15 @@ def database_url(name: str) -> str:
     config = connection.settings_dict
     auth = config["USER"] + (f":{config['PASSWORD']}" if config["PASSWORD"] else "")
     return f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}/{name}"
+
+
+def create_database(name: str) -> None:
+    """A new empty database `name` beside the test database (an old one of that name is dropped)."""
+    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -35,6 +35,14 @@ class Copied:
     bytes: int
 
 
+def _private_file(path: Path) -> None:
+    """Make `path` an empty file only this account can read (or empty it and make it so): a backup
+    holds password hashes and API keys. SQLite gives its journal the same mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
 def _busy_timeout() -> float:
     return float(settings.SQLITE_OPTIONS["timeout"])
 
@@ -67,6 +75,7 @@ def sqlite_backup(
     if not target.parent.is_dir():
         raise BackupError(f"The folder {target.parent} does not exist.")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    _private_file(temporary)
     src = sqlite3.connect(source, timeout=_busy_timeout(), isolation_level=None)
     dst = sqlite3.connect(temporary, isolation_level=None)
     try:
@@ -133,6 +142,8 @@ def sqlite_restore(
         kept = sqlite_backup(
             source=target, target=target.with_name(f"{target.name}.before-restore-{stamp}")
         ).path
+    if not target.exists():
+        _private_file(target)
     src = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     dst = sqlite3.connect(target, timeout=_busy_timeout(), isolation_level=None)
     try:
@@ -185,7 +196,10 @@ def pg_dump(config: dict, target: Path) -> Copied:
     commands = pg_commands(config, temporary)
     env = {**os.environ, **({"PGPASSWORD": commands.password} if commands.password else {})}
     try:
-        done = subprocess.run(commands.dump, env=env, capture_output=True, text=True, check=False)
+        # umask: pg_dump makes the file, which holds password hashes and API keys, this account's only.
+        done = subprocess.run(
+            commands.dump, env=env, capture_output=True, text=True, check=False, umask=0o077
+        )
         if done.returncode:
             raise BackupError(f"pg_dump failed: {done.stderr.strip()[-2000:]}")
         _fsync(temporary)

@@ -132,8 +132,8 @@ def _stats(values: list[float]) -> dict:
 
 def time_prompts(*, repeat: int) -> list[dict]:
     """Time chats.prompt.build_prompt for each bench chat, as the generation task calls it."""
-    from chats import engines
     from chats.prompt import build_prompt
+    from settings_app import engines
     from settings_app.models import SiteSettings
 
     site = SiteSettings.load()

@@ -26,6 +26,7 @@ from django.utils import timezone
 from characters.models import Character, Lorebook, LorebookEntry, Tag
 from chats.models import ChatSession, Message, MessageAlternative
 from chats.prompt import estimate_tokens
+from chats.services import messages_delete
 from settings_app.models import ConnectionProfile, SiteSettings
 
 BENCH_USER = "bench"
@@ -271,19 +272,13 @@ def _user(username: str):
 
 
 def _delete_chats(sessions) -> None:
-    """Delete chats and their messages with three statements, not one per row."""
+    """Delete chats and their messages with a few statements, not one per row."""
     ids = list(sessions.values_list("id", flat=True))
     if not ids:
         return
-    marks = ",".join(["%s"] * len(ids))
-    alt, msg = MessageAlternative._meta.db_table, Message._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Table names come from the models; only the ids are parameters.
-        cursor.execute(
-            f"DELETE FROM {alt} WHERE message_id IN (SELECT id FROM {msg} WHERE session_id IN ({marks}))",  # noqa: S608
-            ids,
-        )
-        cursor.execute(f"DELETE FROM {msg} WHERE session_id IN ({marks})", ids)  # noqa: S608
+    with transaction.atomic():
+        # The benchmark's sends leave prompt snapshots too: messages_delete takes every dependent.
+        messages_delete(rows=Message.objects.filter(session_id__in=ids))
         ChatSession.objects.filter(id__in=ids).update(parent=None)
         ChatSession.objects.filter(id__in=ids).delete()
 

@@ -106,38 +106,77 @@ def test_hide_keeps_the_message_but_leaves_it_out_of_the_prompt(owner_client, ch
     assert chat.messages.filter(seq=2, hidden=True).exists()
 
 
-def test_delete_one_message_or_it_and_everything_after(owner_client, chat):
+def talk(client, chat, *contents: str) -> None:
+    """Send each message through the chat page's view and wait for the model's reply to it."""
+    for content in contents:
+        response = client.post(url("send", chat), {"content": content})
+        assert response.status_code == 200, response.content
+        wait(chat.messages.get(seq=response.json()["reply_seq"]))
+
+
+@pytest.fixture
+def generated(owner, owner_client, tiny_builtin):
+    """A chat made the way users make one: two messages, two replies written by the model (each
+    with the prompt it was sent), and a second swipe of the last reply, shorter than the first."""
+    chat = make_chat(user=owner, character=make_character(name="Wren"))
+    talk(owner_client, chat, "Message 1", "Message 3")
+    tiny_builtin.builtin_max_tokens = 3
+    tiny_builtin.save()
+    assert owner_client.post(url("message_regenerate", chat, 4)).status_code == 200
+    last = wait(chat.messages.get(seq=4))
+    assert (last.content, last.alternative_count) == ("Hello, traveler", 2)
+    assert PromptSnapshot.objects.filter(message__session=chat).count() == 2
+    return chat
+
+
+def test_delete_one_message_or_it_and_everything_after(owner_client, generated):
+    chat = generated
     assert owner_client.post(url("message_delete", chat, 2)).json()["deleted"] == 1
     assert list(chat.messages.values_list("seq", flat=True).order_by("seq")) == [1, 3, 4]
     assert owner_client.post(url("message_delete", chat, 3), {"and_after": "1"}).json()["deleted"] == 2
     assert list(chat.messages.values_list("seq", flat=True)) == [1]
     chat.refresh_from_db()
     assert chat.message_count == 1
+    # The replies' swipes and prompts went with them.
+    assert not MessageAlternative.objects.exists()
+    assert not PromptSnapshot.objects.exists()
+    assert "Message 1" in owner_client.get(chat.get_absolute_url()).content.decode()
 
 
-def test_branch_copies_the_history_up_to_a_message_and_links_back(owner_client, owner, chat):
-    last = chat.messages.get(seq=4)
-    MessageAlternative.objects.bulk_create(
-        [
-            MessageAlternative(message=last, index=0, content="Message 4"),
-            MessageAlternative(message=last, index=1, content="Alt"),
-        ]
-    )
-    Message.objects.filter(pk=last.pk).update(alternative_count=2)
+def test_deleting_the_only_reply_of_a_chat_leaves_the_chat_usable(owner_client, owner, tiny_builtin):
+    chat = make_chat(user=owner, character=make_character(name="Wren"))
+    talk(owner_client, chat, "Hi")
+    assert owner_client.post(url("message_delete", chat, 2)).json()["deleted"] == 1
+    talk(owner_client, chat, "Hi again")
+    assert list(chat.messages.values_list("content", flat=True)) == ["Hi", "Hi again", TINY_REPLY]
+
+
+def test_branch_copies_the_history_up_to_a_message_and_links_back(owner_client, owner, generated):
+    chat = generated
     data = owner_client.post(url("message_branch", chat, 4)).json()
     branch = ChatSession.objects.exclude(pk=chat.pk).get(user=owner)
     assert data["url"] == branch.get_absolute_url()
     assert (branch.parent_id, branch.branch_seq, branch.message_count, branch.last_seq) == (chat.pk, 4, 4, 4)
     assert list(branch.messages.values_list("content", flat=True).order_by("seq")) == [
-        f"Message {i}" for i in range(1, 5)
+        "Message 1",
+        TINY_REPLY,
+        "Message 3",
+        "Hello, traveler",
     ]
     copied = branch.messages.get(seq=4)
-    assert list(copied.alternatives.values_list("content", flat=True)) == ["Message 4", "Alt"]
+    assert list(copied.alternatives.values_list("content", flat=True)) == [TINY_REPLY, "Hello, traveler"]
     page = owner_client.get(branch.get_absolute_url()).content.decode()
     assert "Branched from" in page and str(chat.code) in page
-    # The branch is independent: a change in it leaves the parent alone.
+    # A copied reply's prompt inspector shows what was sent for it in the parent chat.
+    prompt = owner_client.get(url("message_prompt", branch, 4)).content.decode()
+    assert "Message 3" in prompt and "chat history (3 messages)" in prompt
+    # The branch is independent: a change in it leaves the parent alone, and the other way round.
     owner_client.post(url("message_delete", branch, 1), {"and_after": "1"})
     assert chat.messages.count() == 4
+    assert PromptSnapshot.objects.filter(message__session=chat).count() == 2
+    assert owner_client.post(url("message_delete", chat, 2), {"and_after": "1"}).json()["deleted"] == 3
+    talk(owner_client, branch, "A new start")
+    assert branch.messages.count() == 2
 
 
 def test_branching_copies_in_sql_at_any_length(owner, owner_client, django_assert_max_num_queries):

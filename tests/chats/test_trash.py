@@ -87,3 +87,31 @@ def test_prune_dry_run_changes_nothing(owner):
     call_command("prune", "--dry-run", stdout=out)
     assert "Would purge 1 chats" in out.getvalue()
     assert ChatSession.objects.filter(pk=chat.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_purges_a_chat_whose_replies_the_model_wrote(owner_client, owner, tiny_builtin):
+    from chats import generation
+    from chats.models import PromptSnapshot
+
+    def talk(chat, content):
+        response = owner_client.post(reverse("chats:send", args=[chat.code]), {"content": content})
+        generation.wait_for(chat.messages.get(seq=response.json()["reply_seq"]).pk)
+
+    old = make_chat(user=owner, character=make_character())
+    kept = make_chat(user=owner, character=make_character())
+    for chat in (old, kept):
+        talk(chat, "Hello")
+    owner_client.post(reverse("chats:message_regenerate", args=[old.code, 2]))
+    generation.wait_for(old.messages.get(seq=2).pk)
+    owner_client.post(reverse("chats:delete", args=[old.code]))
+    ChatSession.objects.filter(pk=old.pk).update(deleted_at=timezone.now() - timedelta(days=31))
+
+    out = StringIO()
+    call_command("prune", stdout=out, stderr=StringIO())
+
+    assert "Purged 1 chats (2 messages)" in out.getvalue()
+    assert not ChatSession.objects.filter(pk=old.pk).exists()
+    assert not MessageAlternative.objects.exists()
+    assert list(PromptSnapshot.objects.values_list("message__session", flat=True)) == [kept.pk]
+    assert kept.messages.count() == 2

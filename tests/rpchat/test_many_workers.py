@@ -18,7 +18,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import redis
 from cachalot.api import cachalot_disabled
@@ -32,7 +31,7 @@ from chats.models import Message
 from core.databases import attached_database
 from settings_app.models import ConnectionProfile, SiteSettings
 from tests.conftest import ScriptedServer
-from tests.postgres import admin_dsn
+from tests.postgres import create_database, drop_database
 from tests.postgres import database_url as url_of_database
 from tools.servers import manage_py, server_env, uvicorn_process
 
@@ -95,10 +94,8 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
         DB_POOL_TIMEOUT="5",
     )
     with django_db_blocker.unblock(), ExitStack() as stack:
-        with psycopg.connect(admin_dsn(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
-        stack.callback(_drop_database, name)
+        create_database(name)
+        stack.callback(drop_database, name)
         stack.callback(_delete_keys, prefix)
         stack.callback(engine.close)
         manage_py(env, "migrate", "--no-input", "-v0")
@@ -116,11 +113,6 @@ def _delete_keys(prefix: str) -> None:
     if keys:
         client.delete(*keys)
     client.close()
-
-
-def _drop_database(name: str) -> None:
-    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -10,13 +10,17 @@ import threading
 from io import StringIO
 from pathlib import Path
 
-import psycopg
 import pytest
+import redis
 from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
 from django.db.models import F
+from django.test import Client
+from django.urls import reverse
 
 from characters.models import Character, Lorebook, LorebookEntry
 from chats import services
@@ -24,7 +28,7 @@ from chats.models import ChatSession, Message, MessageAlternative
 from core.databases import attached_database
 from settings_app.models import Persona, SiteSettings
 from tests.factories import add_messages, make_character
-from tests.postgres import admin_dsn, database_url
+from tests.postgres import create_database, database_url, drop_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -201,9 +205,7 @@ def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_
 
     config = connection.settings_dict
     restored = f"{config['NAME']}_restored"
-    with psycopg.connect(admin_dsn(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{restored}"')
+    create_database(restored)
     try:
         # The restore command the backup printed, pointed at the new database.
         restore = out.getvalue().split("To restore it:\n  ")[1].split("  (with")[0]
@@ -212,8 +214,7 @@ def test_on_postgresql_backup_runs_pg_dump_and_the_printed_restore_brings_every_
         with attached_database("restored", database_url(restored)):
             assert _rows("restored") == _rows("default")
     finally:
-        with psycopg.connect(admin_dsn(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+        drop_database(restored)
 
 
 @on_postgresql
@@ -227,3 +228,107 @@ def test_on_postgresql_without_pg_dump_it_says_which_commands_to_run(tmp_path, m
     assert "pg_restore" in message and "--clean --if-exists" in message
     with pytest.raises(CommandError, match="restore with pg_restore while the server is stopped"):
         call_command("restore_db", str(tmp_path / "x.pgdump"), interactive=False, stdout=StringIO())
+
+
+# --- what is cached must not outlive the rows a restore takes away ------------------------------
+
+
+def _send(client, chat, content: str) -> int:
+    from chats import generation
+
+    response = client.post(reverse("chats:send", args=[chat.code]), {"content": content})
+    assert response.status_code == 200, response.content
+    generation.wait_for(Message.objects.get(session=chat, seq=response.json()["reply_seq"]).pk)
+    return response.status_code
+
+
+def _backup(tmp_path: Path):
+    """Back up as docs/operations.md says; returns how to restore that backup into the live database."""
+    out = StringIO()
+    if connection.vendor == "sqlite":
+        backup_file = tmp_path / "before.sqlite3"
+        call_command("backup_db", str(backup_file), stdout=out)
+
+        def restore():
+            call_command("restore_db", str(backup_file), interactive=False, stdout=StringIO())
+            for kept in Path(connection.settings_dict["NAME"]).parent.glob("*.before-restore-*"):
+                kept.unlink()
+
+        return restore
+    if shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump/pg_restore are not installed")
+    call_command("backup_db", str(tmp_path / "before.pgdump"), stdout=out)
+
+    def restore():
+        # By hand, as printed: pg_restore with the server stopped, then clear_caches.
+        printed = out.getvalue().split("To restore it:\n  ")[1]
+        pg_restore = printed.split("  (with")[0]
+        assert "then: manage.py clear_caches" in printed
+        connections.close_all()
+        subprocess.run(shlex.split(pg_restore), check=True, capture_output=True)
+        call_command("clear_caches", stdout=StringIO())
+
+    return restore
+
+
+def test_after_a_restore_nobody_is_shown_text_the_restore_took_away(owner, other, tmp_path, tiny_builtin):
+    """Backup; Alice sends a secret and reads it; restore; Bob's message takes the ids hers had."""
+    alice, bob = Client(), Client()
+    alice.force_login(owner)
+    alice_chat = services.chat_start(user=owner, character=make_character(name="Wren"))
+    bob_chat = services.chat_start(user=other, character=make_character(name="Ash"))
+    restore = _backup(tmp_path)
+
+    _send(alice, alice_chat, "My bank PIN is 4921")
+    assert "My bank PIN is 4921" in alice.get(alice_chat.get_absolute_url()).content.decode()
+    secret_id = Message.objects.get(session=alice_chat, content="My bank PIN is 4921").pk
+
+    restore()
+    bob.force_login(other)
+    _send(bob, bob_chat, "Good morning")
+
+    assert Message.objects.get(session=bob_chat, content="Good morning").pk == secret_id  # reused
+    page = bob.get(bob_chat.get_absolute_url()).content.decode()
+    assert "Good morning" in page
+    assert "4921" not in page
+
+
+def test_after_a_restore_a_new_account_does_not_inherit_a_removed_ones_limits(
+    owner, django_user_model, tmp_path, tiny_builtin, settings
+):
+    """Rate limits are counted per user id; the restore hands the removed account's id out again."""
+    settings.RPCHAT = {**settings.RPCHAT, "GENERATIONS_PER_MINUTE": 1}
+    character = make_character(name="Wren")
+    restore = _backup(tmp_path)
+    carol = django_user_model.objects.create_user("carol", password="pw-carol-123")
+    client = Client()
+    client.force_login(carol)
+    _send(client, services.chat_start(user=carol, character=character), "Hello")  # her one a minute
+
+    restore()
+    dave = django_user_model.objects.create_user("dave", password="pw-dave-123")
+    assert dave.pk == carol.pk
+    client = Client()
+    client.force_login(dave)
+
+    assert _send(client, services.chat_start(user=dave, character=character), "Hello") == 200
+
+
+def test_clear_caches_drops_this_environments_keys_and_only_those():
+    cache.set("rl:generate:7:1", 3)
+    cache.set("md:2:0:abc", "<p>old</p>")
+    others = None
+    if settings.REDIS_URL:  # a second environment sharing the Redis
+        others = redis.Redis.from_url(settings.REDIS_URL)
+        others.set(f"{settings.CACHE_KEY_PREFIX}-other:1:md:2:0:abc", "theirs")
+    try:
+        out = StringIO()
+        call_command("clear_caches", stdout=out)
+        assert cache.get("rl:generate:7:1") is None and cache.get("md:2:0:abc") is None
+        if others is not None:
+            assert others.get(f"{settings.CACHE_KEY_PREFIX}-other:1:md:2:0:abc") == b"theirs"
+    finally:
+        if others is not None:
+            others.delete(f"{settings.CACHE_KEY_PREFIX}-other:1:md:2:0:abc")
+            others.close()
+    assert "Dropped" in out.getvalue()

@@ -7,7 +7,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from characters.models import Character
-from chats.models import ChatSession, Message, MessageAlternative, PromptSnapshot
+from chats.models import ChatSession, Message
+from chats.services import messages_delete
 
 
 class Command(BaseCommand):
@@ -54,8 +55,6 @@ def purge_chat(pk: int, batch: int = 5000) -> int:
             ids = list(Message.objects.filter(session_id=pk).values_list("pk", flat=True)[:batch])
             if not ids:
                 break
-            PromptSnapshot.objects.filter(message_id__in=ids)._raw_delete(PromptSnapshot.objects.db)
-            MessageAlternative.objects.filter(message_id__in=ids)._raw_delete(MessageAlternative.objects.db)
-            removed += Message.objects.filter(pk__in=ids)._raw_delete(Message.objects.db)
+            removed += messages_delete(rows=Message.objects.filter(pk__in=ids))
     ChatSession.objects.filter(pk=pk).delete()
     return removed

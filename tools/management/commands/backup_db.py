@@ -70,7 +70,8 @@ class Command(BaseCommand):
         commands = backup.pg_commands(config, target)
         how = (
             f"  back up:  {commands.shown(commands.dump)}\n"
-            f"  restore:  {commands.shown(commands.restore)}  (with the server stopped)"
+            f"  restore:  {commands.shown(commands.restore)}  (with the server stopped)\n"
+            "  then:     manage.py clear_caches"
         )
         if print_commands:
             self.stdout.write(how)
@@ -84,4 +85,7 @@ class Command(BaseCommand):
                 f"Backed up {config['NAME']} with pg_dump to {copied.path}: {copied.bytes / 1e6:.1f} MB."
             )
         )
-        self.stdout.write(f"To restore it:\n  {commands.shown(commands.restore)}  (with the server stopped)")
+        self.stdout.write(
+            f"To restore it:\n  {commands.shown(commands.restore)}  (with the server stopped)\n"
+            "  then: manage.py clear_caches"
+        )

@@ -1,12 +1,10 @@
 from pathlib import Path
 
-from cachalot.api import invalidate
-from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from core.cache_backends import clear_environment
 from tools import backup
-from settings_app.models import SITE_SETTINGS_CACHE_KEY
 
 
 class Command(BaseCommand):
@@ -25,7 +23,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "On PostgreSQL, restore with pg_restore while the server is stopped:\n"
                 f"  {commands.shown(commands.restore)}\n"
-                "then start the server (see docs/operations.md)."
+                "then `manage.py clear_caches`, then start the server (see docs/operations.md)."
             )
         live = Path(config["NAME"])
         try:
@@ -44,9 +42,10 @@ class Command(BaseCommand):
             kept = backup.sqlite_restore(backup=Path(path), target=live)
         except (backup.BackupError, OSError) as exc:
             raise CommandError(str(exc)) from None
-        # Cached query results and settings describe the database as it was.
-        invalidate()
-        cache.delete(SITE_SETTINGS_CACHE_KEY)
+        # Everything cached describes the database as it was: query results, the settings, sessions,
+        # and keys naming rows by id (rate limits per user, stop signals per reply), ids that the
+        # restored database hands out again to other people's rows.
+        clear_environment()
         if kept:
             self.stdout.write(f"The database as it was before is kept at {kept}.")
         self.stdout.write(

@@ -8,6 +8,7 @@ ConnectionProfile pointing at a server somewhere else. Both go through `stream_c
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
 import logging
@@ -16,11 +17,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
 
-from settings_app.models import SiteSettings
+from .models import SiteSettings
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +31,14 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class EngineError(Exception):
-    """A failure the user should read: the text says what happened and what to do."""
+    """A failure the user should read: the text says what happened, in plain words, without the
+    server's address or any credential. `detail` adds what staff need (the address with its
+    credentials masked, the underlying error), for the log and the admin."""
 
-    def __init__(self, message: str, *, status: int | None = None):
+    def __init__(self, message: str, *, status: int | None = None, detail: str = ""):
         super().__init__(message)
         self.status = status
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,61 @@ class Delta:
 class Finish:
     reason: str
     usage: dict | None = None
+
+
+def shown_url(url: str) -> str:
+    """`url` as staff may see it: a user name and password in it masked, its query left out."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(an address that is not a valid URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port else "")
+    if parts.username is not None or parts.password is not None:
+        netloc = "***@" + netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _credentials(config: EngineConfig) -> list[str]:
+    """Every credential `config` holds, as it may show up in a server's answer or an error."""
+    found = [config.api_key]
+    try:
+        parts = urlsplit(config.base_url)
+    except ValueError:
+        parts = None
+    if parts is not None:
+        found += [parts.username or "", parts.password or "", parts.query]
+        if parts.username is not None or parts.password is not None:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            found.append(base64.b64encode(userinfo.encode()).decode())  # as sent in basic auth
+    found += [unquote(secret) for secret in found]
+    return sorted({secret for secret in found if len(secret) >= 3}, key=len, reverse=True)
+
+
+def scrub(text: str, config: EngineConfig) -> str:
+    """`text` with the server's full address and every credential of `config` masked."""
+    text = text.replace(config.base_url, shown_url(config.base_url))
+    for secret in _credentials(config):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _request_target(config: EngineConfig, endpoint: str) -> tuple[str, httpx.BasicAuth | None]:
+    """The URL to call, without the user name and password a profile's URL may carry (httpx logs
+    every URL it calls), and those as HTTP basic auth, as httpx would have sent them."""
+    url = config.base_url + endpoint
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url, None
+        netloc = parts.netloc.rsplit("@", 1)[1]
+    except ValueError:
+        return url, None  # httpx refuses it, and stream_completion says so
+    auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 def smollm2_path() -> Path | None:
@@ -224,77 +284,96 @@ async def stream_completion(
         write=30,
         pool=30,
     )
-    url = config.base_url + endpoint
+    url, auth = _request_target(config, endpoint)
+    where = shown_url(config.base_url)
     finished = False
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            async with client.stream("POST", url, json=body, headers=headers) as response:
-                if response.status_code >= 400:
-                    raw = await response.aread()
+        async with (
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("POST", url, json=body, headers=headers, auth=auth) as response,
+        ):
+            if response.status_code >= 400:
+                raw = await response.aread()
+                message = scrub(_error_from_body(response.status_code, raw), config)
+                raise EngineError(message, status=response.status_code, detail=f"{message} ({where})")
+            lines = response.aiter_lines()
+            first = True
+            while True:
+                wait = opts["ENGINE_FIRST_TOKEN_TIMEOUT"] if first else opts["ENGINE_STALL_TIMEOUT"]
+                try:
+                    line = await asyncio.wait_for(anext(lines), timeout=wait)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if first:
+                        raise EngineError(f"The model server sent nothing for {wait:.0f} seconds.") from None
                     raise EngineError(
-                        _error_from_body(response.status_code, raw), status=response.status_code
-                    )
-                lines = response.aiter_lines()
-                first = True
-                while True:
-                    wait = opts["ENGINE_FIRST_TOKEN_TIMEOUT"] if first else opts["ENGINE_STALL_TIMEOUT"]
-                    try:
-                        line = await asyncio.wait_for(anext(lines), timeout=wait)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        if first:
-                            raise EngineError(
-                                f"The model server sent nothing for {wait:.0f} seconds."
-                            ) from None
-                        raise EngineError(
-                            f"The model server stopped sending for {wait:.0f} seconds mid-reply."
-                        ) from None
-                    line = line.strip()
-                    if not line or line.startswith(":"):
-                        continue
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        if not finished:
-                            finished = True
-                            yield Finish("stop")
-                        break
-                    first = False
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError:
-                        raise EngineError(
-                            f"The model server sent something that is not JSON: {payload[:200]}"
-                        ) from None
-                    if not isinstance(chunk, dict):
-                        raise EngineError("The model server sent an unexpected stream event.")
-                    if "error" in chunk:
-                        raise EngineError(_error_from_body(500, payload.encode()))
-                    for choice in chunk.get("choices") or []:
-                        if config.mode == "text":
-                            text = choice.get("text") or ""
-                        else:
-                            text = (choice.get("delta") or {}).get("content") or ""
-                        if text:
-                            yield Delta(text)
-                        if choice.get("finish_reason"):
-                            finished = True
-                            yield Finish(choice["finish_reason"], chunk.get("usage"))
+                        f"The model server stopped sending for {wait:.0f} seconds mid-reply."
+                    ) from None
+                line = line.strip()
+                if not line or line.startswith(":"):
+                    continue
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    if not finished:
+                        finished = True
+                        yield Finish("stop")
+                    break
+                first = False
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    raise EngineError(
+                        scrub(f"The model server sent something that is not JSON: {payload[:200]}", config)
+                    ) from None
+                if not isinstance(chunk, dict):
+                    raise EngineError("The model server sent an unexpected stream event.")
+                if "error" in chunk:
+                    raise EngineError(scrub(_error_from_body(500, payload.encode()), config))
+                for choice in chunk.get("choices") or []:
+                    if config.mode == "text":
+                        text = choice.get("text") or ""
+                    else:
+                        text = (choice.get("delta") or {}).get("content") or ""
+                    if text:
+                        yield Delta(text)
+                    if choice.get("finish_reason"):
+                        finished = True
+                        yield Finish(choice["finish_reason"], chunk.get("usage"))
+    # The person reading these is not the one who can fix the server: a plain reason for them, the
+    # address (credentials masked) and the underlying error for staff.
     except httpx.ConnectError as exc:
         raise EngineError(
-            f"Could not connect to the model server at {config.base_url} ({exc}). "
-            "Check that it is running and the URL is right."
+            "Could not connect to the model server: it is not running or its address is wrong "
+            "(an administrator can check the connection profile).",
+            detail=scrub(f"Could not connect to {where}: {exc}", config),
         ) from exc
     except httpx.ConnectTimeout as exc:
-        raise EngineError(f"Connecting to the model server at {config.base_url} timed out.") from exc
+        raise EngineError(
+            "Connecting to the model server timed out.",
+            detail=scrub(f"Connecting to {where} timed out: {exc}", config),
+        ) from exc
     except httpx.ReadTimeout as exc:
-        raise EngineError("The model server stopped answering.") from exc
+        raise EngineError(
+            "The model server stopped answering.", detail=f"{where} stopped answering."
+        ) from exc
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise EngineError(f"The connection to the model server dropped mid-reply ({exc}).") from exc
+        raise EngineError(
+            "The connection to the model server dropped mid-reply.",
+            detail=scrub(f"The connection to {where} dropped mid-reply: {exc}", config),
+        ) from exc
     except httpx.HTTPError as exc:
-        raise EngineError(f"The request to the model server failed: {exc}") from exc
+        raise EngineError(
+            "The request to the model server failed.",
+            detail=scrub(f"The request to {where} failed: {type(exc).__name__}: {exc}", config),
+        ) from exc
+    except httpx.InvalidURL as exc:
+        raise EngineError(
+            "The model server's address is not a valid URL (an administrator can fix the connection profile).",
+            detail=scrub(f"{where}: {exc}", config),
+        ) from exc
     if not finished:
         raise EngineError("The connection to the model server closed before the reply finished.")
 
@@ -302,13 +381,17 @@ async def stream_completion(
 async def list_models(config: EngineConfig) -> list[str]:
     """The model names the server reports at /models; raises EngineError with a readable reason."""
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    url, auth = _request_target(config, "/models")
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.get(config.base_url + "/models", headers=headers)
-    except httpx.HTTPError as exc:
-        raise EngineError(f"Could not reach {config.base_url}: {exc}") from exc
+            response = await client.get(url, headers=headers, auth=auth)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise EngineError(
+            "Could not reach the model server.",
+            detail=scrub(f"Could not reach {shown_url(config.base_url)}: {exc}", config),
+        ) from exc
     if response.status_code >= 400:
-        raise EngineError(_error_from_body(response.status_code, response.content))
+        raise EngineError(scrub(_error_from_body(response.status_code, response.content), config))
     try:
         data = response.json()
     except ValueError:
