@@ -111,7 +111,7 @@ def _image_urls(character: Character) -> dict:
 
 
 def _summary(character: Character, tags: list[str]) -> dict:
-    description = character.description
+    description = character.description_start  # for_list() reads no more than the summary needs
     return {
         "code": character.code,
         "name": character.name,

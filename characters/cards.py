@@ -18,6 +18,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import re
 import struct
 import zipfile
@@ -312,14 +313,24 @@ class ParsedCard:
 # --- reading cards ------------------------------------------------------------------------------
 
 
-def read_card(data: bytes, *, max_unpacked: int) -> ParsedCard:
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much of a card file is read, each bound checked while reading (never trusting a size the
+    file declares), so a small file cannot make the reader hold much more than the file."""
+
+    json_bytes: int | None = None  # the card's JSON, from any container (RPCHAT_MAX_CARD_JSON_BYTES)
+    icon_bytes: int | None = None  # a CHARX's main icon once unpacked (RPCHAT_MAX_CARD_BYTES)
+
+
+def read_card(data: bytes, *, max_unpacked: int, limits: ReadLimits = ReadLimits()) -> ParsedCard:
     """A card from a file's bytes: PNG/APNG, JSON or CHARX, told apart by their first bytes."""
     if data.startswith(PNG_SIGNATURE):
-        return _read_png_card(data)
+        return _read_png_card(data, limits)
     if data.startswith(ZIP_SIGNATURE):
-        return _read_charx(data, max_unpacked=max_unpacked)
+        return _read_charx(data, max_unpacked=max_unpacked, limits=limits)
     stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"{"):
+        _check_json_size(len(data), "the file", limits)
         card = parse_card(_json_object(data, "the file"))
         uri = _main_icon_uri(card)
         if uri and uri.startswith("data:"):
@@ -356,18 +367,52 @@ def unstorable_text(obj: Any) -> str | None:
     return None
 
 
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
+def json_loads(text: str | bytes) -> Any:
+    """json.loads, refusing with ValueError what no database stores: NaN, Infinity, a number too
+    large for a float, or one with more digits than Python converts (4,300)."""
+    try:
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise ValueError("a number has too many digits") from None
+        raise
+
+
+def _check_json_size(size: int, what: str, limits: ReadLimits) -> None:
+    if limits.json_bytes is not None and size > limits.json_bytes:
+        raise CardError(
+            f"{what} holds {size:,} bytes of card JSON; the limit is {limits.json_bytes:,} "
+            "(RPCHAT_MAX_CARD_JSON_BYTES)"
+        )
+
+
 def _json_object(data: bytes, what: str) -> dict:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CardError(f"{what} is not UTF-8 text (byte {exc.start})") from None
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except json.JSONDecodeError as exc:
         message = exc.msg.removesuffix(" at")
         raise CardError(
             f"{what} is not valid JSON: {message} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:
+        raise CardError(f"{what} cannot be imported: {exc}") from None
     except RecursionError:
         raise CardError(f"{what} is nested too deeply") from None
     if not isinstance(obj, dict):
@@ -412,7 +457,7 @@ def png_chunks(data: bytes, *, check_crc: bool = True):
         pos = end
 
 
-def _read_png_card(data: bytes) -> ParsedCard:
+def _read_png_card(data: bytes, limits: ReadLimits) -> ParsedCard:
     texts: dict[str, bytes] = {}
     image = bytearray(PNG_SIGNATURE)
     for ctype, start, end, body in png_chunks(data):
@@ -429,19 +474,21 @@ def _read_png_card(data: bytes) -> ParsedCard:
     card = None
     if "ccv3" in texts:
         try:
-            card = parse_card(_chunk_json(texts["ccv3"], "ccv3"))
+            card = parse_card(_chunk_json(texts["ccv3"], "ccv3", limits))
         except CardError as exc:
             if "chara" not in texts:
                 raise
             warnings.append(f"the ccv3 chunk was unreadable ({exc}); the chara chunk was read instead")
     if card is None:
-        card = parse_card(_chunk_json(texts["chara"], "chara"))
+        card = parse_card(_chunk_json(texts["chara"], "chara", limits))
     card.avatar = bytes(image)
     card.warnings[:0] = warnings
     return card
 
 
-def _chunk_json(text: bytes, keyword: str) -> dict:
+def _chunk_json(text: bytes, keyword: str, limits: ReadLimits) -> dict:
+    # Base64 carries three bytes in four characters: refused before decoding anything.
+    _check_json_size(len(text) * 3 // 4, f"the {keyword} chunk", limits)
     compact = re.sub(rb"\s+", b"", text)
     compact += b"=" * (-len(compact) % 4)  # some writers drop the padding
     try:
@@ -451,7 +498,7 @@ def _chunk_json(text: bytes, keyword: str) -> dict:
     return _json_object(decoded, f"the {keyword} chunk")
 
 
-def _read_charx(data: bytes, *, max_unpacked: int) -> ParsedCard:
+def _read_charx(data: bytes, *, max_unpacked: int, limits: ReadLimits) -> ParsedCard:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -465,27 +512,33 @@ def _read_charx(data: bytes, *, max_unpacked: int) -> ParsedCard:
     by_name = {i.filename: i for i in infos}
     if "card.json" not in by_name:
         raise CardError("the CHARX archive has no card.json at its root")
-    card = parse_card(_json_object(_zip_read(archive, by_name["card.json"]), "card.json"))
+    body = _zip_read(archive, by_name["card.json"], limits.json_bytes, "RPCHAT_MAX_CARD_JSON_BYTES")
+    card = parse_card(_json_object(body, "card.json"))
     uri = _main_icon_uri(card)
     if uri and uri.startswith("embeded://"):
         path = uri[len("embeded://") :]
         if path in by_name:
-            card.avatar = _zip_read(archive, by_name[path])
+            card.avatar = _zip_read(archive, by_name[path], limits.icon_bytes, "RPCHAT_MAX_CARD_BYTES")
         else:
             card.warnings.append(f"the main icon {path} is not in the archive")
     return card
 
 
-def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """A member's bytes, refusing more than it declared (zip bombs lie about their sizes); the
-    declared sizes were checked against the limit already."""
+def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int | None, setting: str) -> bytes:
+    """A member's bytes, inflating at most `limit` + 1 bytes whatever the member declares (zip bombs
+    lie about their sizes), and refusing more than it declared."""
     if info.flag_bits & 0x1:
         raise CardError(f"{info.filename} in the CHARX archive is encrypted")
+    cap = info.file_size if limit is None else min(info.file_size, limit)
     try:
         with archive.open(info) as member:
-            body = member.read(info.file_size + 1)
+            body = member.read(cap + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise CardError(f"{info.filename} in the CHARX archive is damaged: {exc}") from None
+    if limit is not None and len(body) > limit:
+        raise CardError(
+            f"{info.filename} in the CHARX archive unpacks to more than {limit:,} bytes ({setting})"
+        )
     if len(body) > info.file_size:
         raise CardError(f"{info.filename} in the CHARX archive unpacks to more than it declares")
     return body
@@ -510,6 +563,46 @@ def _data_uri_bytes(uri: str, card: ParsedCard) -> bytes | None:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise CardError("the main icon's data: URL is not valid base64") from None
+
+
+def check_sizes(card: ParsedCard, *, max_chars: int, max_tags: int) -> None:
+    """Refuse a card with a text longer than `max_chars` characters (a field, an alternate
+    greeting, a lorebook entry) or more than `max_tags` tags: CardError naming the first."""
+    for f in CARD_FIELDS:
+        value = card.values.get(f.attr)  # a V1 card has V1 fields only
+        texts = value if isinstance(value, list) else [value]
+        for i, text in enumerate(texts):
+            if isinstance(text, str) and len(text) > max_chars:
+                where = f"{f.key}[{i}]" if isinstance(value, list) else f.key
+                raise CardError(_too_long(where, len(text), max_chars))
+    if len(card.tags) > max_tags:
+        raise CardError(
+            f"the card has {len(card.tags):,} tags; the limit is {max_tags:,} (RPCHAT_MAX_CARD_TAGS)"
+        )
+    if card.book is not None:
+        check_book_sizes(card.book, max_chars=max_chars, where="character_book.")
+
+
+def check_book_sizes(book: ParsedBook, *, max_chars: int, where: str = "") -> None:
+    """Refuse a lorebook with a text (its description, an entry's content, comment or key) longer
+    than `max_chars` characters: CardError naming the first."""
+    description = book.values.get("description", "")
+    if len(description) > max_chars:
+        raise CardError(_too_long(f"{where}description", len(description), max_chars))
+    for i, entry in enumerate(book.entries):
+        texts = [
+            ("content", entry.values.get("content", "")),
+            ("comment", entry.values.get("comment", "")),
+            *(("keys", k) for k in entry.values.get("keys", [])),
+            *(("secondary_keys", k) for k in entry.values.get("secondary_keys", [])),
+        ]
+        for name, text in texts:
+            if len(text) > max_chars:
+                raise CardError(_too_long(f"{where}entries[{i}].{name}", len(text), max_chars))
+
+
+def _too_long(where: str, length: int, limit: int) -> str:
+    return f"{where} is {length:,} characters long; the limit is {limit:,} (RPCHAT_MAX_CARD_FIELD_CHARS)"
 
 
 def parse_card(obj: dict) -> ParsedCard:

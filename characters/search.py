@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Substr
 from django.utils.safestring import SafeString
 
 from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
@@ -30,6 +31,9 @@ PG_RANKED = (
     "setweight(to_tsvector('simple', description || ' ' || scenario || ' ' || creator_notes), 'C')"
 )
 MAX_LIMIT = 50
+# A result's snippet is cut from the description's first this many characters: a list of results
+# never reads a whole card.
+SNIPPET_SOURCE_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,16 @@ def search_characters(*, user, query: str, limit: int = 10) -> list[CharacterHit
             [fts5_expression(terms)],
         )
         ranked = matching.annotate(score=score).order_by("score", "name", "id")
-    rows = ranked.only("id", "code", "name", "label", "thumbnail", "description")[:limit]
+    rows = ranked.only("id", "code", "name", "label", "thumbnail").annotate(
+        description_start=Substr("description", 1, SNIPPET_SOURCE_CHARS)
+    )[:limit]
     return [
         CharacterHit(
             code=c.code,
             name=c.name,
             label=c.label,
             has_thumbnail=bool(c.thumbnail),
-            snippet=highlight(c.description, terms, width=140),
+            snippet=highlight(c.description_start, terms, width=140),
         )
         for c in rows
     ]

@@ -41,7 +41,16 @@ def open_image(data: bytes) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = MAX_AVATAR_PIXELS
     try:
         image = Image.open(io.BytesIO(data))
+        # Pillow only warns between one and two times MAX_IMAGE_PIXELS: refuse before decoding.
+        width, height = image.size
+        if width * height > MAX_AVATAR_PIXELS:
+            raise ImageRejected(
+                f"The image is too large to use as an avatar ({width} x {height} pixels; "
+                f"at most {MAX_AVATAR_PIXELS:,} pixels)."
+            )
         image.load()
+    except ImageRejected:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"The image is too large to use as an avatar ({exc}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -153,8 +162,16 @@ def card_import(
     existing = character_imported(owner=owner, source_hash=digest)
     if existing is not None:
         return ImportResult(file_name, "skipped", f"already imported as {existing.name}", existing)
+    opts = settings.RPCHAT
     try:
-        card = cards.read_card(data, max_unpacked=settings.RPCHAT["MAX_CHARX_UNPACKED_BYTES"])
+        card = cards.read_card(
+            data,
+            max_unpacked=opts["MAX_CHARX_UNPACKED_BYTES"],
+            limits=cards.ReadLimits(
+                json_bytes=opts["MAX_CARD_JSON_BYTES"], icon_bytes=opts["MAX_CARD_BYTES"]
+            ),
+        )
+        cards.check_sizes(card, max_chars=opts["MAX_CARD_FIELD_CHARS"], max_tags=opts["MAX_CARD_TAGS"])
         character = _card_save(card, owner=owner, source_hash=digest, public=public or owner is None)
     except CardError as exc:
         return ImportResult(file_name, "failed", str(exc))
@@ -356,6 +373,7 @@ def lorebook_import(*, source: bytes | Path | BinaryIO, file_name: str, owner) -
         if existing is not None:
             return ImportResult(file_name, "skipped", f"already imported as {existing.name}", existing)
         book = cards.read_lorebook(data)
+        cards.check_book_sizes(book, max_chars=settings.RPCHAT["MAX_CARD_FIELD_CHARS"])
     except CardError as exc:
         return ImportResult(file_name, "failed", str(exc))
     name = book.values["name"] or Path(file_name).stem[:200] or "Lorebook"

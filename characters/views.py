@@ -55,7 +55,7 @@ def gallery(request):
         "q": q,
         "tag": tag,
         "label": label,
-        "tags": Tag.objects.filter(characters__is_active=True).distinct().only("name")[:50],
+        "tags": Tag.objects.visible_to(request.user).only("name")[:50],
         "labels": (
             Character.objects.visible_to(request.user)
             .exclude(label="")

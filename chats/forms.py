@@ -33,6 +33,9 @@ class ChatSettingsForm(forms.ModelForm):
         self.fields["persona"].empty_label = "None (use my username)"
         self.fields["lorebooks"] = forms.ModelMultipleChoiceField(
             queryset=Lorebook.objects.filter(owner=user, character__isnull=True),
+            # By code, as everywhere public: an integer key out of the database's range would
+            # reach the pk__in query of the field's check and fail there.
+            to_field_name="code",
             required=False,
             widget=forms.CheckboxSelectMultiple,
             label="Global lorebooks in this chat",
@@ -49,3 +52,11 @@ class AddMemberForm(forms.Form):
         self.fields["character"].queryset = (
             Character.objects.visible_to(user).exclude(pk__in=present).only("id", "name").order_by("name")
         )
+
+
+class MemberActionForm(forms.Form):
+    """Mute, unmute or remove one character of a group chat, named by its key."""
+
+    action = forms.ChoiceField(choices=[("mute", "Mute"), ("unmute", "Unmute"), ("remove", "Remove")])
+    # Bounded by what the database's keys hold: a larger number would fail in the query.
+    character_id = forms.IntegerField(min_value=1, max_value=2**63 - 1)

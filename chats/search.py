@@ -23,6 +23,9 @@ from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquer
 from .models import ChatSession
 
 MAX_LIMIT = 50
+# Message ids are BIGINTs: a `before` above the largest one bounds nothing (and would not fit the
+# query's parameter), one below 1 leaves nothing.
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ def _sqlite_sql(terms, *, user_id, session, before, limit):
     scope = f'"s{session.pk}"' if session is not None else f'"u{user_id}"'
     match = f"scope : {scope} AND content : ({fts5_expression(terms)})"
     # The FTS table drives: its MATCH (text and scope) and rowid order need no other index.
-    sql = (
-        f"SELECT {_COLUMNS} FROM chats_message_fts f "
+    sql = (  # constant SQL: the terms, scope and user are bound parameters
+        f"SELECT {_COLUMNS} FROM chats_message_fts f "  # noqa: S608
         "JOIN chats_message m ON m.id = f.rowid "
         "JOIN chats_chatsession s ON s.id = m.session_id "
         "JOIN characters_character c ON c.id = s.character_id "
@@ -75,8 +78,8 @@ def _postgres_sql(terms, *, user_id, session, before, limit):
     tsquery, params = pg_tsquery(terms)
     scope = f"'scope s{session.pk}'" if session is not None else f"'scope u{user_id}'"
     # The scope lexeme joins the text in one GIN lookup on message_search_document_idx.
-    sql = (
-        f"SELECT {_COLUMNS} FROM chats_message_search f "
+    sql = (  # constant SQL: the terms, scope and user are bound parameters
+        f"SELECT {_COLUMNS} FROM chats_message_search f "  # noqa: S608
         "JOIN chats_message m ON m.id = f.message_id "
         "JOIN chats_chatsession s ON s.id = m.session_id "
         "JOIN characters_character c ON c.id = s.character_id "
@@ -111,8 +114,10 @@ def search_messages(
     One query. `before` is the previous page's `next_before`.
     """
     terms = parse_query(query)
-    if not terms or not user.is_authenticated:
+    if not terms or not user.is_authenticated or (before is not None and before < 1):
         return MessageResults(hits=[], terms=terms, next_before=None)
+    if before is not None and before > MAX_ID:
+        before = None
     limit = max(1, min(limit, MAX_LIMIT))
     sql, params = message_search_sql(terms, user_id=user.pk, session=session, before=before, limit=limit + 1)
     with connection.cursor() as cursor:

@@ -9,6 +9,7 @@ from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 
 from characters.models import Character
+from core import ratelimit
 from settings_app.models import Persona, SiteSettings
 
 from . import generation
@@ -23,6 +24,28 @@ class ChatBusy(Exception):
 
 class EditConflict(Exception):
     """The message changed since the page that sent the change was loaded."""
+
+
+class TooManyReplies(Exception):
+    """The user asked for more replies than RPCHAT_GENERATIONS_PER_MINUTE allows."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"Try again in {wait} seconds.")
+        self.wait = wait
+
+
+def generation_wait(*, user) -> int | None:
+    """Count one reply asked for by `user`; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit("generate", str(user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60)
+
+
+def _refuse_nul(text: str, what: str) -> None:
+    """ValueError if `text` holds a NUL character: PostgreSQL refuses it in any text column (a
+    form field refuses it the same way, through Django's own validator)."""
+    if "\x00" in text:
+        raise ValueError(
+            f"{what} contains a NUL character (\\0), which cannot be stored. Remove it and try again."
+        )
 
 
 def _user_name(user, persona: Persona | None) -> str:
@@ -120,8 +143,9 @@ def message_send(
 ) -> tuple[Message, Message]:
     """Store the user's message and an empty streaming reply, then generate the reply.
 
-    Both rows are committed before the model is called. A repeated `client_token` (a double click)
-    returns the pair the first request made instead of sending twice.
+    Both rows are committed before the model is called. A repeated `client_token` (a double click,
+    a resend after a lost response) returns the pair the first request made instead of sending
+    twice, and is not counted against the reply limit (TooManyReplies past it).
     """
     content = content.strip()
     if not content:
@@ -129,10 +153,14 @@ def message_send(
     limit = settings.RPCHAT["MAX_MESSAGE_CHARS"]
     if len(content) > limit:
         raise ValueError(f"The message is {len(content):,} characters long; the limit is {limit:,}.")
+    _refuse_nul(content, "The message")
+    _refuse_nul(client_token, "The message's client token")
     if client_token:
         existing = _sent_with_token(session, client_token)
         if existing:
             return existing
+    if wait := generation_wait(user=user):
+        raise TooManyReplies(wait)
     character = next_speaker(session, content=content, chosen=speaker)
     try:
         with transaction.atomic():
@@ -300,6 +328,7 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
         raise ValueError("A message cannot be empty; delete it instead.")
     if len(content) > settings.RPCHAT["MAX_MESSAGE_CHARS"]:
         raise ValueError("The message is longer than the limit.")
+    _refuse_nul(content, "The message")
     tokens = estimate_tokens(content)
     with transaction.atomic():
         updated = (

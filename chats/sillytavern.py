@@ -26,7 +26,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from characters.cards import CardError, unstorable_text
+from characters.cards import CardError, json_loads, unstorable_text
 from characters.models import Character, Lorebook
 from characters.services import (
     ImageRejected,
@@ -91,9 +91,26 @@ JS_DATE = re.compile(
 )
 
 
+# Dates rpchat keeps: a day inside the calendar Python knows at both ends, so that every time zone
+# (stored in UTC, shown in TIME_ZONE) can still convert them.
+EARLIEST = dt.datetime(1, 1, 3, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 29, tzinfo=dt.UTC)
+
+
 def parse_send_date(value: Any) -> dt.datetime | None:
     """Every send_date form SillyTavern and its importers write, as an aware datetime; None if not
-    recognised. Times without a zone are read in settings.TIME_ZONE."""
+    recognised or too near the edges of the calendar. Times without a zone are read in
+    settings.TIME_ZONE."""
+    moment = _parse_date(value)
+    if moment is None:
+        return None
+    try:
+        return moment if EARLIEST <= moment.astimezone(dt.UTC) <= LATEST else None
+    except OverflowError:  # "0001-01-01T00:00:00+05:00" is in the year 0 in UTC
+        return None
+
+
+def _parse_date(value: Any) -> dt.datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str) and re.fullmatch(r"\d{9,16}(\.\d+)?", value.strip()):
@@ -280,11 +297,13 @@ def _read_lines(fh: BinaryIO, max_line: int) -> Iterator[tuple[int, bytes | None
 
 def _parse_line(line: bytes) -> tuple[dict | None, str]:
     try:
-        obj = json.loads(line.rstrip(b"\r\n"))
+        obj = json_loads(line.rstrip(b"\r\n"))
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+    except ValueError as exc:  # a number no database stores
+        return None, str(exc)
     except RecursionError:
         return None, "nested too deeply"
     if not isinstance(obj, dict):
@@ -342,15 +361,13 @@ def _import_lines(
         seq = 0
         first_at = last_at = None
         header_seen = False
-        for number, line, why in _read_lines(fh, max_line):
+        for number, line, unread in _read_lines(fh, max_line):
             read += len(line or b"")
             if read > limit:
                 raise ChatImportError(_too_large(read, limit))
             if line is not None and not line.strip():
                 continue
-            obj = None
-            if line is not None:
-                obj, why = _parse_line(line)
+            obj, why = (None, unread) if line is None else _parse_line(line)
             if obj is None:
                 report.add_broken(number, why)
                 continue
@@ -482,7 +499,7 @@ def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pendin
         )
         index = swipe_id if valid_id else (swipes.index(mes) if mes in swipes else 0)
         if isinstance(info, list) and len(info) == len(swipes):
-            alternatives = [(s, {"st": _pack_info(i, obj)}) for s, i in zip(swipes, info)]
+            alternatives = [(s, {"st": _pack_info(i, obj)}) for s, i in zip(swipes, info, strict=True)]
         else:
             alternatives = [(s, {}) for s in swipes]
             if "swipe_info" in obj:
@@ -856,7 +873,7 @@ def _attach_chat_lorebook(result: ImportResult, books: dict[str, Lorebook]) -> N
 def _import_group(path, base, user, by_stem, report, listed, done, books, skip_broken_lines) -> None:
     name = _rel(path, base)
     try:
-        group = json.loads(
+        group = json_loads(
             read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES")
         )
     except (CardError, ValueError) as exc:
@@ -890,8 +907,9 @@ def _import_group(path, base, user, by_stem, report, listed, done, books, skip_b
         missing = [m for m in group["members"] if m not in avatars]
         if missing and result.status == "imported":
             result.warnings.append(f"members without an imported card: {', '.join(map(str, missing))}")
-        if result.status == "imported" and isinstance(group.get("name"), str) and group["name"]:
-            ChatSession.objects.filter(pk=result.object.pk).update(title=group["name"][:200])
+        title = group.get("name")
+        if result.status == "imported" and isinstance(title, str) and title and not unstorable_text(title):
+            ChatSession.objects.filter(pk=result.object.pk).update(title=title[:200])
         report.add("chats", result)
 
 
@@ -901,7 +919,7 @@ def _import_personas(base: Path, user, report: FolderReport) -> None:
     if not path.is_file():
         return
     try:
-        data = json.loads(
+        data = json_loads(
             read_limited(path, limit=settings.RPCHAT["MAX_CARD_BYTES"], setting="RPCHAT_MAX_CARD_BYTES")
         )
     except (CardError, ValueError) as exc:
@@ -913,17 +931,20 @@ def _import_personas(base: Path, user, report: FolderReport) -> None:
         return
     descriptions = power.get("persona_descriptions") or {}
     default = power.get("default_persona")
-    for avatar, name in personas.items():
-        label = f"settings.json: persona {name}"
-        if not isinstance(name, str) or not name.strip():
+    for avatar, given in personas.items():
+        label = f"settings.json: persona {given}"
+        if not isinstance(given, str) or not given.strip():
             report.add("personas", ImportResult(label, "failed", "the persona has no name"))
             continue
-        name = name.strip()[:100]
+        name = given.strip()[:100]
+        about = descriptions.get(avatar) if isinstance(descriptions, dict) else None
+        description = about.get("description") if isinstance(about, dict) else ""
+        if why := unstorable_text([name, description]):
+            report.add("personas", ImportResult(label, "failed", f"the persona cannot be imported: {why}"))
+            continue
         if Persona.objects.filter(user=user, name=name).exists():
             report.add("personas", ImportResult(label, "skipped", "a persona with this name exists"))
             continue
-        about = descriptions.get(avatar) if isinstance(descriptions, dict) else None
-        description = about.get("description") if isinstance(about, dict) else ""
         persona = Persona(
             user=user,
             name=name,

@@ -110,9 +110,7 @@ def _version(request) -> int:
 
 def _generation_wait(request) -> int | None:
     """Count one generation for the user; seconds to wait when over the per-minute limit."""
-    return ratelimit.hit(
-        "generate", str(request.user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60
-    )
+    return services.generation_wait(user=request.user)
 
 
 def _too_fast(wait: int, *, what: str = "replies", setting: str = "GENERATIONS_PER_MINUTE") -> JsonResponse:
@@ -322,8 +320,8 @@ def search(request):
 
 @login_required
 @require_POST
-@generation_limited
 def message_send(request, code):
+    # Limited in the service: a resend of a stored message is answered with it, not counted.
     session = _get_session_for_user(request, code)
     try:
         user_message, reply = services.message_send(
@@ -337,6 +335,8 @@ def message_send(request, code):
         return JsonResponse({"error": str(exc)}, status=400)
     except services.ChatBusy:
         return _busy()
+    except services.TooManyReplies as exc:
+        return _too_fast(exc.wait)
     return JsonResponse(
         {
             "html": _render_message(request, session, user_message)
@@ -615,20 +615,23 @@ def chat_settings(request, code):
 @require_POST
 def chat_members(request, code):
     session = _get_session_for_user(request, code)
-    action = request.POST.get("action")
+    if request.POST.get("action") == "add":
+        form = forms.AddMemberForm(request.POST, user=request.user, session=session)
+        if not form.is_valid():
+            messages.error(request, "Pick a character you can see to add.")
+            return redirect("chats:settings", code=session.code)
+        services.member_add(session=session, character=form.cleaned_data["character"])
+        return redirect("chats:settings", code=session.code)
+    form = forms.MemberActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a character of this chat and whether to mute, unmute or remove it.")
+        return redirect("chats:settings", code=session.code)
+    action, character_id = form.cleaned_data["action"], form.cleaned_data["character_id"]
     try:
-        if action == "add":
-            form = forms.AddMemberForm(request.POST, user=request.user, session=session)
-            if not form.is_valid():
-                messages.error(request, "Pick a character you can see to add.")
-                return redirect("chats:settings", code=session.code)
-            services.member_add(session=session, character=form.cleaned_data["character"])
+        if action == "remove":
+            services.member_remove(session=session, character_id=character_id)
         else:
-            character_id = int(request.POST.get("character_id", "0"))
-            if action in ("mute", "unmute"):
-                services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
-            elif action == "remove":
-                services.member_remove(session=session, character_id=character_id)
+            services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("chats:settings", code=session.code)

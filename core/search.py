@@ -37,7 +37,9 @@ class Term:
 def parse_query(query: str) -> list[Term]:
     """The terms of `query`, at most MAX_TERMS; terms without a letter or digit are dropped."""
     terms: list[Term] = []
-    for phrase, word in _TERM.findall((query or "")[:MAX_QUERY_CHARS]):
+    # NUL ends a string for FTS5's parser and PostgreSQL refuses it; no stored text has one.
+    query = (query or "")[:MAX_QUERY_CHARS].replace("\x00", " ")
+    for phrase, word in _TERM.findall(query):
         text = phrase if phrase else word
         prefix = False
         if not phrase and text.endswith("*"):

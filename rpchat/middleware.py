@@ -1,10 +1,12 @@
 """Project-wide middleware: per-request measurement (time, queries, database time and size, in a
-Server-Timing header, the slow-request log and /metrics) and the Content-Security-Policy header."""
+Server-Timing header, the slow-request log and /metrics), the refusal of NUL in query strings, and
+the Content-Security-Policy header."""
 
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.http import HttpResponseBadRequest, JsonResponse
 
 from core import metrics
 from settings_app.models import SiteSettings
@@ -75,6 +77,41 @@ class RequestMetricsMiddleware:
                 f"app;dur={seconds * 1000:.2f}"
             )
         return response
+
+
+NUL_REFUSED = "The address has a NUL character (%00) in it, which no page or filter accepts."
+
+
+class RefuseNulQueryMiddleware:
+    """Answer 400 to a query string holding a NUL character: no text rpchat stores or searches has
+    one, and PostgreSQL refuses it in any query, so a filter such as ?label=%00 would fail deep in
+    a view. Form fields are checked where they are read (Django's forms refuse NUL, services too)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        return self._refusal(request) or await self.get_response(request)
+
+    @staticmethod
+    def _refusal(request):
+        # %00 is the only way a query string carries NUL.
+        if "%00" not in request.META.get("QUERY_STRING", ""):
+            return None
+        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse({"error": NUL_REFUSED}, status=400)
+        return HttpResponseBadRequest(NUL_REFUSED, content_type="text/plain; charset=utf-8")
 
 
 BASE_POLICY = {

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it times the whole stack: Server-Timing, slow-request log, /metrics.
     "rpchat.middleware.RequestMetricsMiddleware",
+    "rpchat.middleware.RefuseNulQueryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,6 +331,11 @@ RPCHAT = {
     # Import limits, checked before a file is read (docs/configuration.md).
     "MAX_CARD_BYTES": envint("RPCHAT_MAX_CARD_BYTES", str(32 * 1024 * 1024)),
     "MAX_CHARX_UNPACKED_BYTES": envint("RPCHAT_MAX_CHARX_UNPACKED_BYTES", str(256 * 1024 * 1024)),
+    # A card's JSON once decoded or unpacked, from any container; each text field of a card or
+    # lorebook (description, a greeting, an entry's content, ...); tags on one card.
+    "MAX_CARD_JSON_BYTES": envint("RPCHAT_MAX_CARD_JSON_BYTES", str(8 * 1024 * 1024)),
+    "MAX_CARD_FIELD_CHARS": envint("RPCHAT_MAX_CARD_FIELD_CHARS", "100000"),
+    "MAX_CARD_TAGS": envint("RPCHAT_MAX_CARD_TAGS", "100"),
     "MAX_CHAT_BYTES": envint("RPCHAT_MAX_CHAT_BYTES", str(512 * 1024 * 1024)),
     "MAX_CHAT_LINE_BYTES": envint("RPCHAT_MAX_CHAT_LINE_BYTES", str(16 * 1024 * 1024)),
 }

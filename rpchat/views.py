@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -45,7 +45,10 @@ class LoginView(auth_views.LoginView):
     """Django's login, refusing a username and address after too many failures in a window."""
 
     def _key(self) -> str:
-        username = (self.request.POST.get("username") or "").lower()[:150]
+        # The username as authentication reads it (the form strips it and NFKC-normalizes it, as
+        # AbstractBaseUser.normalize_username does), so "olivia " or a full-width "olivia" count
+        # as "olivia"; lower-cased as well, so that case variants share one count too.
+        username = UsernameField().to_python(self.request.POST.get("username")).lower()
         return f"{self.request.META.get('REMOTE_ADDR', '')}:{username}"
 
     def post(self, request, *args, **kwargs):

@@ -39,6 +39,8 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
     name = name.strip()[:100]
     if not name:
         raise ValueError("Give the token a name, e.g. the app or script that will use it.")
+    if "\x00" in name:
+        raise ValueError("The name contains a NUL character (\\0), which cannot be stored.")
     if ApiToken.objects.filter(user=user).count() >= MAX_TOKENS_PER_USER:
         raise ValueError(f"You have {MAX_TOKENS_PER_USER} tokens already. Revoke one first.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -47,6 +47,27 @@ def _fresh_cache():
     _clear_cache()
 
 
+class FakeClock:
+    """A clock that moves only when told: `now` in seconds since the epoch."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ratelimit_clock(monkeypatch):
+    """Rate limits read this clock, starting half a second before a minute boundary (where a limit
+    counted per clock minute would start over)."""
+    from core import ratelimit
+
+    clock = FakeClock(60 * 28_333_334 - 0.5)
+    monkeypatch.setattr(ratelimit, "time", clock)
+    return clock
+
+
 # --- users -------------------------------------------------------------------------------------
 
 

@@ -96,3 +96,28 @@ def test_gallery_summaries_are_plain_text(owner_client):
     html = owner_client.get(reverse("characters:gallery")).content.decode()
     summary = re.search(r'<p class="summary">(.*?)</p>', html).group(1)
     assert summary == "Captain of the Lantern&#x27;s Wake, see the log &amp; &lt;b&gt;more&lt;/b&gt;"
+
+
+def test_the_tag_filter_lists_only_tags_of_characters_the_viewer_can_see(client, owner, other):
+    make_character(name="Public Pia", tags=["seafaring"])
+    make_character(owner=owner, public=False, name="Secret Sam", tags=["olivias-secret"])
+    make_character(owner=other, public=False, name="Mallory's Own", tags=["mallorys-own"])
+    make_character(name="Hidden Hal", tags=["switched-off"], is_active=False)
+    deleted = make_character(owner=owner, name="Gone Gus", tags=["deleted-only"])
+    client.force_login(owner)
+    assert client.post(reverse("characters:delete", args=[deleted.code])).status_code == 302
+
+    def tag_options(html: str) -> list[str]:
+        select = re.search(r'<select id="tag".*?</select>', html, re.S).group(0)
+        return re.findall(r'<option value="([^"]+)"', select)
+
+    client.force_login(other)
+    assert tag_options(client.get(reverse("characters:gallery")).content.decode()) == [
+        "mallorys-own",
+        "seafaring",
+    ]
+    client.force_login(owner)
+    assert tag_options(client.get(reverse("characters:gallery")).content.decode()) == [
+        "olivias-secret",
+        "seafaring",
+    ]

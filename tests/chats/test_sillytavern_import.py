@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from django.urls import reverse
 
 from chats.models import ChatMember, ChatSession, Message, MessageAlternative
 from chats.prompt import estimate_tokens
@@ -281,3 +282,33 @@ def test_a_file_of_nothing_but_garbage_names_its_first_broken_lines_and_counts_t
         assert result.reason.startswith("5000 broken line(s), nothing was imported: line 1: invalid JSON")
         assert result.reason.endswith("line 10: invalid JSON (Expecting value at column 1); and 4990 more")
     assert ChatSession.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59"],
+)
+def test_dates_at_the_edges_of_the_calendar_are_kept_as_written(owner, ada, settings, client, date):
+    settings.TIME_ZONE = "Pacific/Kiritimati"  # UTC+14: the furthest a page's local time moves
+    lines = [
+        cardkit.st_header(create_date=date),
+        {"name": "Ada", "is_user": False, "mes": "From the edge of time.", "send_date": date},
+    ]
+    result = import_bytes(cardkit.jsonl(lines), user=owner, character=ada)
+    assert result.status == "imported"
+    assert result.warnings == ["1 message(s) had a send_date rpchat could not read; kept as written"]
+    message = Message.objects.get(session=result.object)
+    assert message.meta["st"]["send_date"] == date
+    client.force_login(owner)
+    assert client.get(result.object.get_absolute_url()).status_code == 200
+    exported = client.get(reverse("chats:export_jsonl", args=[result.object.code]))
+    assert date in b"".join(exported.streaming_content).decode()
+
+
+def test_numbers_no_database_stores_make_a_line_broken(owner, ada):
+    data = (
+        cardkit.jsonl([cardkit.st_header()]).rstrip(b"\n")
+        + b'\n{"name": "Ada", "mes": "a", "extra": {"x": NaN}}\n'
+    )
+    result = import_bytes(data, user=owner, character=ada)
+    assert result.reason == "1 broken line(s), nothing was imported: line 2: NaN is not a JSON number"

@@ -56,8 +56,25 @@ def test_logins_are_refused_after_too_many_failures(client, owner, settings):
     assert client.post(url, {"username": "someone", "password": "x"}).status_code == 200
 
 
+def test_the_login_lockout_counts_the_username_as_authentication_reads_it(client, owner, settings):
+    settings.RPCHAT = {**settings.RPCHAT, "LOGIN_ATTEMPTS": 3}
+    url = reverse("login")
+    variants = ["olivia ", "\uff4f\uff4c\uff49\uff56\uff49\uff41", "\u3000olivia"]  # full-width
+    # Each variant reaches olivia's account: authentication strips and NFKC-normalizes it.
+    for variant in variants:
+        assert client.post(url, {"username": variant, "password": "pw-olivia-123"}).status_code == 302
+        client.logout()
+    for variant in variants:
+        assert client.post(url, {"username": variant, "password": "wrong"}).status_code == 200
+    for name in ["olivia", *variants]:
+        locked = client.post(url, {"username": name, "password": "pw-olivia-123"})
+        assert locked.status_code == 429, name
+
+
 @pytest.mark.django_db(transaction=True)
-def test_replies_are_limited_per_user_per_minute(owner_client, owner, settings, tiny_builtin):
+def test_replies_are_limited_per_user_per_minute(
+    owner_client, owner, settings, tiny_builtin, ratelimit_clock
+):
     from chats import generation
 
     settings.RPCHAT = {**settings.RPCHAT, "GENERATIONS_PER_MINUTE": 2}
@@ -67,10 +84,32 @@ def test_replies_are_limited_per_user_per_minute(owner_client, owner, settings, 
         response = owner_client.post(url, {"content": f"m{i}"})
         assert response.status_code == 200
         generation.wait_for(chat.messages.get(seq=response.json()["reply_seq"]).pk)
+    ratelimit_clock.now += 1  # the next request comes just after a minute boundary
     refused = owner_client.post(url, {"content": "one too many"})
     assert refused.status_code == 429
     assert "2 replies a minute" in refused.json()["error"]
     assert not chat.messages.filter(content="one too many").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resend_past_the_reply_limit_is_answered_with_the_stored_message(
+    owner_client, owner, settings, tiny_builtin, ratelimit_clock
+):
+    from chats import generation
+
+    settings.RPCHAT = {**settings.RPCHAT, "GENERATIONS_PER_MINUTE": 1}
+    chat = make_chat(user=owner, character=make_character())
+    url = reverse("chats:send", args=[chat.code])
+    sent = owner_client.post(url, {"content": "hello", "client_token": "tab-1-msg-1"})
+    assert sent.status_code == 200
+    generation.wait_for(chat.messages.get(seq=sent.json()["reply_seq"]).pk)
+    # The response was lost; the page sends the same message again with the same key.
+    again = owner_client.post(url, {"content": "hello", "client_token": "tab-1-msg-1"})
+    assert again.status_code == 200
+    assert again.json()["reply_seq"] == sent.json()["reply_seq"]
+    assert chat.messages.filter(content="hello").count() == 1
+    # A new message is still over the limit.
+    assert owner_client.post(url, {"content": "new", "client_token": "tab-1-msg-2"}).status_code == 429
 
 
 def test_edits_are_limited_per_user_per_minute(owner_client, owner, other, client, settings):
