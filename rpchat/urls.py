@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chats import views as chat_views
+from chats.views import search
 from core import views as core_views
 
 from . import views
@@ -20,7 +20,7 @@ urlpatterns = [
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
     path("personas/", include("settings_app.persona_urls")),
-    path("search/", chat_views.search, name="search"),
+    path("search/", search.search, name="search"),
     path("account/", include("settings_app.urls")),
     path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),

@@ -1,0 +1,169 @@
+"""What the chat views share: scoped lookups, rendering a message, and the answers their actions give."""
+
+from functools import wraps
+
+from django.conf import settings
+from django.core.exceptions import BadRequest
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+
+from core import ratelimit
+from core.http import once_per_request
+from core.markdown import render_cached
+from settings_app.engines import BUILTIN_LABEL
+from settings_app.models import SiteSettings
+
+from . import services
+from .models import ChatSession, Message
+
+
+def get_session_for_user(request, code) -> ChatSession:
+    """The user's own chat, or 404: another user's chat does not exist for them."""
+    return get_object_or_404(ChatSession.objects.for_user(request.user).with_character(), code=code)
+
+
+def get_message(session: ChatSession, seq: int) -> Message:
+    return get_object_or_404(Message.objects.for_page(), session=session, seq=seq)
+
+
+def prerender(request, session: ChatSession, messages) -> list:
+    """Attach what each message's partial shows: its Markdown as HTML (from the cache where
+    possible) and its links, reversed once per page rather than once per message.
+
+    The cache finds a rendering by the text itself, so an edit, or an id reused after a restore,
+    can never bring back another text's HTML.
+    """
+    base = session.get_absolute_url()
+    thumbs: dict[int, str] = {}
+    for m in messages:
+        m.prompt_url = f"{base}messages/{m.seq}/prompt/"
+        speaker = m.character or session.character
+        if m.role == Message.Role.ASSISTANT and speaker.thumbnail:
+            if speaker.pk not in thumbs:
+                thumbs[speaker.pk] = reverse("characters:thumbnail", args=[speaker.code])
+            m.thumb_url = thumbs[speaker.pk]
+    done = [m for m in messages if m.status != Message.Status.STREAMING]
+    html = render_cached(
+        {m.pk: m.content for m in done}, allow_images=SiteSettings.for_request(request).allow_external_media
+    )
+    for m in done:
+        m.rendered_html = mark_safe(html[m.pk])  # noqa: S308 - sanitized by render
+    return messages
+
+
+def render_message(request, session: ChatSession, message: Message) -> str:
+    prerender(request, session, [message])
+    return render_to_string("chats/message.html", {"message": message, "session": session}, request=request)
+
+
+def chosen_speaker(request, session: ChatSession):
+    """The character the user picked to answer (group chats), if any, scoped to this chat."""
+    code = request.POST.get("speaker", "")
+    if not code or not session.is_group:
+        return None
+    member = session.members.select_related("character").filter(character__code=code).first()
+    if member is None:
+        raise Http404("No such character in this chat.")
+    return member.character
+
+
+def conflict() -> JsonResponse:
+    return JsonResponse(
+        {
+            "error": "This message changed in another tab or window. Reload the chat to see the latest version."
+        },
+        status=409,
+    )
+
+
+def busy() -> JsonResponse:
+    return JsonResponse(
+        {"error": "A reply is still being written. Wait for it or stop it first."}, status=409
+    )
+
+
+def posted_version(request) -> int:
+    try:
+        return int(request.POST["version"])
+    except (KeyError, ValueError):
+        raise BadRequest("Give the version of the message you are changing.") from None
+
+
+def generation_wait(request) -> int | None:
+    """Count one generation for the user; seconds to wait when over the per-minute limit."""
+    return services.generation_wait(user=request.user)
+
+
+def too_fast(wait: int, *, what: str = "replies", setting: str = "GENERATIONS_PER_MINUTE") -> JsonResponse:
+    limit = settings.RPCHAT[setting]
+    response = JsonResponse(
+        {"error": f"This instance allows {limit} {what} a minute per person. Try again in {wait} seconds."},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def generation_limited(view):
+    """Refuse with 429 when the user asks for replies faster than GENERATIONS_PER_MINUTE."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if wait := generation_wait(request):
+            return too_fast(wait)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def engine_label(site: SiteSettings) -> str:
+    return BUILTIN_LABEL if site.uses_builtin_model else site.active_profile.name
+
+
+@once_per_request
+def session_for_request(request, code) -> ChatSession:
+    """get_session_for_user, once per request: the ETag and the view share it."""
+    return get_session_for_user(request, code)
+
+
+def int_param(request, name: str) -> int | None:
+    try:
+        return max(0, int(request.GET[name]))
+    except (KeyError, ValueError):
+        return None
+
+
+def reply_stream_url(session: ChatSession, message: Message) -> str:
+    return reverse("chats:message_stream", args=[session.code, message.seq])
+
+
+def message_action(request, code, seq, action) -> JsonResponse:
+    """Run `action` on one of the user's messages; answer with its new HTML or a readable error."""
+    session = get_session_for_user(request, code)
+    message = get_message(session, seq)
+    try:
+        message = action(message)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    except services.ChatBusy:
+        return busy()
+    except services.EditConflict:
+        return conflict()
+    return message_response(request, session, message)
+
+
+def message_response(request, session: ChatSession, message: Message) -> JsonResponse:
+    return JsonResponse(
+        {
+            "html": render_message(request, session, message),
+            "stream_url": reply_stream_url(session, message) if message.is_streaming else "",
+        }
+    )
+
+
+def edit_wait(request) -> int | None:
+    """Count one edit for the user; seconds to wait when over the per-minute limit."""
+    return ratelimit.hit("edit", str(request.user.pk), limit=settings.RPCHAT["EDITS_PER_MINUTE"], window=60)

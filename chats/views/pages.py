@@ -1,0 +1,223 @@
+"""The chat pages: the chat list, a chat (and its older and newer message pages), new chat, and a chat's settings, members, archive and delete."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import condition, require_GET, require_POST
+
+from characters.models import Character
+from core.http import private_cache, release_stamp
+from core.pagination import page_number, page_of
+from settings_app.models import SiteSettings
+
+from .. import forms, paging, services
+from ..http import (
+    engine_label,
+    get_session_for_user,
+    int_param,
+    prerender,
+    session_for_request,
+)
+from ..models import ChatSession
+
+
+@login_required
+@require_GET
+def chat_list(request):
+    q = request.GET.get("q", "").strip()[:100]
+    archived = request.GET.get("archived") == "1"
+    sessions = ChatSession.objects.for_list(request.user, archived=archived)
+    if q:
+        sessions = sessions.filter(Q(title__icontains=q) | Q(character__name__icontains=q))
+    page = page_of(
+        sessions,
+        number=page_number(request),
+        per_page=settings.RPCHAT["CHAT_LIST_PAGE_SIZE"],
+    )
+    return render(request, "chats/list.html", {"page": page, "q": q, "archived": archived})
+
+
+@login_required
+@require_POST
+def chat_new(request, character_code):
+    character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
+    session = services.chat_start(user=request.user, character=character)
+    return redirect(session)
+
+
+@login_required
+@require_GET
+def chat_detail(request, code):
+    session = get_object_or_404(
+        ChatSession.objects.for_user(request.user)
+        .with_character()
+        .select_related("persona", "parent")
+        .defer("parent__metadata", "parent__author_note", "persona__description"),
+        code=code,
+    )
+    # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
+    page, at = _opening_page(request, session)
+    page_messages = prerender(request, session, page.messages)
+    site = SiteSettings.load()
+    return render(
+        request,
+        "chats/detail.html",
+        {
+            "session": session,
+            "chat_messages": page_messages,
+            "has_older": page.has_older,
+            "oldest_seq": page_messages[0].seq if page_messages else 0,
+            "has_newer": page.has_newer,
+            "newest_seq": page_messages[-1].seq if page_messages else 0,
+            "at": at,
+            "engine_label": engine_label(site),
+            "max_chars": settings.RPCHAT["MAX_MESSAGE_CHARS"],
+            "members": session.members.select_related("character").only(
+                "id", "muted", "character__id", "character__name", "character__code"
+            )
+            if session.is_group
+            else [],
+        },
+    )
+
+
+def _opening_page(request, session: ChatSession) -> tuple[paging.MessagePage, int | None]:
+    try:
+        at = int(request.GET["at"])
+    except (KeyError, ValueError):
+        return paging.messages_before(session), None
+    return paging.messages_around(session, at), at
+
+
+def _fragment_etag(request, code, *, before=None, after=None) -> str:
+    """A message-list fragment's ETag: its rows' keys, plus what else the HTML shows."""
+    session = session_for_request(request, code)
+    site = SiteSettings.load()
+    return paging.page_etag(
+        session,
+        session.character.updated_at,
+        site.updated_at,
+        release_stamp(),
+        before=before,
+        after=after,
+    )
+
+
+def _older_etag(request, code) -> str | None:
+    before = int_param(request, "before")
+    return None if before is None else _fragment_etag(request, code, before=before)
+
+
+def _newer_etag(request, code) -> str | None:
+    after = int_param(request, "after")
+    return None if after is None else _fragment_etag(request, code, after=after)
+
+
+def _fragment(request, code, *, older: bool) -> JsonResponse:
+    """A page of messages before `?before=` or after `?after=` (a seq), as HTML for the page to add."""
+    session = session_for_request(request, code)
+    param, more, edge = (
+        ("before", "has_older", "oldest_seq") if older else ("after", "has_newer", "newest_seq")
+    )
+    cursor = int_param(request, param)
+    if cursor is None:
+        return JsonResponse({"error": f"Give ?{param}=<seq>."}, status=400)
+    page = paging.messages_before(session, cursor) if older else paging.messages_after(session, cursor)
+    html = render_to_string(
+        "chats/message_list.html",
+        {"chat_messages": prerender(request, session, page.messages), "session": session},
+        request=request,
+    )
+    edge_seq = page.messages[0 if older else -1].seq if page.messages else cursor
+    return JsonResponse({"html": html, more: page.has_older if older else page.has_newer, edge: edge_seq})
+
+
+@login_required
+@require_GET
+@private_cache()
+@condition(etag_func=_older_etag)
+def chat_older(request, code):
+    """A page of messages older than `before`, for the chat page to prepend."""
+    return _fragment(request, code, older=True)
+
+
+@login_required
+@require_GET
+@private_cache()
+@condition(etag_func=_newer_etag)
+def chat_newer(request, code):
+    """A page of messages newer than `after`, for the chat page to append."""
+    return _fragment(request, code, older=False)
+
+
+@login_required
+def chat_settings(request, code):
+    session = get_session_for_user(request, code)
+    form = forms.ChatSettingsForm(request.POST or None, instance=session, user=request.user)
+    member_form = forms.AddMemberForm(user=request.user, session=session)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        session.lorebooks.set(form.cleaned_data["lorebooks"])
+        messages.success(request, "Chat settings saved.")
+        return redirect(session)
+    members = session.members.select_related("character").only(
+        "id", "muted", "position", "character__id", "character__name", "character__code"
+    )
+    return render(
+        request,
+        "chats/settings.html",
+        {"session": session, "form": form, "member_form": member_form, "members": members},
+    )
+
+
+@login_required
+@require_POST
+def chat_members(request, code):
+    session = get_session_for_user(request, code)
+    if request.POST.get("action") == "add":
+        form = forms.AddMemberForm(request.POST, user=request.user, session=session)
+        if not form.is_valid():
+            messages.error(request, "Pick a character you can see to add.")
+            return redirect("chats:settings", code=session.code)
+        services.member_add(session=session, character=form.cleaned_data["character"])
+        return redirect("chats:settings", code=session.code)
+    form = forms.MemberActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a character of this chat and whether to mute, unmute or remove it.")
+        return redirect("chats:settings", code=session.code)
+    action, character_id = form.cleaned_data["action"], form.cleaned_data["character_id"]
+    try:
+        if action == "remove":
+            services.member_remove(session=session, character_id=character_id)
+        else:
+            services.member_set_muted(session=session, character_id=character_id, muted=action == "mute")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("chats:settings", code=session.code)
+
+
+@login_required
+@require_POST
+def chat_archive(request, code):
+    session = get_session_for_user(request, code)
+    archived = request.POST.get("archived", "1") == "1"
+    services.chat_archive(session=session, archived=archived)
+    messages.success(request, "Chat archived." if archived else "Chat moved back to your chats.")
+    return redirect("chats:list")
+
+
+@login_required
+def chat_delete(request, code):
+    session = get_session_for_user(request, code)
+    if request.method == "POST":
+        services.chat_delete(session=session)
+        messages.success(
+            request,
+            f"“{session}” was deleted. You can restore it from Trash for {settings.RPCHAT['TRASH_DAYS']} days.",
+        )
+        return redirect("chats:list")
+    return render(request, "chats/confirm_delete.html", {"session": session})
