@@ -1,27 +1,21 @@
+"""The root URLs: each app's own urls.py under its first path segment, so a URL leads to its view in one hop."""
+
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chats.views import search
 from core import views as core_views
 
-from . import views
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="characters:gallery"), name="home"),
-    path("accounts/login/", views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/settings/", views.account_settings, name="settings"),
-    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
-    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("accounts/", include("settings_app.account_urls")),
+    path("accounts/", include("settings_app.urls")),
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
     path("personas/", include("settings_app.persona_urls")),
     path("search/", search.search, name="search"),
-    path("account/", include("settings_app.urls")),
     path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),

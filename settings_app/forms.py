@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth.forms import UserCreationForm
 
 from .models import Persona
 
@@ -13,3 +14,7 @@ class PersonaForm(forms.ModelForm):
             "name": "What {{user}} becomes in prompts and cards.",
             "description": "What the model knows about you (sent with every prompt).",
         }
+
+
+class SignupForm(UserCreationForm):
+    username = forms.CharField(max_length=150, help_text="Letters, digits and @/./+/-/_ only.")
