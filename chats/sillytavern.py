@@ -1,7 +1,7 @@
 """SillyTavern chats in and out: JSONL import (streamed, in bulk), JSONL and text export (streamed, a
 page at a time), and the import of a whole SillyTavern user folder.
 
-The format is described in the shared FORMATS.md (section 4). What rpchat has no column for is kept:
+The format, and how it maps here, is in docs/migrating-from-sillytavern.md. What rpchat has no column for is kept:
 the header's chat_metadata in ChatSession.metadata, each message's `extra` in Message.meta["extra"]
 and its other keys in Message.meta["st"], each swipe's swipe_info in MessageAlternative.meta["st"].
 
