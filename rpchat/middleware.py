@@ -7,6 +7,7 @@ from __future__ import annotations
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.utils.decorators import sync_and_async_middleware
 
 from core import metrics
 from settings_app.models import SiteSettings
@@ -82,36 +83,31 @@ class RequestMetricsMiddleware:
 NUL_REFUSED = "The address has a NUL character (%00) in it, which no page or filter accepts."
 
 
-class RefuseNulQueryMiddleware:
+def _nul_refusal(request):
+    # %00 is the only way a query string carries NUL.
+    if "%00" not in request.META.get("QUERY_STRING", ""):
+        return None
+    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"error": NUL_REFUSED}, status=400)
+    return HttpResponseBadRequest(NUL_REFUSED, content_type="text/plain; charset=utf-8")
+
+
+@sync_and_async_middleware
+def refuse_nul_query(get_response):
     """Answer 400 to a query string holding a NUL character: no text rpchat stores or searches has
     one, and PostgreSQL refuses it in any query, so a filter such as ?label=%00 would fail deep in
     a view. Form fields are checked where they are read (Django's forms refuse NUL, services too)."""
+    if iscoroutinefunction(get_response):
 
-    sync_capable = True
-    async_capable = True
+        async def middleware(request):
+            return _nul_refusal(request) or await get_response(request)
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+    else:
 
-    def __call__(self, request):
-        if self.async_mode:
-            return self.__acall__(request)
-        return self._refusal(request) or self.get_response(request)
+        def middleware(request):
+            return _nul_refusal(request) or get_response(request)
 
-    async def __acall__(self, request):
-        return self._refusal(request) or await self.get_response(request)
-
-    @staticmethod
-    def _refusal(request):
-        # %00 is the only way a query string carries NUL.
-        if "%00" not in request.META.get("QUERY_STRING", ""):
-            return None
-        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-            return JsonResponse({"error": NUL_REFUSED}, status=400)
-        return HttpResponseBadRequest(NUL_REFUSED, content_type="text/plain; charset=utf-8")
+    return middleware
 
 
 BASE_POLICY = {

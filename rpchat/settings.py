@@ -110,7 +110,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it times the whole stack: Server-Timing, slow-request log, /metrics.
     "rpchat.middleware.RequestMetricsMiddleware",
-    "rpchat.middleware.RefuseNulQueryMiddleware",
+    "rpchat.middleware.refuse_nul_query",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
