@@ -28,7 +28,7 @@ from core.api import (
     SearchWords,
     Timestamp,
     not_modified,
-    page_url,
+    page_of_results,
     validators_documented,
 )
 from core.http import etag_of
@@ -146,12 +146,7 @@ def character_list(
         number=page,
         per_page=settings.RPCHAT["API_PAGE_SIZE"],
     )
-    return {
-        "results": [_summary(c, [t.name for t in c.tags.all()]) for c in rows.rows],
-        "page": rows.number,
-        "next": page_url(request, rows.number + 1) if rows.has_next else None,
-        "previous": page_url(request, rows.number - 1) if rows.has_previous else None,
-    }
+    return page_of_results(request, rows, [_summary(c, [t.name for t in c.tags.all()]) for c in rows.rows])
 
 
 @router.get(

@@ -29,7 +29,7 @@ from core.api import (
     SearchWords,
     Timestamp,
     not_modified,
-    page_url,
+    page_of_results,
     validators_documented,
 )
 from core.http import etag_of
@@ -156,12 +156,7 @@ def chat_list(
     if character is not None:
         sessions = sessions.filter(character__code=character)
     rows = page_of(sessions, number=page, per_page=settings.RPCHAT["API_PAGE_SIZE"])
-    return {
-        "results": [_chat_summary(s) for s in rows.rows],
-        "page": rows.number,
-        "next": page_url(request, rows.number + 1) if rows.has_next else None,
-        "previous": page_url(request, rows.number - 1) if rows.has_previous else None,
-    }
+    return page_of_results(request, rows, [_chat_summary(s) for s in rows.rows])
 
 
 @router.get(

@@ -106,6 +106,16 @@ def not_modified(
     return None if answer is response else answer
 
 
+def page_of_results(request, rows, results: list) -> dict:
+    """A numbered page's envelope: its results, its number, and links to its neighbours."""
+    return {
+        "results": results,
+        "page": rows.number,
+        "next": page_url(request, rows.number + 1) if rows.has_next else None,
+        "previous": page_url(request, rows.number - 1) if rows.has_previous else None,
+    }
+
+
 def page_url(request, number: int) -> str:
     """This list's URL at page `number`, with its other parameters as they came."""
     params = {k: v for k, v in request.GET.items() if k != "page"}

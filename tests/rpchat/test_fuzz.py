@@ -20,7 +20,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.http import QueryDict
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, reverse
 from django.utils.datastructures import MultiValueDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +30,7 @@ from characters.services import card_import, lorebook_import
 from chats.models import ChatSession, Message
 from settings_app.models import ApiToken, Persona
 from tests import cardkit
+from tests.urlwalk import named_patterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,18 +94,6 @@ LEFT_OUT = {"logout": "logging out would end the walk's session"}
 
 
 # --- the walk ------------------------------------------------------------------------------------
-
-
-def _patterns(resolver=None, namespace=""):
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        if isinstance(entry, URLResolver):
-            if entry.app_name == "admin" or str(entry.pattern).startswith(("__debug__", "silk")):
-                continue
-            ns = entry.namespace or namespace
-            yield from _patterns(entry, f"{ns}:" if entry.namespace else namespace)
-        elif isinstance(entry, URLPattern) and entry.name:
-            yield f"{namespace}{entry.name}", entry
 
 
 class Reads:
@@ -250,7 +239,7 @@ SWEEP = ["9" * 25, "-9223372036854775809", "a\x00b", "\ud800", "not-a-uuid", "y"
 def test_no_url_answers_a_hostile_parameter_with_a_server_error(client, owner, world, reads):
     from chats import generation
 
-    routes = [(name, entry) for name, entry in _patterns() if name not in LEFT_OUT]
+    routes = [(name, entry) for name, entry in named_patterns() if name not in LEFT_OUT]
     assert len(routes) >= 40
     client.raise_request_exception = False  # a 500 names the request below; the log has the traceback
     seqs = list(Message.objects.filter(session=world["chat"]).values_list("seq", flat=True))

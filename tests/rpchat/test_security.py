@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, reverse
 
 from settings_app.models import Persona, SiteSettings
 from tests.factories import make_character, make_chat
+from tests.urlwalk import named_patterns
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,18 +166,6 @@ def test_the_server_binds_to_loopback_by_default():
 PUBLIC = {"login", "logout", "signup", "healthz", "home", "api:openapi"}
 
 
-def _patterns(resolver=None, namespace=""):
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        if isinstance(entry, URLResolver):
-            if entry.app_name == "admin" or str(entry.pattern).startswith(("__debug__", "silk")):
-                continue
-            ns = entry.namespace or namespace
-            yield from _patterns(entry, f"{ns}:" if entry.namespace else namespace)
-        elif isinstance(entry, URLPattern) and entry.name:
-            yield f"{namespace}{entry.name}", entry
-
-
 @pytest.fixture
 def owned(owner):
     character = make_character(owner=owner, public=False, name=SECRET, description=SECRET)
@@ -214,7 +203,7 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
 def test_every_url_refuses_another_users_data(client, other, owned):
     client.force_login(other)
     walked = 0
-    for name, entry in _patterns():
+    for name, entry in named_patterns():
         if name in PUBLIC:
             continue
         kwargs = _kwargs(name, entry, owned)
@@ -235,7 +224,7 @@ def test_every_url_refuses_another_users_data(client, other, owned):
 
 
 def test_every_url_sends_anonymous_visitors_to_log_in(client, owned):
-    for name, entry in _patterns():
+    for name, entry in named_patterns():
         if name in PUBLIC:
             continue
         url = reverse(name, kwargs=_kwargs(name, entry, owned))
