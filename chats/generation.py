@@ -34,11 +34,12 @@ from django.utils import timezone
 
 from core import metrics
 from core.databases import release_connection
+from core.tokens import estimate_tokens
 from settings_app import engines
 from settings_app.models import SiteSettings
 
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
-from .prompt import build_prompt, estimate_tokens
+from .prompt import build_prompt
 
 logger = logging.getLogger(__name__)
 

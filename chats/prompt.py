@@ -7,11 +7,11 @@ rows are the lorebook's scan window.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
 from characters.models import Character
+from core.tokens import estimate_tokens
 from settings_app.models import InstructTemplate, SiteSettings
 
 from . import lore
@@ -33,13 +33,6 @@ CHATML = InstructTemplate(
     assistant_suffix="<|im_end|>\n",
     stop_strings=["<|im_end|>", "<|im_start|>"],
 )
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token estimate (about 3.5 characters a token for English prose)."""
-    if not text:
-        return 0
-    return max(1, math.ceil(len(text) / 3.5))
 
 
 @dataclass

@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from characters.models import Character
 from core import ratelimit
+from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
 from . import generation
 from .macros import MacroContext, expand
 from .models import ChatMember, ChatSession, Message, MessageAlternative, PromptSnapshot
-from .prompt import estimate_tokens
 
 
 class ChatBusy(Exception):

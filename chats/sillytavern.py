@@ -37,10 +37,10 @@ from characters.services import (
     open_image,
     read_limited,
 )
+from core.tokens import estimate_tokens
 from settings_app.models import Persona
 
 from .models import ChatMember, ChatSession, Message, MessageAlternative
-from .prompt import estimate_tokens
 
 BATCH_SIZE = 1000
 EXPORT_PAGE_SIZE = 500

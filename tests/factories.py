@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from characters.models import Character, Tag
 from chats.models import ChatSession, Message
-from chats.prompt import estimate_tokens
+from core.tokens import estimate_tokens
 
 _names = itertools.count(1)
 

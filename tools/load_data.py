@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from characters.models import Character, Lorebook, LorebookEntry, Tag
 from chats.models import ChatSession, Message, MessageAlternative
-from chats.prompt import estimate_tokens
 from chats.services import messages_delete
+from core.tokens import estimate_tokens
 from settings_app.models import ConnectionProfile, SiteSettings
 
 BENCH_USER = "bench"

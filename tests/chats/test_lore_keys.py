@@ -12,8 +12,8 @@ from characters import lorekeys
 from characters.services import card_import
 from chats import generation, lore
 from chats.models import ChatSession
-from chats.prompt import estimate_tokens
 from chats.services import chat_start
+from core.tokens import estimate_tokens
 from tests import cardkit
 from tests.hang import finishes
 from tools.tiny_model import TINY_REPLY

@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 
 from chats.models import ChatMember, ChatSession, Message, MessageAlternative
-from chats.prompt import estimate_tokens
 from chats.sillytavern import chat_import_sillytavern
+from core.tokens import estimate_tokens
 from settings_app.models import Persona
 from tests import cardkit
 from tests.factories import make_character
