@@ -186,6 +186,10 @@ class Lorebook(models.Model):
     token_budget = models.PositiveIntegerField(default=512)
     recursive_scanning = models.BooleanField(default=False)
     extensions = models.JSONField(default=dict, blank=True)
+    # Personas that bring this book into every chat they are used in.
+    personas = models.ManyToManyField("settings_app.Persona", blank=True, related_name="lorebooks")
+    # Bumped by every save in the editor; a form made from an older version is refused (two tabs).
+    version = models.PositiveIntegerField(default=1)
     # The imported file's format, its keys without a column here, and which keys it left out, so
     # an export gives the file back (characters/cards.py); also the import's content hash.
     book_extra = models.JSONField(
@@ -231,6 +235,8 @@ class LorebookEntry(models.Model):
     priority = models.IntegerField(default=10)
     position = models.CharField(max_length=20, choices=Position.choices, default=Position.BEFORE_CHAR)
     extensions = models.JSONField(default=dict, blank=True)
+    # Bumped by every save in the editor; a form made from an older version is refused (two tabs).
+    version = models.PositiveIntegerField(default=1)
     entry_extra = models.JSONField(
         default=dict, blank=True, help_text="Unknown keys of the imported entry, kept for export."
     )

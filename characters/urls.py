@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import lorebook_views, views
 
 app_name = "characters"
 
@@ -14,7 +14,25 @@ urlpatterns = [
     path("<uuid:code>/card.png", views.card_download, {"fmt": "png"}, name="card_png"),
     path("<uuid:code>/card.json", views.card_download, {"fmt": "json"}, name="card_json"),
     path("import/", views.card_import, name="import"),
+    path("<uuid:code>/world-info/", lorebook_views.character_world_info, name="world_info"),
+    path("<uuid:code>/lorebook/new/", lorebook_views.character_lorebook_new, name="lorebook_new_for"),
     path("lorebooks/", views.lorebook_list, name="lorebooks"),
+    path("lorebooks/new/", lorebook_views.lorebook_new, name="lorebook_new"),
+    path("lorebooks/<uuid:code>/", lorebook_views.lorebook_edit, name="lorebook_edit"),
+    path("lorebooks/<uuid:code>/copy/", lorebook_views.lorebook_duplicate, name="lorebook_duplicate"),
+    path("lorebooks/<uuid:code>/delete/", lorebook_views.lorebook_delete, name="lorebook_delete"),
+    path("lorebooks/<uuid:code>/personas/", lorebook_views.lorebook_personas, name="lorebook_personas"),
+    path("lorebooks/<uuid:code>/entries/", lorebook_views.lorebook_entry_save, name="lorebook_entry_new"),
+    path(
+        "lorebooks/<uuid:code>/entries/<int:entry_id>/",
+        lorebook_views.lorebook_entry_save,
+        name="lorebook_entry_save",
+    ),
+    path(
+        "lorebooks/<uuid:code>/entries/<int:entry_id>/delete/",
+        lorebook_views.lorebook_entry_delete,
+        name="lorebook_entry_delete",
+    ),
     path(
         "lorebooks/<uuid:code>/world-info.json",
         views.lorebook_download,

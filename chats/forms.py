@@ -3,7 +3,7 @@ from django import forms
 from characters.models import Character, Lorebook
 from settings_app.models import Persona
 
-from .models import ChatSession
+from .models import ChatSession, PersonaLock
 
 
 class ChatSettingsForm(forms.ModelForm):
@@ -41,6 +41,16 @@ class ChatSettingsForm(forms.ModelForm):
             label="Global lorebooks in this chat",
             initial=self.instance.lorebooks.all() if self.instance.pk else None,
         )
+        character = self.instance.character
+        self.fields["lock_persona"] = forms.BooleanField(
+            required=False,
+            label=f"Always use this persona in new chats with {character.name}",
+            initial=bool(self.instance.persona_id)
+            and PersonaLock.objects.filter(
+                user=user, character=character, persona_id=self.instance.persona_id
+            ).exists(),
+        )
+        self.order_fields(["title", "persona", "lock_persona"])
 
 
 class AddMemberForm(forms.Form):

@@ -49,13 +49,16 @@ def entries_for(*, session: ChatSession, character: Character) -> list[LorebookE
 
 
 def entries_queryset(*, session: ChatSession, character: Character):
+    books = (
+        Q(lorebook__character=character)
+        | Q(lorebook__attached_characters=character)
+        | Q(lorebook__chats=session)
+    )
+    if session.persona_id is not None:
+        books |= Q(lorebook__personas=session.persona_id)
     return (
         LorebookEntry.objects.filter(enabled=True)
-        .filter(
-            Q(lorebook__character=character)
-            | Q(lorebook__attached_characters=character)
-            | Q(lorebook__chats=session)
-        )
+        .filter(books)
         .select_related("lorebook")
         .distinct()
         .order_by("insertion_order", "id")

@@ -253,3 +253,21 @@ class PromptSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"prompt of {self.message_id}"
+
+
+class PersonaLock(models.Model):
+    """A user's choice of persona for every new chat with one character (SillyTavern's persona lock);
+    it wins over the default persona."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False)
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            # One lock per user and character; also the index new chats look the lock up by.
+            models.UniqueConstraint(fields=["user", "character"], name="persona_lock_user_character_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.persona} for {self.character}"

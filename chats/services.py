@@ -15,7 +15,7 @@ from settings_app.models import Persona, SiteSettings
 
 from . import generation
 from .macros import MacroContext, expand
-from .models import ChatMember, ChatSession, Message, MessageAlternative, PromptSnapshot
+from .models import ChatMember, ChatSession, Message, MessageAlternative, PersonaLock, PromptSnapshot
 
 
 class ChatBusy(Exception):
@@ -66,10 +66,26 @@ def _take_seqs(session: ChatSession, n: int) -> int:
     return first
 
 
+def _persona_for(user, character: Character) -> Persona | None:
+    """The persona a new chat starts with: the one locked to this character, else the default."""
+    lock = PersonaLock.objects.filter(user=user, character=character).select_related("persona").first()
+    if lock is not None:
+        return lock.persona
+    return Persona.objects.filter(user=user, is_default=True).first()
+
+
+def persona_lock_set(*, user, character: Character, persona: Persona | None, was: bool) -> None:
+    """Lock `persona` to `character` for `user` (None: lift a lock the form showed as set)."""
+    if persona is not None:
+        PersonaLock.objects.update_or_create(user=user, character=character, defaults={"persona": persona})
+    elif was:
+        PersonaLock.objects.filter(user=user, character=character).delete()
+
+
 def chat_start(*, user, character: Character, persona: Persona | None = None) -> ChatSession:
     """A new chat whose first message is the character's greeting, alternates as its swipes."""
     if persona is None:
-        persona = Persona.objects.filter(user=user, is_default=True).first()
+        persona = _persona_for(user, character)
     ctx = MacroContext(char=character.display_name, user=_user_name(user, persona))
     greetings = [expand(g, ctx) for g in character.greetings()]
     with transaction.atomic():

@@ -162,6 +162,12 @@ def chat_settings(request, code):
     if request.method == "POST" and form.is_valid():
         form.save()
         session.lorebooks.set(form.cleaned_data["lorebooks"])
+        services.persona_lock_set(
+            user=request.user,
+            character=session.character,
+            persona=session.persona if form.cleaned_data["lock_persona"] else None,
+            was=form.fields["lock_persona"].initial,
+        )
         messages.success(request, "Chat settings saved.")
         return redirect(session)
     members = session.members.select_related("character").only(

@@ -164,6 +164,7 @@ def world(owner, client, tiny_builtin, settings):
         "character": character,
         "persona": Persona.objects.get(user=owner),
         "lorebook": lorebook,
+        "entry_id": lorebook.entries.order_by("id").values_list("id", flat=True).first(),
         "token": ApiToken.objects.get(user=owner),
     }
 
@@ -184,7 +185,13 @@ def _path_kwargs(name: str, entry: URLPattern, world, seq: int) -> dict:
             kwargs[param] = world["token"].pk
         elif param == "character_code":
             kwargs[param] = world["character"].code
-        elif param == "code" and name.startswith("characters:lorebook"):
+        elif param == "entry_id":
+            kwargs[param] = world["entry_id"]
+        elif (
+            param == "code"
+            and name.startswith("characters:lorebook")
+            and name != "characters:lorebook_new_for"
+        ):
             kwargs[param] = world["lorebook"].code
         elif param == "code" and name == "api:character":
             kwargs[param] = world["character"].code

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.urls import URLPattern, reverse
 
+from characters.models import Lorebook, LorebookEntry
 from settings_app.models import Persona, SiteSettings
 from tests.factories import make_character, make_chat
 from tests.urlwalk import named_patterns
@@ -174,7 +175,16 @@ def owned(owner):
     from settings_app.models import ApiToken
 
     token = ApiToken.objects.create(user=owner, name=SECRET, token_hash="0" * 64, prefix="secret")
-    return {"chat": chat, "character": character, "persona": persona, "token": token}
+    lorebook = Lorebook.objects.create(owner=owner, name=SECRET)
+    entry = LorebookEntry.objects.create(lorebook=lorebook, keys=[SECRET], content=SECRET)
+    return {
+        "chat": chat,
+        "character": character,
+        "persona": persona,
+        "token": token,
+        "lorebook": lorebook,
+        "entry": entry,
+    }
 
 
 def _kwargs(name: str, entry: URLPattern, owned) -> dict:
@@ -193,6 +203,14 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
             kwargs[param] = owned["token"].pk
         elif param == "character_code":
             kwargs[param] = owned["character"].code
+        elif param == "entry_id":
+            kwargs[param] = owned["entry"].pk
+        elif (
+            param == "code"
+            and name.startswith("characters:lorebook_")
+            and name != "characters:lorebook_new_for"
+        ):
+            kwargs[param] = owned["lorebook"].code
         elif param == "code":
             kwargs[param] = by_namespace[namespace].code
         else:
