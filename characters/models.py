@@ -252,4 +252,5 @@ class LorebookEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or ", ".join(self.keys[:3]) or f"entry {self.pk}"
+        # SillyTavern shows the comment as an entry's title.
+        return self.name or self.comment or ", ".join(self.keys[:3]) or f"entry {self.pk}"

@@ -103,6 +103,11 @@ def test_the_lorebook_page_with_skipped_regex_keys_is_accessible(axe_page, app, 
     expect(notes).to_have_count(3)
     expect(notes.first).to_contain_text("backreferences are not supported")
     check(page, "lorebooks")
+    # The book's editor, with its entries open.
+    page.get_by_role("link", name="Woods").click()
+    page.locator(".lore-entries summary").first.click()
+    page.locator("#new-entry summary").click()
+    check(page, "lorebook-editor")
 
 
 def test_the_chat_page_is_usable_from_the_keyboard(page, app, signed_up):
