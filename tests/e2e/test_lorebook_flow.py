@@ -84,6 +84,6 @@ def test_write_a_lorebook_attach_it_and_see_its_entry_fire(page, app, signed_up,
     reply_seq = reply.get_attribute("id").lstrip("m")
     page.goto(page.url + f"messages/{reply_seq}/prompt/")
     expect(page.get_by_text("The lighthouse keeper is called Bram Okonkwo.").first).to_be_visible()
-    expect(page.locator("dt", has_text="Lore activated").locator("xpath=following-sibling::dd[1]")).to_contain_text(
-        "The lighthouse"
-    )
+    expect(
+        page.locator("dt", has_text="Lore activated").locator("xpath=following-sibling::dd[1]")
+    ).to_contain_text("The lighthouse")
