@@ -68,14 +68,19 @@ def _editor_page(request, book: Lorebook, *, book_form=None, bound_entry=None, s
         number=page_number(request),
         per_page=ENTRIES_PER_PAGE,
     )
+    # Only the entry being edited gets its form (?edit=<id>, or the one just refused): fifty
+    # forms of two dozen fields each would take most of the page's time; the others open on demand.
+    editing = _int(request.GET.get("edit"))
     rows = []
     for entry in page.rows:
         entry.lorebook = book
+        entry.token_count = estimate_tokens(entry.content)
         if bound_entry is not None and bound_entry.instance.pk == entry.pk:
             rows.append((entry, bound_entry, True))
+        elif entry.pk == editing:
+            rows.append((entry, EntryForm(instance=entry), True))
         else:
-            rows.append((entry, EntryForm(instance=entry), False))
-        entry.token_count = estimate_tokens(entry.content)
+            rows.append((entry, None, False))
     if bound_entry is not None and bound_entry.instance.pk is None:
         new_form, new_open = bound_entry, True
     else:
@@ -143,14 +148,24 @@ def _stale(form, stale: edit.StaleEdit):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def lorebook_entry_save(request, code, entry_id=None):
+    """POST saves the entry; GET gives its form alone, which the book page opens in place."""
     book = _editable_book(request, code)
     if entry_id is None:
         entry = LorebookEntry(lorebook=book)
     else:
         entry = get_object_or_404(LorebookEntry, lorebook=book, pk=entry_id)
         entry.lorebook = book
+    if request.method == "GET":
+        if entry.pk is None:
+            return redirect(_book_url(book) + "#new-entry")
+        entry.token_count = estimate_tokens(entry.content)
+        return render(
+            request,
+            "characters/_lore_entry_editor.html",
+            {"book": book, "entry": entry, "form": EntryForm(instance=entry)},
+        )
     form = EntryForm(request.POST, instance=entry)
     if not form.is_valid():
         return _editor_page(request, book, bound_entry=form, status=400)
@@ -220,6 +235,13 @@ def lorebook_personas(request, code):
     book.personas.set(wanted)
     messages.success(request, "Personas saved.")
     return redirect(_book_url(book, request))
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _uuids(values: list[str]) -> list[str]:

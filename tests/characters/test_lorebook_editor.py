@@ -97,8 +97,15 @@ def test_a_user_writes_a_lorebook_and_an_entry_from_an_empty_account(owner_clien
     assert entry.content == "Ships come in at dawn." and entry.enabled and not entry.constant
     html = owner_client.get(reverse("characters:lorebook_edit", args=[book.code])).content.decode()
     assert "The harbor" in html and "<code>harbor</code>" in html and "<code>quay</code>" in html
-    # Keys are shown to edit one per line, never as JSON.
-    assert "harbor\nquay</textarea>" in html and '["harbor"' not in html
+    # The list shows entries closed; an entry's form comes with ?edit= or alone, opened in place.
+    assert "Ships come in at dawn." in html and "harbor\nquay</textarea>" not in html
+    for response in (
+        owner_client.get(reverse("characters:lorebook_edit", args=[book.code]), {"edit": entry.pk}),
+        owner_client.get(reverse("characters:lorebook_entry_save", args=[book.code, entry.pk])),
+    ):
+        html = response.content.decode()
+        # Keys are shown to edit one per line, never as JSON.
+        assert "harbor\nquay</textarea>" in html and '["harbor"' not in html
 
 
 def test_entry_settings_without_a_column_go_to_extensions_and_export_as_sillytavern_keys(owner_client):
@@ -131,7 +138,7 @@ def test_an_imported_entry_edited_in_one_field_keeps_every_other_setting(owner_c
     book = Lorebook.objects.get()
     before = owner_client.get(reverse("characters:lorebook_world_info", args=[book.code])).json()
     entry = LorebookEntry.objects.get(lorebook=book, uid="0")
-    page = owner_client.get(reverse("characters:lorebook_edit", args=[book.code]))
+    page = owner_client.get(reverse("characters:lorebook_edit", args=[book.code]), {"edit": entry.pk})
     form = next(f for e, f, _ in page.context["rows"] if e.pk == entry.pk)
     # What the page's form holds, with one change: the content.
     data = {

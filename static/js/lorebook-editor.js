@@ -1,5 +1,6 @@
-// Keys as tags: a textarea holding one key per line becomes chips plus a box to type the next key.
-// The textarea stays the form's field (hidden), so the form posts the same either way.
+// The lorebook editor. Keys as tags: a textarea holding one key per line becomes chips plus a box
+// to type the next key; the textarea stays the form's field (hidden), so the form posts the same
+// either way. Entries open in place: an entry's form is fetched when it is first opened.
 (function () {
   "use strict";
 
@@ -72,5 +73,32 @@
     render();
   }
 
-  document.querySelectorAll("textarea[data-tag-input]").forEach(enhance);
+  function enhanceAll(root) {
+    root.querySelectorAll("textarea[data-tag-input]").forEach(enhance);
+  }
+
+  function openInPlace(details) {
+    var preview = details.querySelector(".entry-preview[data-editor]");
+    if (!preview || !details.open || preview.dataset.loading) { return; }
+    preview.dataset.loading = "1";
+    fetch(preview.dataset.editor, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(response.status); }
+        return response.text();
+      })
+      .then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html;
+        preview.replaceWith.apply(preview, Array.from(holder.childNodes));
+        enhanceAll(details);
+        var first = details.querySelector(".entry-form input:not([type=hidden]), .entry-form textarea");
+        if (first) { first.focus(); }
+      })
+      .catch(function () { delete preview.dataset.loading; });  // the Edit link still works
+  }
+
+  enhanceAll(document);
+  document.querySelectorAll(".lore-entries details").forEach(function (details) {
+    details.addEventListener("toggle", function () { openInPlace(details); });
+  });
 })();
