@@ -40,6 +40,7 @@ from settings_app.models import SiteSettings
 
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt
+from .reasoning import REASONING, ThinkSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,11 @@ INTERRUPTED = "The reply was interrupted (the server stopped while generating). 
 
 @dataclass
 class Event:
-    kind: str  # "snapshot" (all text so far), "delta" (new text), "done"
+    # "snapshot" (all text so far, and all reasoning), "delta" (new reply text), "reasoning" (new
+    # reasoning), "done"
+    kind: str
     text: str = ""
+    reasoning: str = ""
 
 
 @dataclass
@@ -59,6 +63,7 @@ class LiveReply:
 
     message_id: int
     text: str = ""
+    reasoning: str = ""
     done: bool = False
     # The task generating it, and whether it has begun saving its end (from then on a stop is moot).
     task: asyncio.Task | None = None
@@ -74,6 +79,8 @@ class LiveReply:
         with self.lock:
             if event.kind == "delta":
                 self.text += event.text
+            elif event.kind == "reasoning":
+                self.reasoning += event.text
             elif event.kind == "done":
                 self.done = True
             for loop, queue in list(self.subscribers):
@@ -82,23 +89,24 @@ class LiveReply:
                 except RuntimeError:  # that page's loop is gone
                     self.subscribers.remove((loop, queue))
 
-    def reset(self, text: str) -> None:
+    def reset(self, text: str, reasoning: str = "") -> None:
         """Start from existing text (continuing a reply): followers get it as a snapshot."""
         with self.lock:
             self.text = text
+            self.reasoning = reasoning
             for loop, queue in list(self.subscribers):
-                loop.call_soon_threadsafe(queue.put_nowait, Event("snapshot", text))
+                loop.call_soon_threadsafe(queue.put_nowait, Event("snapshot", text, reasoning))
 
     def stop(self) -> None:
         """Cancel the generation, unless it is already saving its end. Call on the runner's loop."""
         if self.task is not None and not self.finishing:
             self.task.cancel()
 
-    def subscribe(self) -> tuple[asyncio.Queue, str, bool]:
+    def subscribe(self) -> tuple[asyncio.Queue, Event, bool]:
         queue: asyncio.Queue = asyncio.Queue()
         with self.lock:
             self.subscribers.append((asyncio.get_running_loop(), queue))
-            return queue, self.text, self.done
+            return queue, Event("snapshot", self.text, self.reasoning), self.done
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         with self.lock:
@@ -227,6 +235,7 @@ def prompt_for(*, session, character, site, config, before_seq, continue_text=""
         members = [m.character for m in session.members.select_related("character")]
     profile = site.active_profile
     return build_prompt(
+        counter=engines.token_counter(config),
         session=session,
         character=character,
         user_name=user_name,
@@ -252,9 +261,9 @@ def engine_request(config, prompt) -> dict:
 
 
 @_db
-def _save_progress(message_id: int, text: str) -> None:
+def _save_progress(message_id: int, text: str, reasoning: str) -> None:
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=text, updated_at=timezone.now()
+        content=text, reasoning=reasoning, updated_at=timezone.now()
     )
 
 
@@ -319,8 +328,39 @@ async def _sweep_forever() -> None:
 
 
 @_db
+def _count_reasoning(config, reasoning: str, usage: dict | None) -> int:
+    """The reasoning's tokens: as the server reports them, else counted like any text."""
+    details = (usage or {}).get("completion_tokens_details") or {}
+    reported = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0:
+        return reported
+    if not reasoning:
+        return 0
+    try:
+        return engines.token_counter(config).count(reasoning)
+    except Exception:  # the engine's tokenizer went away meanwhile: the estimate will do
+        logger.warning("could not count the reasoning's tokens with the engine", exc_info=True)
+        return estimate_tokens(reasoning)
+
+
+@_db
+def _learn_ratio(config, prompt, usage: dict | None) -> None:
+    """Calibrate a remote engine's token estimate from the prompt size it reports."""
+    engines.record_usage(config, estimated=prompt.estimated_raw(), usage=usage)
+
+
+@_db
 def _finish(
-    message_id: int, *, text: str, status: str, error: str = "", meta: dict, prompt: dict | None
+    message_id: int,
+    *,
+    text: str,
+    status: str,
+    error: str = "",
+    meta: dict,
+    prompt: dict | None,
+    reasoning: str = "",
+    reasoning_tokens: int = 0,
+    reasoning_ms: int | None = None,
 ) -> None:
     now = timezone.now()
     with transaction.atomic():
@@ -337,9 +377,11 @@ def _finish(
             )
             return
         tokens = estimate_tokens(text)
+        thought = {"reasoning": reasoning, "reasoning_tokens": reasoning_tokens, "reasoning_ms": reasoning_ms}
         Message.objects.filter(pk=message_id).update(
             content=text,
             token_count=tokens,
+            **thought,
             status=status,
             error=error,
             finish_reason=meta.get("finish_reason", ""),
@@ -353,7 +395,10 @@ def _finish(
         if reply.alternative_count:
             # The active swipe mirrors the message's text.
             MessageAlternative.objects.filter(message_id=message_id, index=reply.alternative_index).update(
-                content=text, token_count=tokens, meta={k: v for k, v in meta.items() if k != "error_detail"}
+                content=text,
+                token_count=tokens,
+                meta={k: v for k, v in meta.items() if k != "error_detail"},
+                **thought,
             )
         ChatSession.objects.filter(pk=reply.session_id).update(last_message_at=now)
     cache.delete(STOP_KEY.format(message_id))
@@ -362,6 +407,10 @@ def _finish(
 async def _generate(live: LiveReply, mode: str) -> None:
     message_id = live.message_id
     text = ""
+    reasoning = ""
+    # When the model began and stopped thinking (monotonic): the reasoning's time.
+    thought_from = thought_to = None
+    reply = config = prompt = None
     meta: dict = {}
     prompt_data = None
     status, error = Message.Status.COMPLETE, ""
@@ -383,11 +432,34 @@ async def _generate(live: LiveReply, mode: str) -> None:
         prompt_data = prompt.as_meta()
         if mode == "continue":
             text = reply.content
-            live.reset(text)
+            reasoning = reply.reasoning
+            live.reset(text, reasoning)
+        # A reply that has text already is continued as reply; otherwise it may open with <think>.
+        splitter = ThinkSplitter(at_start=not text)
         last_save = time.monotonic()
         interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
         # An engine that ignores max_tokens would otherwise fill the row, and every page showing it.
         limit = settings.RPCHAT["MAX_REPLY_CHARS"]
+
+        def take(kind: str, piece: str) -> bool:
+            """Add a piece of reply or reasoning; False once the size limit cut it."""
+            nonlocal text, reasoning, thought_from, thought_to
+            now = time.monotonic()
+            if kind == REASONING:
+                thought_from = thought_from or now
+                kept = piece[: max(limit - len(reasoning), 0)]
+                reasoning += kept
+                if kept:
+                    live.publish(Event("reasoning", kept))
+            else:
+                if thought_from is not None and thought_to is None:
+                    thought_to = now
+                kept = piece[: max(limit - len(text), 0)]
+                text += kept
+                if kept:
+                    live.publish(Event("delta", kept))
+            return len(kept) == len(piece)
+
         stream = engines.stream_completion(config, **engine_request(config, prompt))
         # aclosing: a stop or an error closes the connection, which makes the engine stop too.
         async with aclosing(stream):
@@ -397,14 +469,17 @@ async def _generate(live: LiveReply, mode: str) -> None:
                     if item.usage:
                         meta["usage"] = item.usage
                     continue
+                if isinstance(item, engines.Usage):
+                    meta["usage"] = item.usage
+                    continue
                 if first_token_at is None:
                     first_token_at = time.monotonic()
                 pieces += 1
-                piece = item.text[: max(limit - len(text), 0)]
-                text += piece
-                if piece:
-                    live.publish(Event("delta", piece))
-                if len(piece) < len(item.text):
+                if isinstance(item, engines.Reasoning):
+                    parts = [(REASONING, item.text)]
+                else:
+                    parts = splitter.feed(item.text)
+                if not all(take(kind, piece) for kind, piece in parts):
                     status = Message.Status.INCOMPLETE
                     meta["finish_reason"] = "size_limit"
                     error = meta["notice"] = (
@@ -413,7 +488,10 @@ async def _generate(live: LiveReply, mode: str) -> None:
                     break
                 if time.monotonic() - last_save >= interval:
                     last_save = live.saved_at = time.monotonic()
-                    await _save_progress(message_id, text)
+                    await _save_progress(message_id, text, reasoning)
+            else:
+                for kind, piece in splitter.close():
+                    take(kind, piece)
         if meta.get("finish_reason") == "length":
             meta["notice"] = "The reply reached the length limit and may end mid-sentence."
     except asyncio.CancelledError:
@@ -439,8 +517,35 @@ async def _generate(live: LiveReply, mode: str) -> None:
             metrics.observe_generation(
                 ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second")
             )
+        if thought_from is not None:
+            # Until the first word of reply, or the end when the reply never came.
+            thought_ms = round(((thought_to or time.monotonic()) - thought_from) * 1000)
+            if mode == "continue" and reply is not None and reply.reasoning_ms:
+                thought_ms += reply.reasoning_ms
+        else:
+            thought_ms = (
+                reply.reasoning_ms if mode == "continue" and reply is not None and reasoning else None
+            )
         try:
-            await _finish(message_id, text=text, status=status, error=error, meta=meta, prompt=prompt_data)
+            reasoning = reasoning.strip()
+            reasoning_tokens = await _count_reasoning(config, reasoning, meta.get("usage")) if config else 0
+            if config is not None and prompt is not None and not getattr(prompt, "exact", False):
+                await _learn_ratio(config, prompt, meta.get("usage"))
+        except Exception:
+            logger.exception("could not count the tokens of message %s", message_id)
+            reasoning_tokens = estimate_tokens(reasoning)
+        try:
+            await _finish(
+                message_id,
+                text=text,
+                status=status,
+                error=error,
+                meta=meta,
+                prompt=prompt_data,
+                reasoning=reasoning,
+                reasoning_tokens=reasoning_tokens,
+                reasoning_ms=thought_ms,
+            )
         except Exception:
             logger.exception("could not save the end of message %s", message_id)
         live.publish(Event("done"))
@@ -505,9 +610,9 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
     """Events for a page following a reply: a snapshot of the text so far, deltas, then done."""
     live = Runner.live.get(message_id)
     if live is not None:
-        queue, text, done = live.subscribe()
+        queue, snapshot, done = live.subscribe()
         try:
-            yield Event("snapshot", text)
+            yield snapshot
             if done:
                 yield Event("done")
                 return
@@ -526,10 +631,10 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
         if row is None:
             yield Event("done")
             return
-        content, status, updated_at = row
-        if content != sent:
-            sent = content
-            yield Event("snapshot", content)
+        content, reasoning, status, updated_at = row
+        if (content, reasoning) != sent:
+            sent = (content, reasoning)
+            yield Event("snapshot", content, reasoning)
         if status != Message.Status.STREAMING:
             yield Event("done")
             return
@@ -543,7 +648,11 @@ async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterato
 @sync_to_async
 def _poll(message_id: int):
     try:
-        return Message.objects.filter(pk=message_id).values_list("content", "status", "updated_at").first()
+        return (
+            Message.objects.filter(pk=message_id)
+            .values_list("content", "reasoning", "status", "updated_at")
+            .first()
+        )
     finally:
         release_connection()
 

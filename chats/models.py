@@ -78,6 +78,12 @@ class ChatSession(models.Model):
     )
     # Global lorebooks attached to this chat only.
     lorebooks = models.ManyToManyField("characters.Lorebook", blank=True, related_name="chats")
+    # Reasoning models: their thinking is kept with each reply; this only hides it on the page.
+    show_reasoning = models.BooleanField(
+        "Show the model's reasoning",
+        default=True,
+        help_text="Replies of models that think show their reasoning, collapsed, above the reply.",
+    )
     # Imported chat metadata (SillyTavern's chat_metadata), kept so an export gives it back.
     metadata = models.JSONField(default=dict, blank=True)
 
@@ -161,6 +167,12 @@ class Message(models.Model):
     )
     content = models.TextField(blank=True)
     token_count = models.PositiveIntegerField(default=0)
+    # A reasoning model's thinking before the reply (a <think> block or the server's
+    # reasoning_content): shown apart, never sent back in a prompt. reasoning_ms is how long it
+    # thought, from its first reasoning to its first word of reply.
+    reasoning = models.TextField(blank=True)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    reasoning_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
     # Bumped by every change; an edit names the version it started from (409 when stale).
@@ -225,6 +237,9 @@ class MessageAlternative(models.Model):
     index = models.PositiveSmallIntegerField()
     content = models.TextField(blank=True)
     token_count = models.PositiveIntegerField(default=0)
+    reasoning = models.TextField(blank=True)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    reasoning_ms = models.PositiveIntegerField(null=True, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -54,6 +54,17 @@ class Prompt:
     lore_activated: list[str] = field(default_factory=list)
     lore_dropped: list[str] = field(default_factory=list)
     lore_skipped: list[dict] = field(default_factory=list)
+    # Counted with the engine's own tokenizer (else the estimate, calibrated where it can be).
+    exact: bool = False
+
+    def estimated_raw(self) -> int:
+        """The plain estimate of what is sent, to learn an engine's ratio from its reported usage."""
+        if self.text:
+            return estimate_tokens(self.text)
+        return (
+            sum(estimate_tokens(m["content"]) + PER_MESSAGE_OVERHEAD for m in self.messages)
+            + PER_MESSAGE_OVERHEAD
+        )
 
     @property
     def used(self) -> int:
@@ -73,6 +84,7 @@ class Prompt:
             "lore_dropped_for_budget": self.lore_dropped,
             "lore_skipped": self.lore_skipped,
             "parts": [p.__dict__ for p in self.parts],
+            "counted_with": "the engine's tokenizer" if self.exact else "an estimate",
         }
 
 
@@ -106,9 +118,16 @@ def build_prompt(
     continue_text: str = "",
     impersonate: bool = False,
     members: list[Character] | None = None,
+    counter=None,
 ) -> Prompt:
-    """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string."""
+    """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string.
+
+    `counter` counts tokens for the engine (settings_app.engines.token_counter); without one, the
+    estimate.
+    """
     ctx = MacroContext(char=character.display_name, user=user_name, chat_seed=str(session.code))
+    count = counter.count if counter is not None else estimate_tokens
+    overhead = _overheads(counter, mode, template or CHATML)
 
     def macro(text: str) -> str:
         return expand(text, ctx)
@@ -129,7 +148,7 @@ def build_prompt(
     activation = lore.activate(
         lore.entries_for(session=session, character=character),
         recent=recent,
-        estimate=estimate_tokens,
+        estimate=count,
     )
 
     sections = [
@@ -158,22 +177,26 @@ def build_prompt(
     for name, text in sections:
         if text:
             system_blocks.append(text)
-            parts.append(PromptPart(name, estimate_tokens(text) + 1))
+            parts.append(PromptPart(name, count(text) + 1))
     if post_history:
-        parts.append(
-            PromptPart("post-history instructions", estimate_tokens(post_history) + PER_MESSAGE_OVERHEAD)
-        )
+        parts.append(PromptPart("post-history instructions", count(post_history) + overhead("system")))
     note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
     if note:
-        parts.append(PromptPart("author's note", estimate_tokens(note) + PER_MESSAGE_OVERHEAD))
+        parts.append(PromptPart("author's note", count(note) + overhead(session.author_note_role)))
     if continue_text:
-        parts.append(
-            PromptPart("reply being continued", estimate_tokens(continue_text) + PER_MESSAGE_OVERHEAD)
-        )
-    fixed = sum(p.tokens for p in parts) + PER_MESSAGE_OVERHEAD
+        parts.append(PromptPart("reply being continued", count(continue_text) + overhead("assistant")))
+    exact = bool(counter is not None and counter.exact)
+    if exact:
+        # The system message's own wrapping, and the prompt's start and the cue for the reply.
+        parts.append(PromptPart("template", overhead("system") + overhead("")))
+    fixed = sum(p.tokens for p in parts) + (0 if exact else PER_MESSAGE_OVERHEAD)
     remaining = budget - fixed
 
-    history, dropped = _fit(rows, budget=remaining, named=bool(members))
+    if counter is not None:
+        rows = _recount(rows, counter, budget=remaining)
+    history, dropped = _fit(
+        rows, budget=remaining, named=bool(members), overhead=overhead, count=count if exact else None
+    )
     history_tokens = sum(tokens for _, tokens in history)
     parts.append(PromptPart(f"chat history ({len(history)} messages)", history_tokens))
     remaining -= history_tokens
@@ -182,7 +205,7 @@ def build_prompt(
     examples = split_examples(macro(character.example_dialogue))
     kept_examples = []
     for i, block in enumerate(examples, start=1):
-        cost = estimate_tokens(block) + 2
+        cost = count(block) + 2
         fits = cost <= remaining
         parts.append(PromptPart(f"example dialogue {i}", cost, included=fits))
         if fits:
@@ -210,6 +233,7 @@ def build_prompt(
         lore_activated=activation.activated,
         lore_dropped=activation.dropped_for_budget,
         lore_skipped=activation.skipped,
+        exact=exact,
     )
     if mode == "text":
         prompt.text, prompt.stop = render_text(
@@ -265,17 +289,55 @@ def _history_rows(session: ChatSession, *, before_seq: int, budget: int) -> list
     return list(history_queryset(session, before_seq=before_seq, budget=budget))
 
 
-def _fit(rows: list[tuple], *, budget: int, named: bool) -> tuple[list, bool]:
-    """The newest rows that fit the budget, oldest first. In group chats each line is named."""
+def _overheads(counter, mode: str, template: InstructTemplate):
+    """Tokens a message of each role costs beyond its text, and (role "") the prompt's start and
+    the cue for the reply: measured for the engine when it has a tokenizer, else a fixed guess."""
+    known: dict[str, int] = {}
+    if counter is not None and counter.exact:
+        if mode == "text":
+            for role in ("system", "user", "assistant"):
+                wrap = getattr(template, f"{role}_prefix") + getattr(template, f"{role}_suffix")
+                known[role] = counter.count(wrap) + 1
+            # The start of the text (one token for a start-of-text token) and the reply's prefix.
+            known[""] = counter.count(template.prompt_prefix) + counter.count(template.assistant_prefix) + 1
+        else:
+            known = counter.overheads()
+
+    def overhead(role: str) -> int:
+        return known.get(role, PER_MESSAGE_OVERHEAD)
+
+    return overhead
+
+
+def _recount(rows: list[tuple], counter, *, budget: int) -> list[tuple]:
+    """The rows with their counts from `counter`: all of them in one batch (cached per text, so
+    a message is sent to the engine's tokenizer once). Rows far past what can fit keep their
+    stored estimate: they are never sent."""
+    reach = taken = 0
+    while taken < len(rows) and reach <= 2 * budget + 64:
+        reach += rows[taken][2] + PER_MESSAGE_OVERHEAD
+        taken += 1
+    counts = counter.count_many([content for _, content, _, _ in rows[:taken]])
+    return [
+        (role, content, counts[i] if i < len(counts) else tokens, speaker)
+        for i, (role, content, tokens, speaker) in enumerate(rows)
+    ]
+
+
+def _fit(rows: list[tuple], *, budget: int, named: bool, overhead=None, count=None) -> tuple[list, bool]:
+    """The newest rows that fit the budget, oldest first. In group chats each line is named.
+
+    `overhead(role)` is what a message costs beyond its text; `count`, when given, counts the
+    speaker's name exactly."""
     picked = []
     spent = 0
     dropped = False
     for role, text, tokens, speaker in rows:
         content = text
-        cost = tokens + PER_MESSAGE_OVERHEAD
+        cost = tokens + (overhead(role) if overhead else PER_MESSAGE_OVERHEAD)
         if named and speaker:
             content = f"{speaker}: {text}"
-            cost += estimate_tokens(speaker) + 1
+            cost += count(f"{speaker}: ") if count else estimate_tokens(speaker) + 1
         if spent + cost > budget:
             dropped = True
             break

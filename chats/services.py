@@ -227,6 +227,9 @@ def reply_retry(*, message: Message) -> Message:
         ).update(
             status=Message.Status.STREAMING,
             content="",
+            reasoning="",
+            reasoning_tokens=0,
+            reasoning_ms=None,
             error="",
             version=F("version") + 1,
             updated_at=timezone.now(),
@@ -246,6 +249,9 @@ def message_select_alternative(*, message: Message, index: int, version: int) ->
         updated = Message.objects.filter(pk=message.pk, version=version).update(
             content=alternative.content,
             token_count=alternative.token_count,
+            reasoning=alternative.reasoning,
+            reasoning_tokens=alternative.reasoning_tokens,
+            reasoning_ms=alternative.reasoning_ms,
             alternative_index=index,
             version=F("version") + 1,
             updated_at=timezone.now(),
@@ -298,13 +304,22 @@ def reply_regenerate(*, message: Message) -> Message:
             count = current.alternative_count
             if count == 0:
                 MessageAlternative.objects.create(
-                    message=current, index=0, content=current.content, token_count=current.token_count
+                    message=current,
+                    index=0,
+                    content=current.content,
+                    token_count=current.token_count,
+                    reasoning=current.reasoning,
+                    reasoning_tokens=current.reasoning_tokens,
+                    reasoning_ms=current.reasoning_ms,
                 )
                 count = 1
             MessageAlternative.objects.create(message=current, index=count)
             Message.objects.filter(pk=current.pk).update(
                 status=Message.Status.STREAMING,
                 content="",
+                reasoning="",
+                reasoning_tokens=0,
+                reasoning_ms=None,
                 error="",
                 alternative_index=count,
                 alternative_count=count + 1,
@@ -428,6 +443,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
             author_note_role=session.author_note_role,
             is_group=session.is_group,
             turn_strategy=session.turn_strategy,
+            show_reasoning=session.show_reasoning,
         )
         branch.lorebooks.set(session.lorebooks.all())
         ChatMember.objects.bulk_create(
@@ -463,9 +479,15 @@ def _copy_messages(*, source: ChatSession, target: ChatSession, up_to_seq: int) 
             [target.pk, source.pk, up_to_seq],
         )
         copied = cursor.rowcount
+        # Every column but the key and the message, from the model: a new field is copied too.
+        alt_columns = [
+            f.column for f in MessageAlternative._meta.concrete_fields if f.name not in ("id", "message")
+        ]
+        alt_cols = ", ".join(f'"{c}"' for c in alt_columns)
+        alt_select = ", ".join(f'alt."{c}"' for c in alt_columns)
         cursor.execute(
-            f'INSERT INTO {alternative} (message_id, "index", content, token_count, meta, created_at) '  # noqa: S608
-            f'SELECT dst.id, alt."index", alt.content, alt.token_count, alt.meta, alt.created_at '
+            f"INSERT INTO {alternative} (message_id, {alt_cols}) "  # noqa: S608 - names from the models
+            f"SELECT dst.id, {alt_select} "
             f"FROM {alternative} alt "
             f"JOIN {message} src ON src.id = alt.message_id "
             f"JOIN {message} dst ON dst.session_id = %s AND dst.seq = src.seq "

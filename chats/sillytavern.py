@@ -467,6 +467,42 @@ def _unpack_info(info: Any, extra: Any) -> Any:
     return info
 
 
+def _reasoning_of(extra: Any) -> tuple[str, int | None]:
+    """SillyTavern's reasoning in a message's (or a swipe's) `extra`: its text and its duration
+    (milliseconds), when they have the types SillyTavern writes."""
+    if not isinstance(extra, dict) or not isinstance(extra.get("reasoning"), str):
+        return "", None
+    duration = extra.get("reasoning_duration")
+    ok = isinstance(duration, int | float) and not isinstance(duration, bool) and 0 <= duration < 2**31
+    return extra["reasoning"], round(duration) if ok else None
+
+
+def _without_reasoning(extra: Any) -> Any:
+    """`extra` less the reasoning rpchat keeps in columns (put back by `_with_reasoning`)."""
+    reasoning, ms = _reasoning_of(extra)
+    if not reasoning:
+        return extra
+    dropped = ("reasoning", "reasoning_duration") if ms is not None else ("reasoning",)
+    return {k: v for k, v in extra.items() if k not in dropped}
+
+
+def _with_reasoning(extra: Any, reasoning: str, ms: int | None) -> Any:
+    """`extra` as SillyTavern keeps it, with the reasoning rpchat stores in columns put back."""
+    if not reasoning:
+        return extra
+    extra = dict(extra) if isinstance(extra, dict) else {}
+    extra["reasoning"] = reasoning
+    if ms is not None:
+        extra["reasoning_duration"] = ms
+    return extra
+
+
+def _alt_reasoning(info: Any) -> dict:
+    """A swipe's reasoning (from its swipe_info's extra), for its MessageAlternative's columns."""
+    reasoning, ms = _reasoning_of(info.get("extra") if isinstance(info, dict) else None)
+    return {"reasoning": reasoning, "reasoning_ms": ms} if reasoning else {}
+
+
 def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pending:
     mes = obj.get("mes") or ""
     name = obj.get("name") or ""
@@ -499,7 +535,10 @@ def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pendin
         )
         index = swipe_id if valid_id else (swipes.index(mes) if mes in swipes else 0)
         if isinstance(info, list) and len(info) == len(swipes):
-            alternatives = [(s, {"st": _pack_info(i, obj)}) for s, i in zip(swipes, info, strict=True)]
+            alternatives = [
+                (s, {"st": _pack_info(i, obj), **_alt_reasoning(i)})
+                for s, i in zip(swipes, info, strict=True)
+            ]
         else:
             alternatives = [(s, {}) for s in swipes]
             if "swipe_info" in obj:
@@ -512,8 +551,10 @@ def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pendin
         if "swipe_info" in obj:
             st["swipe_info"] = [_pack_info(i, obj) for i in info] if isinstance(info, list) else info
     meta: dict[str, Any] = {"st": st}
+    reasoning, reasoning_ms = _reasoning_of(extra)
     if "extra" in obj:
-        meta["extra"] = extra
+        # The reasoning has columns of its own; the export puts it back.
+        meta["extra"] = _without_reasoning(extra)
     message = Message(
         session=session,
         seq=seq,
@@ -522,6 +563,9 @@ def _message_from(obj, session, seq, when, members, by_name, avatars) -> _Pendin
         character=speaker_character,
         content=mes,
         token_count=estimate_tokens(mes),
+        reasoning=reasoning,
+        reasoning_tokens=estimate_tokens(reasoning),
+        reasoning_ms=reasoning_ms,
         status=Message.Status.COMPLETE,
         hidden=bool(obj.get("is_system")),
         alternative_index=index,
@@ -543,11 +587,15 @@ def _flush(pending: list[_Pending]) -> None:
             index=i,
             content=text,
             token_count=estimate_tokens(text),
-            meta=meta,
+            reasoning=thought.get("reasoning", ""),
+            reasoning_tokens=estimate_tokens(thought.get("reasoning", "")),
+            reasoning_ms=thought.get("reasoning_ms"),
+            meta={"st": meta["st"]} if "st" in meta else {},
             created_at=p.message.created_at,
         )
         for p in pending
         for i, (text, meta) in enumerate(p.swipes)
+        for thought in [{k: v for k, v in meta.items() if k != "st"}]
     ]
     insert_keeping_dates(MessageAlternative, alternatives)
 
@@ -608,6 +656,8 @@ def _pages(session: ChatSession, *, alternatives: bool = True):
                 "hidden",
                 "alternative_index",
                 "alternative_count",
+                "reasoning",
+                "reasoning_ms",
                 "meta",
                 "created_at",
             )[:EXPORT_PAGE_SIZE]
@@ -620,7 +670,7 @@ def _pages(session: ChatSession, *, alternatives: bool = True):
             for alt in (
                 MessageAlternative.objects.filter(message_id__in=with_swipes)
                 .order_by("message_id", "index")
-                .only("message_id", "index", "content", "meta", "created_at")
+                .only("message_id", "index", "content", "reasoning", "reasoning_ms", "meta", "created_at")
             ):
                 swipes.setdefault(alt.message_id, []).append(alt)
         yield page, swipes
@@ -669,8 +719,10 @@ def _export_message(m: Message, alternatives: list[MessageAlternative] | None) -
         "send_date": st.pop("send_date") if "send_date" in st else format_send_date(m.created_at),
         "mes": None if "mes" in raw and not m.content else m.content,
     }
-    if "extra" in meta or not imported:
-        out["extra"] = extra
+    # The extra of an imported message's swipes, as SillyTavern wrote it (without the reasoning).
+    base_extra = extra
+    if "extra" in meta or not imported or m.reasoning:
+        extra = out["extra"] = _with_reasoning(extra, m.reasoning, m.reasoning_ms)
     swipes = st.pop("swipes", None)
     swipe_id = st.pop("swipe_id", None)
     swipe_info = st.pop("swipe_info", None)
@@ -682,7 +734,9 @@ def _export_message(m: Message, alternatives: list[MessageAlternative] | None) -
             swipe_info
             if swipe_info is not None
             else [
-                _unpack_info(a.meta["st"], extra) if "st" in a.meta else _new_info(a.created_at)
+                _info_with_reasoning(
+                    _unpack_info(a.meta["st"], base_extra) if "st" in a.meta else _new_info(a.created_at), a
+                )
                 for a in alternatives
             ]
         )
@@ -699,8 +753,15 @@ def _export_message(m: Message, alternatives: list[MessageAlternative] | None) -
         # What SillyTavern writes for a generated message with one swipe.
         out["swipes"] = [m.content]
         out["swipe_id"] = 0
-        out["swipe_info"] = [_new_info(m.created_at)]
+        out["swipe_info"] = [_info_with_reasoning(_new_info(m.created_at), m)]
     return out
+
+
+def _info_with_reasoning(info: Any, source: Message | MessageAlternative) -> Any:
+    """A swipe_info entry with the swipe's reasoning in its extra, as SillyTavern keeps it."""
+    if not source.reasoning or not isinstance(info, dict):
+        return info
+    return {**info, "extra": _with_reasoning(info.get("extra"), source.reasoning, source.reasoning_ms)}
 
 
 def _new_info(moment: dt.datetime) -> dict:

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import importlib.util
 import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
+from django.core.cache import cache
+
+from core import tokens
 
 from .models import SiteSettings
 
@@ -51,6 +55,10 @@ class EngineConfig:
     context_size: int = 2048
     sampling: dict = field(default_factory=dict)
     is_builtin: bool = False
+    # The connection profile it came from (None for the built-in model), and that profile's learned
+    # ratio of real to estimated tokens (from the usage its server reports).
+    profile_id: int | None = None
+    token_ratio: float | None = None
 
 
 @dataclass
@@ -59,9 +67,23 @@ class Delta:
 
 
 @dataclass
+class Reasoning:
+    """A piece of the model's reasoning, sent apart from the reply (`reasoning_content`)."""
+
+    text: str
+
+
+@dataclass
 class Finish:
     reason: str
     usage: dict | None = None
+
+
+@dataclass
+class Usage:
+    """What the server says the request cost (OpenAI's `usage`, sent after the finish)."""
+
+    usage: dict
 
 
 def shown_url(url: str) -> str:
@@ -217,6 +239,8 @@ def resolve_engine(site: SiteSettings | None = None) -> EngineConfig:
             model=profile.model,
             context_size=profile.context_size,
             sampling=profile.sampling(),
+            profile_id=profile.pk,
+            token_ratio=profile.token_ratio,
         )
     url = BuiltinServer.url_for(
         model_path=builtin_model_path(site),
@@ -266,7 +290,13 @@ async def stream_completion(
 ) -> AsyncIterator[Delta | Finish]:
     """Stream a reply as Delta pieces, then one Finish. Raises EngineError with a readable reason."""
     opts = settings.RPCHAT
-    body: dict = {"stream": True, **config.sampling, **(overrides or {})}
+    # include_usage: the real prompt size comes back, which calibrates token counting.
+    body: dict = {
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **config.sampling,
+        **(overrides or {}),
+    }
     if config.model:
         body["model"] = config.model
     if config.mode == "text":
@@ -332,16 +362,24 @@ async def stream_completion(
                     raise EngineError("The model server sent an unexpected stream event.")
                 if "error" in chunk:
                     raise EngineError(scrub(_error_from_body(500, payload.encode()), config))
-                for choice in chunk.get("choices") or []:
+                choices = chunk.get("choices") or []
+                for choice in choices:
                     if config.mode == "text":
                         text = choice.get("text") or ""
                     else:
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        # DeepSeek's, vLLM's and llama.cpp's name, then OpenRouter's.
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        if thought and isinstance(thought, str):
+                            yield Reasoning(thought)
+                        text = delta.get("content") or ""
                     if text:
                         yield Delta(text)
                     if choice.get("finish_reason"):
                         finished = True
                         yield Finish(choice["finish_reason"], chunk.get("usage"))
+                if not choices and isinstance(chunk.get("usage"), dict):
+                    yield Usage(chunk["usage"])
     # The person reading these is not the one who can fix the server: a plain reason for them, the
     # address (credentials masked) and the underlying error for staff.
     except httpx.ConnectError as exc:
@@ -398,3 +436,178 @@ async def list_models(config: EngineConfig) -> list[str]:
         raise EngineError("The server's /models answer is not JSON.") from None
     items = data.get("data") or data.get("models") or []
     return [str(item.get("id") or item.get("name")) for item in items if isinstance(item, dict)]
+
+
+# --- counting tokens with the engine's own tokenizer --------------------------------------------
+
+# A batch is sent as [text, 0, text, 0, ...]: llama.cpp's /tokenize tokenizes each string of the
+# list on its own and passes numbers through as token ids, so the counts are those of the texts
+# alone and the zeros mark where each ends.
+_SEPARATOR = 0
+_BATCH_CHARS = 400_000
+TOKENIZER_PROBE_TTL = 3600
+
+
+def _server_root(config: EngineConfig) -> str:
+    """The server's root (llama.cpp serves /tokenize beside /v1, not under it)."""
+    url = config.base_url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def tokenizer_key(config: EngineConfig) -> str:
+    """Names the tokenizer counts are cached under: the server and the model it serves."""
+    if config.is_builtin:
+        ident = f"builtin|{config.model}|{BuiltinServer._key[0] if BuiltinServer._key else ''}"
+    else:
+        ident = f"{shown_url(config.base_url)}|{config.model}"
+    return hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()
+
+
+def _tokenize_request(
+    client: httpx.Client, config: EngineConfig, content, *, add_special: bool = False
+) -> list[int]:
+    url, auth = _request_target(config, "")
+    url = _server_root(replace(config, base_url=url)) + "/tokenize"
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    response = client.post(
+        url, json={"content": content, "add_special": add_special}, headers=headers, auth=auth
+    )
+    if response.status_code >= 400:
+        raise EngineError(scrub(_error_from_body(response.status_code, response.content), config))
+    tokens = response.json().get("tokens")
+    if not isinstance(tokens, list):
+        raise EngineError("The server's /tokenize answer has no token list.")
+    return tokens
+
+
+def tokenize_counts(config: EngineConfig, texts: list[str]) -> list[int]:
+    """How many tokens each of `texts` is for the engine, in as few requests as the sizes allow."""
+    counts: list[int] = []
+    with httpx.Client(timeout=30) as client:
+        start = 0
+        while start < len(texts):
+            end, size = start, 0
+            while end < len(texts) and (end == start or size + len(texts[end]) <= _BATCH_CHARS):
+                size += len(texts[end])
+                end += 1
+            batch = texts[start:end]
+            content: list = []
+            for i, text in enumerate(batch):
+                if i:
+                    content.append(_SEPARATOR)
+                content.append(text)
+            tokens = _tokenize_request(client, config, content)
+            found = [0]
+            for token in tokens:
+                if token == _SEPARATOR:
+                    found.append(0)
+                else:
+                    found[-1] += 1
+            if len(found) != len(batch):
+                # A text held the separator's own spelling (a special token): one request each.
+                found = [len(_tokenize_request(client, config, text)) for text in batch]
+            counts += found
+            start = end
+    return counts
+
+
+def _probe_tokenizer(config: EngineConfig) -> bool:
+    try:
+        with httpx.Client(timeout=3) as client:
+            return bool(_tokenize_request(client, config, "a"))
+    except (EngineError, httpx.HTTPError, httpx.InvalidURL, ValueError):
+        return False
+
+
+def template_overheads(config: EngineConfig, count) -> dict[str, int]:
+    """Tokens the server's chat template adds: per message of each role, and once per prompt
+    (`""`: the start of the text and the cue for the reply), from llama.cpp's /apply-template."""
+    url, auth = _request_target(config, "")
+    url = _server_root(replace(config, base_url=url)) + "/apply-template"
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+    def render(messages: list[dict]) -> str:
+        response = client.post(url, json={"messages": messages}, headers=headers, auth=auth)
+        if response.status_code >= 400:
+            raise EngineError(scrub(_error_from_body(response.status_code, response.content), config))
+        return response.json()["prompt"]
+
+    x = "x"
+    with httpx.Client(timeout=10) as client:
+        texts = {
+            role: (render([{"role": role, "content": x}]), render([{"role": role, "content": x}] * 2))
+            for role in ("system", "user", "assistant")
+        }
+        # As the server reads a prompt: with the model's start token, if it adds one.
+        whole = len(_tokenize_request(client, config, texts["user"][0], add_special=True))
+    flat = [t for pair in texts.values() for t in pair] + [x]
+    counts = dict(zip(flat, count(flat), strict=True))
+    one = counts[x]
+    overheads = {role: counts[two] - counts[single] - one for role, (single, two) in texts.items()}
+    # The prompt's own start and the cue for the reply (<|im_start|>assistant\n in ChatML).
+    overheads[""] = whole - overheads["user"] - one
+    return overheads
+
+
+class EngineCounter:
+    """Counts tokens for one engine: its own tokenizer through a CachedCounter when it has one
+    (llama.cpp's /tokenize: the built-in model, or a profile whose server answers it), else the
+    script-aware estimate scaled by the profile's learned ratio."""
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.key = tokenizer_key(config)
+        self.exact = config.is_builtin or _cached_probe(config, self.key)
+        if self.exact:
+            self._counter = tokens.CachedCounter(self.key, lambda texts: tokenize_counts(config, list(texts)))
+        else:
+            self._counter = tokens.EstimateCounter(config.token_ratio)
+        self._overheads: dict[str, int] | None = None
+
+    def count_many(self, texts) -> list[int]:
+        return self._counter.count_many(texts)
+
+    def count(self, text: str) -> int:
+        return self._counter.count(text)
+
+    def overheads(self) -> dict[str, int]:
+        """Tokens per message by role, and `""` once per prompt (chat mode)."""
+        if self._overheads is None:
+            key = f"tok-overheads:{self.key}"
+            found = cache.get(key) if self.exact else None
+            if found is None and self.exact and self.config.mode == "chat":
+                try:
+                    found = template_overheads(self.config, self.count_many)
+                    cache.set(key, found, TOKENIZER_PROBE_TTL)
+                except (EngineError, httpx.HTTPError, httpx.InvalidURL, KeyError, ValueError):
+                    found = None
+            self._overheads = found or {}
+        return self._overheads
+
+
+def _cached_probe(config: EngineConfig, key: str) -> bool:
+    found = cache.get(f"tok-probe:{key}")
+    if found is None:
+        found = _probe_tokenizer(config)
+        cache.set(f"tok-probe:{key}", found, TOKENIZER_PROBE_TTL)
+    return found
+
+
+def token_counter(config: EngineConfig) -> EngineCounter:
+    return EngineCounter(config)
+
+
+def record_usage(config: EngineConfig, *, estimated: int, usage: dict | None) -> None:
+    """Learn a profile's ratio of real to estimated prompt tokens from the usage its server
+    reported (a moving average, so one odd prompt does not swing it)."""
+    from .models import ConnectionProfile
+
+    if config.profile_id is None or not usage or estimated <= 0:
+        return
+    real = usage.get("prompt_tokens")
+    if not isinstance(real, int) or isinstance(real, bool) or real <= 0:
+        return
+    ratio = min(max(real / estimated, 0.2), 8.0)
+    previous = config.token_ratio
+    learned = ratio if not previous else round(0.7 * previous + 0.3 * ratio, 4)
+    ConnectionProfile.objects.filter(pk=config.profile_id).update(token_ratio=learned)

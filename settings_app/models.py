@@ -85,6 +85,8 @@ class ConnectionProfile(models.Model):
         on_delete=models.SET_NULL,
         help_text="Text-completions mode: how turns are wrapped. Empty means ChatML.",
     )
+    # Learned from the usage the server reports: its real prompt tokens over rpchat's estimate.
+    token_ratio = models.FloatField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -166,6 +166,10 @@ class ScriptedServer:
         self.delay = 0.05
         self.pause = 0.0
         self.mode = "ok"
+        # A reasoning model's thinking, streamed as `reasoning_content` deltas before the pieces,
+        # and the usage sent after the finish (as OpenAI does with stream_options.include_usage).
+        self.reasoning: list[str] = []
+        self.usage: dict | None = None
         self.requests: list[dict] = []
         self.disconnected = threading.Event()
         outer = self
@@ -186,7 +190,13 @@ class ScriptedServer:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                outer.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+                body = self.rfile.read(length)
+                if not self.path.endswith("/completions"):  # no /tokenize, as most hosted APIs
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.requests.append(json.loads(body or b"{}"))
                 outer.handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -240,6 +250,13 @@ class ScriptedServer:
                     n += 1
                     time.sleep(self.delay)
             time.sleep(self.pause)
+            for piece in self.reasoning:
+                chunk = {
+                    "choices": [{"index": 0, "delta": {"reasoning_content": piece}, "finish_reason": None}]
+                }
+                h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                h.wfile.flush()
+                time.sleep(self.delay)
             for i, piece in enumerate(self.pieces):
                 chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                 h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -248,7 +265,10 @@ class ScriptedServer:
                     return  # the connection closes mid-reply
                 time.sleep(self.delay)
             end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            h.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+            h.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+            if self.usage is not None:
+                h.wfile.write(f"data: {json.dumps({'choices': [], 'usage': self.usage})}\n\n".encode())
+            h.wfile.write(b"data: [DONE]\n\n")
             h.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.disconnected.set()
