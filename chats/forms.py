@@ -17,6 +17,7 @@ class ChatSettingsForm(forms.ModelForm):
             "author_note_frequency",
             "author_note_role",
             "turn_strategy",
+            "show_reasoning",
         ]
         widgets = {"author_note": forms.Textarea(attrs={"rows": 3})}
         labels = {

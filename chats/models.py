@@ -226,6 +226,11 @@ class Message(models.Model):
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
 
+    @property
+    def reasoning_seconds(self) -> str:
+        """How long the model thought, as the page says it ("4.2 s")."""
+        return f"{(self.reasoning_ms or 0) / 1000:.1f} s"
+
 
 class MessageAlternative(models.Model):
     """One swipe of a message. Read only when the user moves between swipes."""

@@ -73,7 +73,9 @@ __all__ = [
     "CHATML_TEMPLATE",
     "LOGIT_MARGIN",
     "REPLY_PIECES",
+    "THINK_PIECES",
     "TINY_REPLY",
+    "TINY_THOUGHT",
     "write_tiny_gguf",
 ]
 
@@ -97,6 +99,26 @@ REPLY_PIECES: tuple[str, ...] = (
 TINY_REPLY: str = "".join(REPLY_PIECES).replace("▁", " ")
 assert TINY_REPLY == "Hello, traveler! I am a tiny test model."
 
+#: With ``thinking=True`` the model first thinks, DeepSeek-R1 style, in a ``<think>`` block whose
+#: tags arrive cut across pieces ("<th" "ink>" ... "</" "think" ">"), then gives TINY_REPLY.
+THINK_PIECES: tuple[str, ...] = (
+    "<th",
+    "ink>",
+    "Hmm",
+    "▁—",
+    "▁who",
+    "▁goes",
+    "▁there",
+    "?",
+    "</",
+    "think",
+    ">",
+)
+
+#: The reasoning of the thinking model, as the reply's text carries it between the tags.
+TINY_THOUGHT: str = "".join(THINK_PIECES[2:-3]).replace("▁", " ")
+assert TINY_THOUGHT == "Hmm — who goes there?"
+
 #: Logit of the chosen next token; all other logits are 0.
 LOGIT_MARGIN: float = 1000.0
 
@@ -117,7 +139,9 @@ _N_FF = 128
 _NORMAL, _UNKNOWN, _CONTROL, _BYTE = 1, 2, 3, 6
 
 
-def _build_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
+def _build_vocab(
+    pieces: tuple[str, ...] = REPLY_PIECES,
+) -> tuple[list[str], list[float], list[int], dict[str, int]]:
     tokens: list[str] = []
     scores: list[float] = []
     types: list[int] = []
@@ -141,7 +165,7 @@ def _build_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
     # Intermediates are ordinary (non-chain) tokens.  Scores favour longer
     # pieces.
     seen = set(tokens)
-    for piece in REPLY_PIECES:
+    for piece in pieces:
         for end in range(2, len(piece) + 1):
             sub = piece[:end]
             if sub not in seen:
@@ -155,19 +179,21 @@ def _build_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
     return tokens, scores, types, ids
 
 
-def write_tiny_gguf(path: str | os.PathLike, *, n_ctx_train: int = 4096) -> str:
-    """Write a tiny llama-architecture GGUF whose chat reply is always TINY_REPLY; return the path."""
+def write_tiny_gguf(path: str | os.PathLike, *, n_ctx_train: int = 4096, thinking: bool = False) -> str:
+    """Write a tiny llama-architecture GGUF whose chat reply is always TINY_REPLY (after a
+    `<think>` block of TINY_THOUGHT with `thinking`); return the path."""
     # Local imports: TINY_REPLY is needed where the development packages are not installed.
     import gguf
     import numpy as np
 
     path = os.fspath(path)
-    tokens, scores, types, ids = _build_vocab()
+    pieces = (THINK_PIECES + REPLY_PIECES) if thinking else REPLY_PIECES
+    tokens, scores, types, ids = _build_vocab(pieces)
     n_vocab = len(tokens)
     eos = ids["<|im_end|>"]
 
     # next-token table: every token -> first piece, chain pieces -> next piece
-    chain = [ids[p] for p in REPLY_PIECES] + [eos]
+    chain = [ids[p] for p in pieces] + [eos]
     nxt = np.full(n_vocab, chain[0], dtype=np.int64)
     for a, b in itertools.pairwise(chain):
         nxt[a] = b

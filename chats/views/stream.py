@@ -48,15 +48,22 @@ async def message_stream(request, code, seq):
 
     session, message = await lookup()
 
+    def thought(reasoning: str) -> str:
+        # The chat's setting hides the reasoning: it is kept, not shown.
+        return reasoning if session.show_reasoning else ""
+
     async def events():
         # The browser reconnects by itself after a drop; each connection starts with a snapshot.
         yield "retry: 1000\n\n"
         if message.is_streaming:
             async for event in generation.follow(message.pk):
                 if event.kind == "snapshot":
-                    yield _sse("snapshot", {"text": event.text})
+                    yield _sse("snapshot", {"text": event.text, "reasoning": thought(event.reasoning)})
                 elif event.kind == "delta":
                     yield _sse("delta", {"text": event.text})
+                elif event.kind == "reasoning":
+                    if session.show_reasoning:
+                        yield _sse("reasoning", {"text": event.text})
                 else:
                     break
         final, html = await final_html(session)

@@ -65,8 +65,21 @@
     document.body.classList.add("generating");
     // Screen readers wait while the list is busy, then read the finished reply once, not every token.
     list.setAttribute("aria-busy", "true");
+    // A reasoning model's thinking streams into its own collapsed box above the reply.
+    const thinking = article.querySelector("details.reasoning");
+    const thought = thinking && thinking.querySelector(".reasoning-text");
+    function think(text, replace) {
+      if (!thought || (!text && !replace)) return;
+      thought.textContent = replace ? text : thought.textContent + text;
+      thinking.hidden = !thought.textContent;
+    }
     source.addEventListener("snapshot", function (e) {
-      raw.textContent = JSON.parse(e.data).text;
+      const data = JSON.parse(e.data);
+      raw.textContent = data.text;
+      think(data.reasoning || "", true);
+    });
+    source.addEventListener("reasoning", function (e) {
+      think(JSON.parse(e.data).text, false);
     });
     source.addEventListener("delta", function (e) {
       const stick = isNearBottom();
