@@ -240,7 +240,7 @@ def resolve_engine(site: SiteSettings | None = None) -> EngineConfig:
             context_size=profile.context_size,
             sampling=profile.sampling(),
             profile_id=profile.pk,
-            token_ratio=profile.token_ratio,
+            token_ratio=learned_ratio(profile),
         )
     url = BuiltinServer.url_for(
         model_path=builtin_model_path(site),
@@ -533,17 +533,19 @@ def template_overheads(config: EngineConfig, count) -> dict[str, int]:
         return response.json()["prompt"]
 
     x = "x"
+    last = {"role": "user", "content": x}
     with httpx.Client(timeout=10) as client:
+        alone = render([last])
+        # A message of each role before the same last one: the difference is what the role costs.
         texts = {
-            role: (render([{"role": role, "content": x}]), render([{"role": role, "content": x}] * 2))
-            for role in ("system", "user", "assistant")
+            role: render([{"role": role, "content": x}, last]) for role in ("system", "user", "assistant")
         }
         # As the server reads a prompt: with the model's start token, if it adds one.
-        whole = len(_tokenize_request(client, config, texts["user"][0], add_special=True))
-    flat = [t for pair in texts.values() for t in pair] + [x]
+        whole = len(_tokenize_request(client, config, alone, add_special=True))
+    flat = [alone, x, *texts.values()]
     counts = dict(zip(flat, count(flat), strict=True))
     one = counts[x]
-    overheads = {role: counts[two] - counts[single] - one for role, (single, two) in texts.items()}
+    overheads = {role: counts[text] - counts[alone] - one for role, text in texts.items()}
     # The prompt's own start and the cue for the reply (<|im_start|>assistant\n in ChatML).
     overheads[""] = whole - overheads["user"] - one
     return overheads
@@ -578,9 +580,12 @@ class EngineCounter:
             if found is None and self.exact and self.config.mode == "chat":
                 try:
                     found = template_overheads(self.config, self.count_many)
-                    cache.set(key, found, TOKENIZER_PROBE_TTL)
                 except (EngineError, httpx.HTTPError, httpx.InvalidURL, KeyError, ValueError):
-                    found = None
+                    logger.warning(
+                        "could not measure the chat template of %s", shown_url(self.config.base_url)
+                    )
+                    found = {}  # the fixed guess, and no new attempt for a while
+                cache.set(key, found, TOKENIZER_PROBE_TTL)
             self._overheads = found or {}
         return self._overheads
 
@@ -591,6 +596,16 @@ def _cached_probe(config: EngineConfig, key: str) -> bool:
         found = _probe_tokenizer(config)
         cache.set(f"tok-probe:{key}", found, TOKENIZER_PROBE_TTL)
     return found
+
+
+RATIO_KEY = "tok-ratio:{}"
+
+
+def learned_ratio(profile) -> float | None:
+    """The profile's ratio of real to estimated tokens: the cache holds the newest (the settings
+    row, cached with its profile, may be older), the profile's column survives a cache flush."""
+    found = cache.get(RATIO_KEY.format(profile.pk))
+    return found if found is not None else profile.token_ratio
 
 
 def token_counter(config: EngineConfig) -> EngineCounter:
@@ -611,3 +626,4 @@ def record_usage(config: EngineConfig, *, estimated: int, usage: dict | None) ->
     previous = config.token_ratio
     learned = ratio if not previous else round(0.7 * previous + 0.3 * ratio, 4)
     ConnectionProfile.objects.filter(pk=config.profile_id).update(token_ratio=learned)
+    cache.set(RATIO_KEY.format(config.profile_id), learned, None)
