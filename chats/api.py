@@ -82,6 +82,10 @@ class ChatMessage(Out):
     role: Literal[tuple(Message.Role.values)]
     speaker: str
     content: str = Field(description="Markdown as written; render it sanitized.")
+    reasoning: str = Field(
+        description="A reasoning model's thinking before the reply (empty otherwise): plain text, "
+        "never sent back to the model."
+    )
     status: Literal[tuple(Message.Status.values)]
     version: int = Field(description="Bumped by every change of the message.")
     hidden: bool
@@ -199,6 +203,7 @@ def _message(message: Message) -> dict:
         "role": message.role,
         "speaker": message.speaker,
         "content": message.content,
+        "reasoning": message.reasoning,
         "status": message.status,
         "version": message.version,
         "hidden": message.hidden,

@@ -40,7 +40,7 @@ from settings_app.models import SiteSettings
 
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt
-from .reasoning import REASONING, ThinkSplitter
+from .reasoning import REASONING, ThinkSplitter, split_reasoning
 
 logger = logging.getLogger(__name__)
 
@@ -603,7 +603,8 @@ async def impersonate(session: ChatSession) -> str:
                 text += item.text
                 if len(text) >= limit:  # an engine that does not stop: the box takes no more
                     break
-    return text[:limit].strip()
+    # A reasoning model thinks before it drafts: the draft is what follows its thinking.
+    return split_reasoning(text)[1][:limit].strip()
 
 
 async def follow(message_id: int, *, poll_interval: float = 0.5) -> AsyncIterator[Event]:

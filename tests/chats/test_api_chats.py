@@ -17,6 +17,7 @@ MESSAGE_FIELDS = {
     "role",
     "speaker",
     "content",
+    "reasoning",
     "status",
     "version",
     "hidden",

@@ -283,3 +283,23 @@ def test_reasoning_goes_to_sillytavern_and_comes_back(
     assert [a.reasoning for a in back.alternatives.order_by("index")] == ["first thought", "second thought"]
     again = b"".join(owner_client.get(reverse("chats:export_jsonl", args=[imported.code])).streaming_content)
     assert json.loads(again.decode().splitlines()[-1])["extra"] == exported["extra"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write_for_me_drafts_without_the_models_thinking(owner, chat, thinking_builtin):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    aclient = AsyncClient()
+    aclient.force_login(owner)
+    response = async_to_sync(aclient.post)(reverse("chats:impersonate", args=[chat.code]))
+    assert response.json() == {"text": TINY_REPLY}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_gives_the_reasoning_apart(owner, owner_client, chat, thinking_builtin):
+    send_and_finish(owner_client, chat)
+    page = owner_client.get(reverse("api:messages", args=[chat.code])).json()
+    by_seq = {m["seq"]: m for m in page["messages"]}
+    assert (by_seq[2]["content"], by_seq[2]["reasoning"]) == (TINY_REPLY, TINY_THOUGHT)
+    assert by_seq[1]["reasoning"] == ""

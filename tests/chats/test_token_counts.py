@@ -88,6 +88,14 @@ def test_the_prompt_fits_the_context_in_any_script(owner, owner_client, small_bu
     assert snapshot["used"] == real
     assert 2 < snapshot["history_included"] < 80 and snapshot["history_dropped_for_budget"]
     assert snapshot["counted_with"] == "the engine's tokenizer"
+    inspector = owner_client.get(
+        reverse("chats:message_prompt", args=[chat.code, reply.seq])
+    ).content.decode()
+    assert (
+        f"{real} of {CONTEXT - REPLY_TOKENS} tokens used (counted with the engine&#x27;s tokenizer)"
+        in inspector
+    )
+    assert f"{real} prompt tokens" in inspector  # and the server's own count agrees
 
 
 def test_history_is_counted_in_one_batch_and_then_from_the_cache(
