@@ -410,7 +410,7 @@ async def _generate(live: LiveReply, mode: str) -> None:
     reasoning = ""
     # When the model began and stopped thinking (monotonic): the reasoning's time.
     thought_from = thought_to = None
-    reply = config = prompt = None
+    reply = config = prompt = splitter = None
     meta: dict = {}
     prompt_data = None
     status, error = Message.Status.COMPLETE, ""
@@ -434,8 +434,6 @@ async def _generate(live: LiveReply, mode: str) -> None:
             text = reply.content
             reasoning = reply.reasoning
             live.reset(text, reasoning)
-        # A reply that has text already is continued as reply; otherwise it may open with <think>.
-        splitter = ThinkSplitter(at_start=not text)
         last_save = time.monotonic()
         interval = settings.RPCHAT["STREAM_PERSIST_INTERVAL"]
         # An engine that ignores max_tokens would otherwise fill the row, and every page showing it.
@@ -460,6 +458,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
                     live.publish(Event("delta", kept))
             return len(kept) == len(piece)
 
+        # A reply that has text already is continued as reply; otherwise it may open with <think>.
+        splitter = ThinkSplitter(at_start=not text)
         stream = engines.stream_completion(config, **engine_request(config, prompt))
         # aclosing: a stop or an error closes the connection, which makes the engine stop too.
         async with aclosing(stream):
@@ -489,9 +489,6 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 if time.monotonic() - last_save >= interval:
                     last_save = live.saved_at = time.monotonic()
                     await _save_progress(message_id, text, reasoning)
-            else:
-                for kind, piece in splitter.close():
-                    take(kind, piece)
         if meta.get("finish_reason") == "length":
             meta["notice"] = "The reply reached the length limit and may end mid-sentence."
     except asyncio.CancelledError:
@@ -509,6 +506,9 @@ async def _generate(live: LiveReply, mode: str) -> None:
     finally:
         live.finishing = True
         watcher.cancel()
+        if splitter is not None:  # what it held back to tell a tag from text, however it ended
+            for kind, piece in splitter.close():
+                take(kind, piece)
         if first_token_at is not None:
             meta["ttft_ms"] = round((first_token_at - started) * 1000)
             gen_seconds = time.monotonic() - first_token_at

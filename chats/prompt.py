@@ -172,6 +172,11 @@ def build_prompt(
         ),
         ("persona", persona_description and f"About {ctx.user}: {macro(persona_description)}"),
     ]
+    note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
+    examples = split_examples(macro(character.example_dialogue))
+    if counter is not None:
+        # One request for every text this prompt may count (the history is counted in one more).
+        counter.count_many([t for _, t in sections if t] + [post_history, note, continue_text, *examples])
     parts: list[PromptPart] = []
     system_blocks: list[str] = []
     for name, text in sections:
@@ -180,7 +185,6 @@ def build_prompt(
             parts.append(PromptPart(name, count(text) + 1))
     if post_history:
         parts.append(PromptPart("post-history instructions", count(post_history) + overhead("system")))
-    note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
     if note:
         parts.append(PromptPart("author's note", count(note) + overhead(session.author_note_role)))
     if continue_text:
@@ -202,7 +206,6 @@ def build_prompt(
     remaining -= history_tokens
 
     # Example dialogue goes in only if it fits after the history: it is the first thing dropped.
-    examples = split_examples(macro(character.example_dialogue))
     kept_examples = []
     for i, block in enumerate(examples, start=1):
         cost = count(block) + 2
@@ -311,16 +314,16 @@ def _overheads(counter, mode: str, template: InstructTemplate):
 
 def _recount(rows: list[tuple], counter, *, budget: int) -> list[tuple]:
     """The rows with their counts from `counter`: all of them in one batch (cached per text, so
-    a message is sent to the engine's tokenizer once). Rows far past what can fit keep their
-    stored estimate: they are never sent."""
+    a message is sent to the engine's tokenizer once). Rows far past what can fit are not
+    counted, and marked as not fitting."""
     reach = taken = 0
     while taken < len(rows) and reach <= 2 * budget + 64:
         reach += rows[taken][2] + PER_MESSAGE_OVERHEAD
         taken += 1
     counts = counter.count_many([content for _, content, _, _ in rows[:taken]])
     return [
-        (role, content, counts[i] if i < len(counts) else tokens, speaker)
-        for i, (role, content, tokens, speaker) in enumerate(rows)
+        (role, content, counts[i] if i < len(counts) else budget + 1, speaker)
+        for i, (role, content, _, speaker) in enumerate(rows)
     ]
 
 
