@@ -250,6 +250,16 @@ def test_each_swipe_keeps_its_own_reasoning(owner_client, chat, make_profile, sc
     )
     html = owner_client.get(chat.get_absolute_url()).content.decode()
     assert "first thought" in html and "second thought" not in html
+    # A branch takes each swipe's reasoning along.
+    owner_client.post(reverse("chats:message_branch", args=[chat.code, reply.seq]))
+    branch = ChatSession.objects.exclude(pk=chat.pk).get()
+    copied = branch.messages.get(seq=reply.seq)
+    assert (copied.reasoning, copied.reasoning_ms) == ("first thought", reply.reasoning_ms)
+    assert list(copied.alternatives.order_by("index").values_list("reasoning", flat=True)) == [
+        "first thought",
+        "second thought",
+    ]
+    assert branch.show_reasoning is True
 
 
 @pytest.mark.django_db(transaction=True)
