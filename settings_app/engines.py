@@ -567,10 +567,22 @@ class EngineCounter:
         self._overheads: dict[str, int] | None = None
 
     def count_many(self, texts) -> list[int]:
-        return self._counter.count_many(texts)
+        try:
+            return self._counter.count_many(texts)
+        except (EngineError, httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError):
+            if not self.exact:
+                raise
+            # The tokenizer failed mid-way: this prompt is estimated rather than not written.
+            logger.warning(
+                "counting tokens with %s failed; estimating", shown_url(self.config.base_url), exc_info=True
+            )
+            self.exact = False
+            self._counter = tokens.EstimateCounter(self.config.token_ratio)
+            self._overheads = {}
+            return self._counter.count_many(texts)
 
     def count(self, text: str) -> int:
-        return self._counter.count(text)
+        return self.count_many([text])[0]
 
     def overheads(self) -> dict[str, int]:
         """Tokens per message by role, and `""` once per prompt (chat mode)."""

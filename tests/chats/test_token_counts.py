@@ -155,3 +155,21 @@ def test_a_remote_engine_without_a_tokenizer_is_calibrated_from_the_usage_it_rep
     before = next(p["tokens"] for p in sent["parts"] if p["name"].startswith("chat history"))
     # Three more messages, each counted at twice the estimate: far more than the first prompt's count.
     assert history > 1.8 * before
+
+
+def test_a_tokenizer_that_fails_mid_way_leaves_an_estimated_prompt_not_a_failed_reply(
+    owner, owner_client, small_builtin, monkeypatch
+):
+    from settings_app import engines
+
+    def broken(config, texts):
+        raise engines.EngineError("The model server answered HTTP 500: tokenizer crashed")
+
+    monkeypatch.setattr(engines, "tokenize_counts", broken)
+    character = make_character(owner=owner, name="Ada")
+    chat = import_chat(owner_client, character, "Chinese", n=6)
+    response = owner_client.post(reverse("chats:send", args=[chat.code]), {"content": "你好"})
+    reply = Message.objects.get(session=chat, seq=response.json()["reply_seq"])
+    generation.wait_for(reply.pk, timeout=60)
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("complete", TINY_REPLY), reply.error
