@@ -40,7 +40,7 @@ from settings_app.models import SiteSettings
 
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt
-from .reasoning import REASONING, ThinkSplitter, split_reasoning
+from .reasoning import REASONING, ThinkSplitter, split_forced_open, split_reasoning
 
 logger = logging.getLogger(__name__)
 
@@ -410,6 +410,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
     reasoning = ""
     # When the model began and stopped thinking (monotonic): the reasoning's time.
     thought_from = thought_to = None
+    # When a closing tag went by in the reply's text (a <think> the prompt opened), for its time.
+    closed_at = None
     reply = config = prompt = splitter = None
     meta: dict = {}
     prompt_data = None
@@ -441,7 +443,7 @@ async def _generate(live: LiveReply, mode: str) -> None:
 
         def take(kind: str, piece: str) -> bool:
             """Add a piece of reply or reasoning; False once the size limit cut it."""
-            nonlocal text, reasoning, thought_from, thought_to
+            nonlocal text, reasoning, thought_from, thought_to, closed_at
             now = time.monotonic()
             if kind == REASONING:
                 thought_from = thought_from or now
@@ -456,6 +458,9 @@ async def _generate(live: LiveReply, mode: str) -> None:
                 text += kept
                 if kept:
                     live.publish(Event("delta", kept))
+                    # Only the new text and a tag's length before it: linear in the reply.
+                    if closed_at is None and "</think" in text[-len(kept) - 8 :]:
+                        closed_at = now
             return len(kept) == len(piece)
 
         # A reply that has text already is continued as reply; otherwise it may open with <think>.
@@ -517,6 +522,11 @@ async def _generate(live: LiveReply, mode: str) -> None:
             metrics.observe_generation(
                 ttft_ms=meta["ttft_ms"], tokens_per_second=meta.get("tokens_per_second")
             )
+        if splitter is not None and splitter.state == "reply" and not reasoning and mode != "continue":
+            forced = split_forced_open(text)
+            if forced is not None:  # the prompt opened <think>: its close is in the reply
+                reasoning, text = forced
+                thought_from, thought_to = first_token_at, closed_at
         if thought_from is not None:
             # Until the first word of reply, or the end when the reply never came.
             thought_ms = round(((thought_to or time.monotonic()) - thought_from) * 1000)

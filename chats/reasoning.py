@@ -1,7 +1,8 @@
 """A reasoning model's thinking, told apart from its reply as the reply streams in.
 
 Models of the DeepSeek-R1 kind open their reply with `<think>...</think>` (some with
-`<thinking>...</thinking>`); servers that parse it themselves send it apart as `reasoning_content`
+`<thinking>...</thinking>`; some templates open the tag in the prompt, so that only the closing
+tag arrives: `split_forced_open` finds those at the end of the reply); servers that parse it themselves send it apart as `reasoning_content`
 (settings_app.engines.Reasoning), which needs no splitting. `ThinkSplitter` takes the reply's
 pieces as they arrive, in any cut (a tag may be split across pieces, even one character a piece),
 and hands back what is reasoning and what is reply. It keeps at most a tag's length of text
@@ -106,6 +107,18 @@ class ThinkSplitter:
     def _reply(self, text: str, out: list) -> str:
         self._emit(out, CONTENT, text)
         return ""
+
+
+def split_forced_open(text: str) -> tuple[str, str] | None:
+    """(reasoning, reply) of a reply whose thinking began in the prompt: templates of the
+    DeepSeek-R1 distills end the prompt with `<think>`, so the reply holds only the closing tag.
+    None when the reply has no closing tag, or has an opening one before it (then it is text)."""
+    for tag in OPEN_TAGS:
+        close = "</" + tag[1:]
+        at = text.find(close)
+        if at >= 0 and tag not in text[:at]:
+            return text[:at], text[at + len(close) :].lstrip()
+    return None
 
 
 def split_reasoning(text: str) -> tuple[str, str]:

@@ -313,3 +313,26 @@ def test_the_api_gives_the_reasoning_apart(owner, owner_client, chat, thinking_b
     by_seq = {m["seq"]: m for m in page["messages"]}
     assert (by_seq[2]["content"], by_seq[2]["reasoning"]) == (TINY_REPLY, TINY_THOUGHT)
     assert by_seq[1]["reasoning"] == ""
+
+
+def test_a_reply_whose_think_tag_the_prompt_opened_is_split_at_its_end():
+    from chats.reasoning import split_forced_open
+
+    assert split_forced_open("I should greet them.\n</think>\n\nHello!") == (
+        "I should greet them.\n",
+        "Hello!",
+    )
+    assert split_forced_open("Hello! No tags here.") is None
+    assert split_forced_open("Quoting <think>x</think> in a reply") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closing_tag_alone_in_the_stream_ends_the_reasoning(
+    owner_client, chat, make_profile, scripted_server
+):
+    # As from a DeepSeek-R1 distill whose template ends the prompt with "<think>\n".
+    scripted_server.pieces = ["I", " should", " greet", " them.", "\n</th", "ink>", "\n\n", "Hello", "!"]
+    make_profile(scripted_server.url)
+    reply = send_and_finish(owner_client, chat)
+    assert (reply.reasoning, reply.content) == ("I should greet them.", "Hello!")
+    assert reply.reasoning_ms is not None
