@@ -287,8 +287,9 @@ async def stream_completion(
     messages: list[dict] | None = None,
     prompt: str | None = None,
     overrides: dict | None = None,
-) -> AsyncIterator[Delta | Finish]:
-    """Stream a reply as Delta pieces, then one Finish. Raises EngineError with a readable reason."""
+) -> AsyncIterator[Delta | Reasoning | Finish | Usage]:
+    """Stream a reply as Delta pieces (Reasoning pieces for a server's `reasoning_content`), then
+    one Finish, then a Usage when the server reports one. Raises EngineError with a readable reason."""
     opts = settings.RPCHAT
     # include_usage: the real prompt size comes back, which calibrates token counting.
     body: dict = {
@@ -474,10 +475,10 @@ def _tokenize_request(
     )
     if response.status_code >= 400:
         raise EngineError(scrub(_error_from_body(response.status_code, response.content), config))
-    tokens = response.json().get("tokens")
-    if not isinstance(tokens, list):
+    ids = response.json().get("tokens")
+    if not isinstance(ids, list):
         raise EngineError("The server's /tokenize answer has no token list.")
-    return tokens
+    return ids
 
 
 def tokenize_counts(config: EngineConfig, texts: list[str]) -> list[int]:
@@ -496,9 +497,9 @@ def tokenize_counts(config: EngineConfig, texts: list[str]) -> list[int]:
                 if i:
                     content.append(_SEPARATOR)
                 content.append(text)
-            tokens = _tokenize_request(client, config, content)
+            ids = _tokenize_request(client, config, content)
             found = [0]
-            for token in tokens:
+            for token in ids:
                 if token == _SEPARATOR:
                     found.append(0)
                 else:
