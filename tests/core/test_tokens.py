@@ -89,6 +89,8 @@ def test_an_engine_counts_a_batch_in_one_request_and_the_cache_remembers(tiny_en
         calls.append(list(texts))
         return tokenize_counts(config, list(texts))
 
+    # "<unk>" is token 0 in the tiny model, the batch's separator: the count must still be right
+    # (the batch is counted again one text at a time when the separators do not add up).
     texts = [SAMPLES[s] for s in SAMPLES] + ["<unk> and <|im_end|>, a text with special tokens' names", "x"]
     counter = CachedCounter("test-tiny", tokenize_many)
     counts = counter.count_many(texts)
