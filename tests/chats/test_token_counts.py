@@ -173,3 +173,22 @@ def test_a_tokenizer_that_fails_mid_way_leaves_an_estimated_prompt_not_a_failed_
     generation.wait_for(reply.pk, timeout=60)
     reply.refresh_from_db()
     assert (reply.status, reply.content) == ("complete", TINY_REPLY), reply.error
+
+
+def test_a_connection_profile_on_a_llama_cpp_server_is_counted_with_its_tokenizer(
+    owner, owner_client, make_profile, tiny_engine_url
+):
+    # The session's tiny llama.cpp server has a context of 2,048 tokens.
+    make_profile(tiny_engine_url, context_size=2048, max_tokens=REPLY_TOKENS)
+    character = make_character(owner=owner, name="Ada")
+    chat = import_chat(owner_client, character, "Chinese")
+    response = owner_client.post(reverse("chats:send", args=[chat.code]), {"content": "你好"})
+    reply = Message.objects.get(session=chat, seq=response.json()["reply_seq"])
+    generation.wait_for(reply.pk, timeout=60)
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("complete", TINY_REPLY), reply.error
+    snapshot = reply.prompt_snapshot.data
+    assert snapshot["counted_with"] == "the engine's tokenizer"
+    # What rpchat counted is what the server read, and it fills the context.
+    assert snapshot["used"] == reply.meta["usage"]["prompt_tokens"]
+    assert (2048 - REPLY_TOKENS) * 0.85 <= snapshot["used"] <= 2048 - REPLY_TOKENS
