@@ -336,3 +336,14 @@ def test_a_closing_tag_alone_in_the_stream_ends_the_reasoning(
     reply = send_and_finish(owner_client, chat)
     assert (reply.reasoning, reply.content) == ("I should greet them.", "Hello!")
     assert reply.reasoning_ms is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reasoning_is_shown_as_plain_text(owner_client, chat, make_profile, scripted_server):
+    scripted_server.reasoning = ['<img src=x onerror="alert(1)">', "<script>alert(2)</script>"]
+    make_profile(scripted_server.url)
+    send_and_finish(owner_client, chat)
+    html = owner_client.get(chat.get_absolute_url()).content.decode()
+    box = html.split('<details class="reasoning">', 1)[1].split("</details>", 1)[0]
+    assert "<img" not in box and "<script" not in box
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in box
