@@ -52,9 +52,8 @@ _RANGES: tuple[tuple[int, float], ...] = (
     (0x2600, 2.9),  # miscellaneous symbols and dingbats (many emoji)
     (0x27C0, 1.5),
     (0x2E80, 2.2),  # CJK radicals, symbols and punctuation
-    (0x3040, 1.8),  # hiragana, katakana
-    (0x3100, 2.2),  # bopomofo, Hangul compatibility, CJK extension A...
-    (0x4E00, 2.2),  # CJK unified ideographs
+    (0x3000, 1.9),  # CJK punctuation, hiragana, katakana, bopomofo, Hangul compatibility...
+    (0x4000, 2.2),  # CJK extension A, CJK unified ideographs
     (0xA000, 2.0),  # Yi, other
     (0xAC00, 2.8),  # Hangul syllables
     (0xD800, 2.0),  # surrogates, private use
@@ -78,13 +77,27 @@ _ASCII_GROUPS: dict[float, bytes] = {}
 for _code in range(128):
     _ASCII_GROUPS[_weight(chr(_code))] = _ASCII_GROUPS.get(_weight(chr(_code)), b"") + bytes([_code])
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Blocks of one weight that UTF-8 lead bytes tell apart (Cyrillic U+0400-04FF, kana and CJK
+# U+3000-9FFF, Hangul U+B000-CFFF, everything past the BMP): counted by their lead bytes in C, not character by
+# character, since Chinese, Korean and emoji text is mostly these.
+_BY_LEAD_BYTE = (
+    (bytes(range(0xD0, 0xD4)), _weight("\u0400")),
+    (bytes([0xE3]), _weight("\u3000")),
+    (bytes(range(0xE4, 0xEA)), _weight("\u4000")),
+    (bytes([0xEB, 0xEC]), _weight("\ub000")),
+    (bytes(range(0xF0, 0xF5)), _weight("\U00010000")),
+)
+assert _weight("\u04ff") == _weight("\u0400") and _weight("\u3fff") == _weight("\u3000")
+assert _weight("\u9fff") == _weight("\u4000") and _weight("\ucfff") == _weight("\ub000")
+_BY_LEAD_CHARS = re.compile("[\u0400-\u04ff\u3000-\u9fff\ub000-\ucfff\U00010000-\U0010ffff]+")
 
 
 def estimate_tokens(text: str) -> int:
     """A script-aware token estimate for `text` (at or a little above real counts; see the module).
 
-    Linear in the text, and done in C: ASCII is counted a group of equal weight at a time
-    (bytes.translate), the rest with Counter and weighed once per distinct character.
+    Linear in the text, and done in C: ASCII, Cyrillic, kana, CJK, Hangul and emoji are counted a group
+    of equal weight at a time (bytes.translate on the UTF-8), the rest with Counter and weighed
+    once per distinct character.
     """
     if not text:
         return 0
@@ -94,7 +107,8 @@ def estimate_tokens(text: str) -> int:
         weight * (len(raw) - len(raw.translate(None, group))) for weight, group in _ASCII_GROUPS.items()
     )
     if not text.isascii():
-        other = "".join(_NOT_ASCII.findall(text))
+        total += sum(weight * (len(raw) - len(raw.translate(None, leads))) for leads, weight in _BY_LEAD_BYTE)
+        other = _BY_LEAD_CHARS.sub("", "".join(_NOT_ASCII.findall(text)))
         total += sum(_weight(char) * n for char, n in Counter(other).items())
     return max(1, math.ceil(total))
 

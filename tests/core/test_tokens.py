@@ -104,3 +104,16 @@ def test_an_engine_counts_a_batch_in_one_request_and_the_cache_remembers(tiny_en
     # Another counter (another prompt being built) finds them in the cache.
     again = CachedCounter("test-tiny", tokenize_many).count_many(texts)
     assert again == counts and len(calls) == 1
+
+
+def test_the_fast_paths_weigh_every_character_as_the_table_says():
+    import random
+
+    from core.tokens import _weight
+
+    rng = random.Random(7)
+    pools = [(0x20, 0x7F), (0x80, 0x800), (0x800, 0xD7FF), (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
+    for _ in range(200):
+        text = "".join(chr(rng.randrange(*rng.choice(pools))) for _ in range(rng.randrange(1, 300)))
+        expected = sum(_weight(c) for c in text)
+        assert abs(estimate_tokens(text) - math.ceil(expected)) <= 1, text
