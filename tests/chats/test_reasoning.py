@@ -347,3 +347,37 @@ def test_reasoning_is_shown_as_plain_text(owner_client, chat, make_profile, scri
     box = html.split('<details class="reasoning">', 1)[1].split("</details>", 1)[0]
     assert "<img" not in box and "<script" not in box
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in box
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_written_by_another_worker_is_followed_with_its_reasoning(owner, chat):
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    reply = Message.objects.create(
+        session=chat,
+        seq=1,
+        role="assistant",
+        status="streaming",
+        content="So far",
+        reasoning="Thinking so far",
+    )
+    assert reply.pk not in generation.Runner.live  # nothing in this process writes it
+
+    @sync_to_async
+    def finish_elsewhere():
+        Message.objects.filter(pk=reply.pk).update(reasoning="Thinking so far, and more", status="complete")
+
+    async def follow():
+        events = []
+        async for event in generation.follow(reply.pk, poll_interval=0.05):
+            events.append(event)
+            if len(events) == 1:
+                await finish_elsewhere()
+        return events
+
+    events = async_to_sync(follow)()
+    assert (events[0].kind, events[0].text, events[0].reasoning) == ("snapshot", "So far", "Thinking so far")
+    assert [(e.kind, e.reasoning) for e in events[1:]] == [
+        ("snapshot", "Thinking so far, and more"),
+        ("done", ""),
+    ]
