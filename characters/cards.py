@@ -26,6 +26,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from settings_app import stpresets
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 # Keywords of the tEXt chunks that carry a card (matched case-insensitively, as SillyTavern does).
@@ -612,6 +614,7 @@ def parse_card(obj: dict) -> ParsedCard:
     if spec == SPEC_LOREBOOK_V3:
         raise CardError("this is a lorebook (lorebook_v3), not a character card: import it as a lorebook")
     if spec is None:
+        _refuse_other_files(obj)
         if "entries" in obj and "name" not in obj:
             raise CardError("this looks like a lorebook, not a character card: import it as a lorebook")
         return _parse_v1(obj)
@@ -639,9 +642,24 @@ def parse_card(obj: dict) -> ParsedCard:
     return card
 
 
+def _refuse_other_files(obj: dict) -> None:
+    """Other JSON files people keep beside their cards (presets, themes, settings) are not cards."""
+    looks = stpresets.describe(obj)
+    if looks is None:
+        return
+    if stpresets.detect_kind(obj) or stpresets.is_master_export(obj):
+        raise CardError(f"this is {looks}, not a character card; import it on the Presets page")
+    raise CardError(f"this is {looks}, not a character card; rpchat does not import it")
+
+
 def _parse_v1(obj: dict) -> ParsedCard:
     if "name" not in obj:
         raise CardError("not a character card: no spec and no name")
+    if not any(key in obj for key in V1_KEYS if key != "name"):
+        raise CardError(
+            "not a character card: it has a name but none of a card's fields "
+            "(description, personality, scenario, first_mes, mes_example)"
+        )
     values, extra = take_fields(obj, V1_FIELDS, where="")
     _require_name(values)
     card_extra: dict[str, Any] = {"spec": "v1"}

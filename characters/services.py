@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -172,6 +173,9 @@ def card_import(
             ),
         )
         cards.check_sizes(card, max_chars=opts["MAX_CARD_FIELD_CHARS"], max_tags=opts["MAX_CARD_TAGS"])
+        same = character_unchanged(owner=owner, card=card)
+        if same is not None:
+            return ImportResult(file_name, "skipped", f"the same card as {same.name}, already here", same)
         character = _card_save(card, owner=owner, source_hash=digest, public=public or owner is None)
     except CardError as exc:
         return ImportResult(file_name, "failed", str(exc))
@@ -193,6 +197,37 @@ def character_imported(*, owner, source_hash: str) -> Character | None:
         .only("id", "code", "name")
         .first()
     )
+
+
+# How many of the owner's characters with the card's name are compared with it.
+SAME_NAME_CANDIDATES = 5
+
+
+def character_unchanged(*, owner, card: cards.ParsedCard) -> Character | None:
+    """The owner's character this card is an unchanged export of, if any: a card rpchat wrote
+    (or any file with the same content) read back gives the same fields, tags, book and kept keys
+    as the character exported again now. The avatar is not compared."""
+    spec = card.card_extra.get("spec")
+    if spec not in (cards.SPEC_V2, cards.SPEC_V3):
+        return None
+    candidates = Character.objects.filter(
+        owner=owner, name=card.values["name"], deleted_at__isnull=True
+    ).order_by("-id")[:SAME_NAME_CANDIDATES]
+    wanted = _comparable(card)
+    for character in candidates:
+        again = cards.parse_card(
+            cards.json_loads(cards.card_json(card_build(character=character, spec=spec)))
+        )
+        if _comparable(again) == wanted:
+            return character
+    return None
+
+
+def _comparable(card: cards.ParsedCard) -> dict:
+    data = dataclasses.asdict(card)
+    data.pop("avatar")
+    data.pop("warnings")
+    return data
 
 
 def _card_save(card: cards.ParsedCard, *, owner, source_hash: str, public: bool) -> Character:

@@ -1,9 +1,9 @@
 from django import forms
 
 from characters.models import Character, Lorebook
-from settings_app.models import Persona
+from settings_app.models import Persona, Preset
 
-from .models import ChatSession, PersonaLock
+from .models import PRESET_FIELDS, ChatSession, PersonaLock
 
 
 class ChatSettingsForm(forms.ModelForm):
@@ -18,6 +18,7 @@ class ChatSettingsForm(forms.ModelForm):
             "author_note_role",
             "turn_strategy",
             "show_reasoning",
+            *PRESET_FIELDS,
         ]
         widgets = {"author_note": forms.Textarea(attrs={"rows": 3})}
         labels = {
@@ -26,12 +27,23 @@ class ChatSettingsForm(forms.ModelForm):
             "author_note_frequency": "Insert it every N turns (0: never)",
             "author_note_role": "Send the note as",
             "turn_strategy": "In a group, who answers next",
+            "context_preset": "Context template (text completions)",
+            "instruct_preset": "Instruct template (text completions)",
+            "sysprompt_preset": "System prompt",
+            "sampler_preset": "Sampler preset",
+            "chat_preset": "Chat-completion preset (chat completions)",
         }
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["persona"].queryset = Persona.objects.filter(user=user)
         self.fields["persona"].empty_label = "None (use my username)"
+        visible = Preset.objects.visible_to(user).only("id", "code", "name", "kind").order_by("name")
+        for name, kind in PRESET_FIELDS.items():
+            field = self.fields[name]
+            field.queryset = visible.filter(kind=kind)
+            field.to_field_name = "code"
+            field.empty_label = "None (the instance's default)"
         self.fields["lorebooks"] = forms.ModelMultipleChoiceField(
             queryset=Lorebook.objects.filter(owner=user, character__isnull=True),
             # By code, as everywhere public: an integer key out of the database's range would

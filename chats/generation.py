@@ -38,6 +38,7 @@ from core.tokens import estimate_tokens
 from settings_app import engines
 from settings_app.models import SiteSettings
 
+from . import story
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt
 from .reasoning import REASONING, ThinkSplitter, split_forced_open, split_reasoning
@@ -214,7 +215,8 @@ def _prepare(message_id: int, mode: str):
     ).get(pk=message_id)
     session = reply.session
     site = SiteSettings.load()
-    config = engines.resolve_engine(site)
+    presets = story.chat_presets(session)
+    config = story.with_sampling(engines.resolve_engine(site), presets)
     prompt = prompt_for(
         session=session,
         character=reply.character or session.character,
@@ -222,11 +224,14 @@ def _prepare(message_id: int, mode: str):
         config=config,
         before_seq=reply.seq,
         continue_text=reply.content if mode == "continue" else "",
+        presets=presets,
     )
     return reply, config, prompt
 
 
-def prompt_for(*, session, character, site, config, before_seq, continue_text="", impersonate=False):
+def prompt_for(
+    *, session, character, site, config, before_seq, continue_text="", impersonate=False, presets=None
+):
     """The prompt for a reply (or an impersonation) in `session`, for the engine `config`."""
     persona = session.persona
     user_name = persona.name if persona else (session.user.get_username() or site.default_user_name)
@@ -249,6 +254,7 @@ def prompt_for(*, session, character, site, config, before_seq, continue_text=""
         continue_text=continue_text,
         impersonate=impersonate,
         members=members,
+        presets=presets,
     )
 
 
@@ -589,7 +595,8 @@ async def _watch(live: LiveReply) -> None:
 def _impersonation_prompt(session_id: int):
     session = ChatSession.objects.select_related("character", "persona", "user").get(pk=session_id)
     site = SiteSettings.load()
-    config = engines.resolve_engine(site)
+    presets = story.chat_presets(session)
+    config = story.with_sampling(engines.resolve_engine(site), presets)
     prompt = prompt_for(
         session=session,
         character=session.character,
@@ -597,6 +604,7 @@ def _impersonation_prompt(session_id: int):
         config=config,
         before_seq=session.last_seq + 1,
         impersonate=True,
+        presets=presets,
     )
     return config, prompt
 

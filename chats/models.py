@@ -86,6 +86,22 @@ class ChatSession(models.Model):
     )
     # Imported chat metadata (SillyTavern's chat_metadata), kept so an export gives it back.
     metadata = models.JSONField(default=dict, blank=True)
+    # SillyTavern presets this chat's prompts follow; empty: the instance's prompt and order.
+    context_preset = models.ForeignKey(
+        "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    instruct_preset = models.ForeignKey(
+        "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sysprompt_preset = models.ForeignKey(
+        "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sampler_preset = models.ForeignKey(
+        "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chat_preset = models.ForeignKey(
+        "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -107,6 +123,16 @@ class ChatSession(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("chats:detail", args=[self.code])
+
+
+# The ChatSession columns naming a preset, and the kind of preset each takes.
+PRESET_FIELDS = {
+    "context_preset": "context",
+    "instruct_preset": "instruct",
+    "sysprompt_preset": "sysprompt",
+    "sampler_preset": "textgen",
+    "chat_preset": "openai",
+}
 
 
 class ChatMember(models.Model):

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from characters.models import Character
 from core.tokens import estimate_tokens
+from settings_app import stpresets
 from settings_app.models import InstructTemplate, SiteSettings
 
-from . import lore
+from . import lore, story
 from .macros import MacroContext, expand
 from .models import ChatSession, Message
 
@@ -65,6 +66,8 @@ class Prompt:
             sum(estimate_tokens(m["content"]) + PER_MESSAGE_OVERHEAD for m in self.messages)
             + PER_MESSAGE_OVERHEAD
         )
+    # The presets that shaped this prompt ({"context template": "ChatML", ...}); empty: rpchat's own order.
+    built_with: dict = field(default_factory=dict)
 
     @property
     def used(self) -> int:
@@ -85,6 +88,7 @@ class Prompt:
             "lore_skipped": self.lore_skipped,
             "parts": [p.__dict__ for p in self.parts],
             "counted_with": "the engine's tokenizer" if self.exact else "an estimate",
+            "built_with": self.built_with,
         }
 
 
@@ -119,6 +123,7 @@ def build_prompt(
     impersonate: bool = False,
     members: list[Character] | None = None,
     counter=None,
+    presets: story.ChatPresets | None = None,
 ) -> Prompt:
     """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string.
 
@@ -133,13 +138,23 @@ def build_prompt(
         return expand(text, ctx)
 
     budget = max(context_size - reply_tokens, 0)
-    system_prompt = macro(_override(character.system_prompt, site.system_prompt))
-    post_history = macro(_override(character.post_history_instructions, site.post_history_instructions))
+    presets = presets or story.ChatPresets()
+    instance_system, instance_post = site.system_prompt, site.post_history_instructions
+    if presets.sysprompt:  # the chat's system prompt stands in for the instance's
+        instance_system = presets.sysprompt[1].get("content") or ""
+        instance_post = presets.sysprompt[1].get("post_history") or instance_post
+    chat_preset = presets.chat[1] if presets.chat and mode == "chat" else None
+    if chat_preset is not None:
+        instance_system, instance_post, preset_extra = _preset_main(chat_preset)
+    system_prompt = macro(_override(character.system_prompt, instance_system))
+    post_history = macro(_override(character.post_history_instructions, instance_post))
     if impersonate:
         post_history = (
             f"Write {ctx.user}'s next message in this chat, in {ctx.user}'s voice, as {ctx.user} "
             "would write it. Write only that message."
         )
+        if chat_preset is not None and chat_preset.get("impersonation_prompt"):
+            post_history = ""  # the preset's own impersonation prompt goes last instead
     group = [m for m in (members or []) if m.pk != character.pk]
 
     # History first (one query); its newest rows are also the lorebook's scan window.
@@ -185,6 +200,10 @@ def build_prompt(
             parts.append(PromptPart(name, count(text) + 1))
     if post_history:
         parts.append(PromptPart("post-history instructions", count(post_history) + overhead("system")))
+    if chat_preset is not None and preset_extra:
+        parts.append(PromptPart("chat-completion preset prompts", count(macro(preset_extra)) + 8))
+    if mode == "text" and (presets.context or presets.instruct):
+        parts.append(PromptPart("context and instruct template text", _template_tokens(presets)))
     if note:
         parts.append(PromptPart("author's note", count(note) + overhead(session.author_note_role)))
     if continue_text:
@@ -214,7 +233,9 @@ def build_prompt(
         if fits:
             kept_examples.append(block)
             remaining -= cost
-    if kept_examples:
+    if kept_examples and not (
+        chat_preset is not None or (mode == "text" and (presets.context or presets.instruct))
+    ):
         system_blocks.append("Example dialogue:\n" + "\n\n".join(f"<START>\n{b}" for b in kept_examples))
 
     messages = [{"role": "system", "content": "\n\n".join(system_blocks)}]
@@ -226,6 +247,32 @@ def build_prompt(
         messages.append({"role": "system", "content": post_history})
     if continue_text:
         messages.append({"role": "assistant", "content": continue_text})
+    pieces = story.Pieces(
+        system=system_prompt,
+        wi_before=macro("\n".join(activation.before_char)),
+        description=macro(character.description),
+        personality=macro(character.personality),
+        scenario=macro(character.scenario),
+        wi_after=macro("\n".join(activation.after_char)),
+        persona=macro(persona_description),
+        group=dict(sections).get("group") or "",
+        examples=kept_examples,
+        post_history=post_history,
+    )
+    if chat_preset is not None:
+        tail = 1 if continue_text else 0
+        chat = messages[1 : len(messages) - tail - (1 if post_history else 0)]
+        messages = story.preset_messages(
+            preset=chat_preset,
+            pieces=pieces,
+            main=system_prompt,
+            post_history=post_history,
+            history=chat,
+            ctx=ctx,
+            impersonate=impersonate,
+        )
+        if continue_text:
+            messages.append({"role": "assistant", "content": continue_text})
 
     prompt = Prompt(
         messages=messages,
@@ -237,8 +284,20 @@ def build_prompt(
         lore_dropped=activation.dropped_for_budget,
         lore_skipped=activation.skipped,
         exact=exact,
+        built_with=presets.names(),
     )
-    if mode == "text":
+    if mode == "text" and (presets.context or presets.instruct):
+        names = {"user": ctx.user, "assistant": ctx.char, "system": "System"}
+        prompt.text, prompt.stop = story.render_text(
+            presets=presets,
+            pieces=pieces,
+            chat=[{**m, "name": names[m["role"]]} for m in messages[1:]],
+            ctx=ctx,
+            continue_text=bool(continue_text),
+            impersonate=impersonate,
+            group=bool(members),
+        )
+    elif mode == "text":
         prompt.text, prompt.stop = render_text(
             messages, template or CHATML, continue_text=bool(continue_text), impersonate=impersonate
         )
@@ -265,6 +324,36 @@ def render_text(
         if continue_text:
             out.append(messages[-1]["content"])
     return "".join(out), list(template.stop_strings or [])
+
+
+def _preset_main(preset: dict) -> tuple[str, str, str]:
+    """A chat-completion preset's main and post-history prompts, and the text of its other prompts
+    (counted against the budget)."""
+    main = post = ""
+    extra = []
+    for item in stpresets.prompt_order(preset):
+        if item.identifier == "main":
+            main = item.content
+        elif item.identifier == "jailbreak":
+            post = item.content
+        elif not item.marker:
+            extra.append(item.content)
+    return main, post, "\n".join(extra)
+
+
+def _template_tokens(presets: story.ChatPresets) -> int:
+    """What a context template's and instruct template's own text adds, per prompt, roughly."""
+    text = ""
+    if presets.context:
+        data = presets.context[1]
+        text += story.render_story(data.get("story_string") or "", {}, MacroContext("", ""))
+        text += (data.get("chat_start") or "") + (data.get("example_separator") or "")
+    if presets.instruct:
+        data = presets.instruct[1]
+        text += "".join(
+            str(data.get(k) or "") for k in ("system_sequence", "last_output_sequence", "output_sequence")
+        )
+    return estimate_tokens(text) + 2
 
 
 def _note_due(session: ChatSession, before_seq: int) -> bool:

@@ -38,7 +38,9 @@ from characters.services import (
     read_limited,
 )
 from core.tokens import estimate_tokens
+from settings_app import stpresets
 from settings_app.models import Persona
+from settings_app.services import preset_import
 
 from .models import ChatMember, ChatSession, Message, MessageAlternative
 
@@ -775,7 +777,7 @@ def _dumps(obj: dict) -> str:
 # --- a whole SillyTavern user folder ------------------------------------------------------------
 
 CARD_SUFFIXES = frozenset({".png", ".apng", ".json", ".charx"})
-KINDS = ("personas", "lorebooks", "cards", "chats")
+KINDS = ("presets", "personas", "lorebooks", "cards", "chats")
 
 
 @dataclass
@@ -834,6 +836,9 @@ def sillytavern_folder_import(
         if progress:
             progress(n, label)
 
+    for path, kind in _preset_files(base):
+        report.add("presets", preset_import(source=path, file_name=_rel(path, base), owner=user, kind=kind))
+        done(path.stat().st_size, path.name)
     _import_personas(base, user, report)
     books: dict[str, Lorebook] = {}
     for path in worlds:
@@ -886,6 +891,15 @@ def sillytavern_folder_import(
     return report
 
 
+def _preset_files(base: Path) -> list[tuple[Path, str]]:
+    """The preset files of a user folder, each with the kind its folder holds."""
+    return [
+        (path, kind)
+        for kind, folder in stpresets.FOLDERS.items()
+        for path in _files(base / folder, frozenset({".json"}))
+    ]
+
+
 def _folder_parts(base: Path):
     worlds = _files(base / "worlds", frozenset({".json"}))
     card_files = _files(base / "characters", CARD_SUFFIXES)
@@ -902,7 +916,8 @@ def sillytavern_folder_size(root: Path) -> int:
     worlds, card_files, chat_dirs, _ = _folder_parts(base)
     chats = [p for d in chat_dirs for p in _files(d, frozenset({".jsonl"}))]
     chats += _files(base / "group chats", frozenset({".jsonl"}))
-    return sum(p.stat().st_size for p in [*worlds, *card_files, *chats])
+    presets = [path for path, _ in _preset_files(base)]
+    return sum(p.stat().st_size for p in [*worlds, *card_files, *chats, *presets])
 
 
 def _rel(path: Path, base: Path) -> str:

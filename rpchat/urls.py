@@ -15,6 +15,7 @@ urlpatterns = [
     path("characters/", include("characters.urls")),
     path("chats/", include("chats.urls")),
     path("personas/", include("settings_app.persona_urls")),
+    path("presets/", include("settings_app.preset_urls")),
     path("search/", search.search, name="search"),
     path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),

@@ -211,6 +211,55 @@ class SiteSettings(models.Model):
         return self.active_profile_id is None
 
 
+class PresetQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "PresetQuerySet":
+        """The user's own presets and the ones staff (or the instance) made, which everyone may use."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(
+            models.Q(owner=user) | models.Q(owner__isnull=True) | models.Q(owner__is_staff=True)
+        )
+
+
+class Preset(models.Model):
+    """A SillyTavern preset file: instruct or context template, system prompt, sampler or
+    chat-completion preset. `data` is the file's object as imported, so export gives it back."""
+
+    class Kind(models.TextChoices):
+        INSTRUCT = "instruct", "Instruct template"
+        CONTEXT = "context", "Context template"
+        SYSPROMPT = "sysprompt", "System prompt"
+        TEXTGEN = "textgen", "Text-completion sampler preset"
+        OPENAI = "openai", "Chat-completion preset"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Null: the instance's own (made by a command without --user); staff-owned ones are shared too.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    data = models.JSONField(default=dict)
+    # sha256 of the file last imported under this name: importing it again is a skip.
+    source_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PresetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            # Also the index of the Presets page and of a chat's choices (owner, then kind).
+            models.UniqueConstraint(fields=["owner", "kind", "name"], name="preset_owner_kind_name_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["instruct", "context", "sysprompt", "textgen", "openai"]),
+                name="preset_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Persona(models.Model):
     """Who the user is in a chat: the name {{user}} stands for, and a description the model sees."""
 

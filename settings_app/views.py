@@ -6,18 +6,21 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UsernameField
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import ratelimit
+from core.pagination import page_number, page_of
+from core.uploads import LimitedUploadHandler, download_name
 
 from .auth import api_token_create, api_token_revoke
 from .forms import PersonaForm, SignupForm
-from .models import ApiToken, Persona, SiteSettings
-from .services import persona_save
+from .models import ApiToken, Persona, Preset, SiteSettings
+from .services import PresetImportResult, persona_save, preset_export, preset_import
 
 
 @never_cache
@@ -142,3 +145,78 @@ def api_token_delete(request, pk):
     api_token_revoke(token=token)
     messages.success(request, f"Token “{token.name}” revoked. Apps using it can no longer reach the API.")
     return redirect("settings_app:api_tokens")
+
+
+# --- SillyTavern presets ---------------------------------------------------------------------------
+
+
+def _wants_json(request) -> bool:
+    return request.headers.get("Accept", "").startswith("application/json")
+
+
+@csrf_exempt
+@login_required
+@require_http_methods(["GET", "POST"])
+def preset_list(request):
+    """The presets the user may use, and an import of preset files (the page's script sends one file
+    a request and shows each one's result; without script the form sends them all)."""
+    handler = None
+    if request.method == "POST":
+        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CARD_JSON_BYTES"])
+        request.upload_handlers.insert(0, handler)
+    return _preset_list(request, handler)
+
+
+@csrf_protect
+def _preset_list(request, handler):
+    limit = settings.RPCHAT["MAX_CARD_JSON_BYTES"]
+    results = []
+    if request.method == "POST":
+        results = [
+            PresetImportResult(name, "failed", f"the file is larger than {limit:,} bytes")
+            for name in handler.too_large
+        ]
+        for upload in request.FILES.getlist("files"):
+            results.append(preset_import(source=upload, file_name=upload.name, owner=request.user))
+        if not results:
+            results.append(PresetImportResult("", "failed", "no file was sent"))
+        if _wants_json(request):
+            rows = [r.as_json() for r in results]
+            return JsonResponse(
+                {"results": rows}, status=200 if any(r.status != "failed" for r in results) else 400
+            )
+    presets = (
+        Preset.objects.visible_to(request.user)
+        .select_related("owner")
+        .only("id", "code", "kind", "name", "updated_at", "owner__username", "owner_id")
+        .order_by("kind", "name", "id")
+    )
+    page = page_of(presets, number=page_number(request), per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"])
+    labels = dict(Preset.Kind.choices)
+    for preset in page.rows:
+        preset.kind_label = labels[preset.kind]
+    return render(
+        request,
+        "settings_app/presets.html",
+        {"page": page, "results": [r.as_json() for r in results], "max_bytes": limit},
+    )
+
+
+@login_required
+@require_GET
+def preset_download(request, code):
+    """A preset as the SillyTavern file it came from."""
+    preset = get_object_or_404(Preset.objects.visible_to(request.user), code=code)
+    response = HttpResponse(preset_export(preset=preset), content_type="application/json")
+    response["Content-Disposition"] = content_disposition_header(True, download_name(preset.name, ".json"))
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@login_required
+@require_POST
+def preset_delete(request, code):
+    preset = get_object_or_404(Preset, owner=request.user, code=code)
+    preset.delete()
+    messages.success(request, f"Deleted the preset “{preset.name}”. Chats that used it use the default now.")
+    return redirect("presets:list")

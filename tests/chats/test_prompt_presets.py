@@ -1,0 +1,218 @@
+"""SillyTavern presets driving prompts: each kind imported from a fixture in SillyTavern's format
+(tests/settings_app/presets/), chosen for a chat, and the prompt it builds compared exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chats import story
+from chats.generation import prompt_for
+from chats.prompt import build_prompt
+from settings_app import engines
+from settings_app.models import SiteSettings
+from settings_app.services import preset_import
+from tests.factories import make_character, make_chat
+
+pytestmark = pytest.mark.django_db
+
+PRESETS = Path(__file__).parent.parent / "settings_app" / "presets"
+
+
+def imported(owner, relative: str):
+    result = preset_import(source=PRESETS / relative, file_name=relative, owner=owner)
+    assert result.status == "imported", result.reason
+    return result.object
+
+
+def choose(client, chat, **presets):
+    """Pick presets for the chat on its settings page, as a user does."""
+    form = {"title": chat.title, "author_note_depth": 4, "author_note_frequency": 1,
+            "author_note_role": "system", "turn_strategy": "mention"}  # fmt: skip
+    form.update({name: str(preset.code) for name, preset in presets.items()})
+    response = client.post(f"/chats/{chat.code}/settings/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    chat.refresh_from_db()
+    return chat
+
+
+def build(chat, *, mode, **kw):
+    return build_prompt(
+        session=chat,
+        character=chat.character,
+        user_name="Olivia",
+        persona_description=kw.pop("persona_description", ""),
+        site=SiteSettings.load(),
+        context_size=2048,
+        reply_tokens=100,
+        before_seq=chat.last_seq + 1,
+        mode=mode,
+        presets=story.chat_presets(chat),
+        **kw,
+    )
+
+
+@pytest.fixture
+def mira():
+    return make_character(
+        name="Mira",
+        description="{{char}} keeps the lighthouse.",
+        personality="wry",
+        scenario="",
+        example_dialogue="<START>\n{{user}}: Hello?\n{{char}}: Who goes there?",
+    )
+
+
+def test_a_context_template_story_string_shapes_a_text_prompt(owner, owner_client, mira):
+    site = SiteSettings.load()
+    site.system_prompt = "Be {{char}}."
+    site.save()
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, context_preset=imported(owner, "context/Storyteller.json"))
+    prompt = build(chat, mode="text", persona_description="a sailor")
+    assert prompt.text == (
+        "Be Mira.\n"
+        "## Mira\n"
+        "Mira keeps the lighthouse.\n"
+        "Temper: wry\n"
+        "Setting: anywhere\n"
+        "About Olivia: a sailor\n"
+        "~~~\n"
+        "Olivia: Hello?\nMira: Who goes there?\n"
+        "~~~ The tale begins ~~~\n"
+        "Olivia: Message 1\n"
+        "Mira: Message 2\n"
+        "Mira:"
+    )
+    assert prompt.stop == ["\nOlivia:", "\n~~~ The tale begins ~~~", "\n~~~"]
+    assert prompt.built_with == {"context template": "Storyteller"}
+
+
+def test_an_instruct_template_wraps_each_turn(owner, owner_client, mira):
+    site = SiteSettings.load()
+    site.system_prompt = "Be {{char}}."
+    site.save()
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, instruct_preset=imported(owner, "instruct/Bracket Turns.json"))
+    prompt = build(chat, mode="text")
+    assert prompt.text == (
+        "Be Mira.\n"
+        "Mira keeps the lighthouse.\n"
+        "Mira's personality: wry\n"
+        "[[Olivia says]]\nHello?[[end]]\n"
+        "[[Mira answers]]\nWho goes there?[[end]]\n"
+        "[[Olivia says]]\nMessage 1[[end]]\n"
+        "[[Mira answers]]\nMessage 2[[end]]\n"
+        "[[Mira answers]]\n"
+    )
+    assert prompt.stop == ["\n[[end]]", "\n[[Olivia says]]", "\n[[Mira answers]]", "\n[[note]]"]
+    assert prompt.built_with == {"instruct template": "Bracket Turns"}
+
+
+def test_context_and_instruct_together_and_the_note_is_a_system_turn(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(
+        owner_client,
+        chat,
+        context_preset=imported(owner, "context/Storyteller.json"),
+        instruct_preset=imported(owner, "instruct/Bracket Turns.json"),
+        sysprompt_preset=imported(owner, "sysprompt/Quiet Narrator.json"),
+    )
+    # The author's note, one message from the end, goes in as a system turn.
+    chat.author_note, chat.author_note_depth = "Fog rolls in.", 1
+    chat.save()
+    prompt = build(chat, mode="text")
+    assert prompt.text == (
+        "Narrate Mira softly for Olivia.\n"
+        "## Mira\n"
+        "Mira keeps the lighthouse.\n"
+        "Temper: wry\n"
+        "Setting: anywhere\n"
+        "~~~\n"
+        "[[Olivia says]]\nHello?[[end]]\n"
+        "[[Mira answers]]\nWho goes there?[[end]]\n"
+        "~~~ The tale begins ~~~\n"
+        "[[Olivia says]]\nMessage 1[[end]]\n"
+        "[[note]]\nFog rolls in.[[end]]\n"
+        "[[Mira answers]]\nMessage 2[[end]]\n"
+        "[[Mira answers]]\n"
+    )
+    assert prompt.built_with == {
+        "context template": "Storyteller",
+        "instruct template": "Bracket Turns",
+        "system prompt": "Quiet Narrator",
+    }
+
+
+def test_a_system_prompt_preset_replaces_the_instances_in_chat_mode(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=0)
+    chat = choose(owner_client, chat, sysprompt_preset=imported(owner, "sysprompt/Quiet Narrator.json"))
+    prompt = build(chat, mode="chat")
+    assert prompt.messages[0]["content"].startswith(
+        "Narrate Mira softly for Olivia.\n\nMira keeps the lighthouse."
+    )
+
+
+def test_a_chat_completion_preset_orders_the_messages(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=3)
+    chat = choose(owner_client, chat, chat_preset=imported(owner, "OpenAI Settings/Layered.json"))
+    prompt = build(chat, mode="chat", persona_description="a sailor")
+    assert prompt.messages == [
+        {"role": "system", "content": "Play Mira opposite Olivia."},
+        {"role": "system", "content": "Mira keeps the lighthouse."},
+        {"role": "system", "content": "[Mira is wry]"},
+        {"role": "user", "content": "(Keep Mira's voice dry.)"},
+        {"role": "system", "content": "[Example]\nOlivia: Hello?\nMira: Who goes there?"},
+        {"role": "system", "content": "[The chat starts]"},
+        {"role": "user", "content": "Message 1"},
+        {"role": "assistant", "content": "Message 2"},
+        {"role": "system", "content": "Remember the storm."},
+        {"role": "user", "content": "Message 3"},
+        {"role": "system", "content": "Stay brief."},
+    ]
+    assert prompt.built_with == {"chat-completion preset": "Layered"}
+
+
+def test_the_cards_system_prompt_still_overrides_a_presets_main_prompt(owner, owner_client):
+    character = make_character(name="Mira", description="", system_prompt="Card says hi. {{original}}")
+    chat = make_chat(user=owner, character=character, messages=0)
+    chat = choose(owner_client, chat, chat_preset=imported(owner, "OpenAI Settings/Layered.json"))
+    assert build(chat, mode="chat").messages[0] == {
+        "role": "system",
+        "content": "Card says hi. Play Mira opposite Olivia.",
+    }
+
+
+def test_sampler_presets_set_the_reply_parameters(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    chat = choose(
+        owner_client,
+        chat,
+        sampler_preset=imported(owner, "TextGen Settings/Calm.json"),
+        chat_preset=imported(owner, "OpenAI Settings/Layered.json"),
+    )
+    presets = story.chat_presets(chat)
+    config = story.with_sampling(engines.resolve_engine(SiteSettings.load()), presets)
+    assert config.sampling == {
+        "temperature": 0.4,
+        "top_p": 0.8,
+        "max_tokens": 120,
+        "top_k": 20,
+        "min_p": 0.1,
+        "repeat_penalty": 1.05,
+        "frequency_penalty": 0,
+        "presence_penalty": 0,
+        "typical_p": 1,
+    }
+    prompt = prompt_for(
+        session=chat, character=mira, site=SiteSettings.load(), config=config, before_seq=2, presets=presets
+    )
+    assert prompt.budget == config.context_size - 120
+
+
+def test_without_presets_the_prompt_is_built_as_before(owner, mira):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    prompt = build(chat, mode="text")
+    assert prompt.built_with == {}
+    assert prompt.text.startswith("<|im_start|>system\n")
