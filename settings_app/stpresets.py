@@ -56,6 +56,8 @@ def json_object(data: bytes) -> dict:
         raise PresetError("the file is not UTF-8 text (a preset is a JSON file)") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise PresetError(f"the file is not valid JSON ({exc})") from None
+    except ValueError as exc:  # a number of thousands of digits
+        raise PresetError(f"the file cannot be read: {exc}") from None
     if not isinstance(obj, dict):
         raise PresetError("the file holds JSON but not an object")
     return obj

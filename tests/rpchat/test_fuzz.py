@@ -29,6 +29,7 @@ from characters.models import Character
 from characters.services import card_import, lorebook_import
 from chats.models import ChatSession, Message
 from settings_app.models import ApiToken, Persona
+from settings_app.services import preset_import
 from tests import cardkit
 from tests.urlwalk import named_patterns
 
@@ -159,7 +160,13 @@ def world(owner, client, tiny_builtin, settings):
         source=json.dumps(cardkit.world_info()).encode(), file_name="world.json", owner=owner
     ).object
     client.post(reverse("settings_app:api_tokens"), {"name": "fuzz"})
+    preset = preset_import(
+        source=json.dumps({"name": "Fuzz", "content": "Be {{char}}."}).encode(),
+        file_name="f.json",
+        owner=owner,
+    ).object
     return {
+        "preset": preset,
         "chat": chat,
         "character": character,
         "persona": Persona.objects.get(user=owner),
@@ -174,6 +181,7 @@ def _path_kwargs(name: str, entry: URLPattern, world, seq: int) -> dict:
         "chats": world["chat"],
         "characters": world["character"],
         "personas": world["persona"],
+        "presets": world["preset"],
         "api": world["chat"],
     }
     namespace = name.split(":", maxsplit=1)[0]

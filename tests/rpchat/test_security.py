@@ -177,6 +177,9 @@ def owned(owner):
     token = ApiToken.objects.create(user=owner, name=SECRET, token_hash="0" * 64, prefix="secret")
     lorebook = Lorebook.objects.create(owner=owner, name=SECRET)
     entry = LorebookEntry.objects.create(lorebook=lorebook, keys=[SECRET], content=SECRET)
+    from settings_app.models import Preset
+
+    preset = Preset.objects.create(owner=owner, kind="sysprompt", name=SECRET, data={"content": SECRET})
     return {
         "chat": chat,
         "character": character,
@@ -184,6 +187,7 @@ def owned(owner):
         "token": token,
         "lorebook": lorebook,
         "entry": entry,
+        "preset": preset,
     }
 
 
@@ -193,6 +197,7 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
         "chats": owned["chat"],
         "characters": owned["character"],
         "personas": owned["persona"],
+        "presets": owned["preset"],
         "api": owned["chat"],
     }
     kwargs = {}
@@ -237,7 +242,7 @@ def test_every_url_refuses_another_users_data(client, other, owned):
             assert SECRET.encode() not in body, f"{method.upper()} {url} leaked the owner's data"
         walked += 1
     assert walked >= 20
-    for name in ("characters:gallery", "chats:list", "chats:trash", "personas:list"):
+    for name in ("characters:gallery", "chats:list", "chats:trash", "personas:list", "presets:list"):
         assert SECRET not in client.get(reverse(name)).content.decode(), name
 
 
