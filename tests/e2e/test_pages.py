@@ -75,6 +75,7 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
     for name, path in (
         ("chat-list", "/chats/"),
         ("personas", "/personas/"),
+        ("presets", "/presets/"),
         ("settings", "/accounts/settings/"),
         ("trash", "/chats/trash/"),
     ):
