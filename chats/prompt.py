@@ -148,13 +148,12 @@ def build_prompt(
         instance_system, instance_post, preset_extra = _preset_main(chat_preset)
     system_prompt = macro(_override(character.system_prompt, instance_system))
     post_history = macro(_override(character.post_history_instructions, instance_post))
-    if impersonate:
+    # A chat-completion preset's own impersonation prompt goes last instead (story.preset_messages).
+    if impersonate and not (chat_preset is not None and chat_preset.get("impersonation_prompt")):
         post_history = (
             f"Write {ctx.user}'s next message in this chat, in {ctx.user}'s voice, as {ctx.user} "
             "would write it. Write only that message."
         )
-        if chat_preset is not None and chat_preset.get("impersonation_prompt"):
-            post_history = ""  # the preset's own impersonation prompt goes last instead
     group = [m for m in (members or []) if m.pk != character.pk]
 
     # History first (one query); its newest rows are also the lorebook's scan window.

@@ -15,7 +15,15 @@ from settings_app.models import Persona, SiteSettings
 
 from . import generation
 from .macros import MacroContext, expand
-from .models import ChatMember, ChatSession, Message, MessageAlternative, PersonaLock, PromptSnapshot
+from .models import (
+    PRESET_FIELDS,
+    ChatMember,
+    ChatSession,
+    Message,
+    MessageAlternative,
+    PersonaLock,
+    PromptSnapshot,
+)
 
 
 class ChatBusy(Exception):
@@ -444,6 +452,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
             is_group=session.is_group,
             turn_strategy=session.turn_strategy,
             show_reasoning=session.show_reasoning,
+            **{f"{name}_id": getattr(session, f"{name}_id") for name in PRESET_FIELDS},
         )
         branch.lorebooks.set(session.lorebooks.all())
         ChatMember.objects.bulk_create(

@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from .models import ApiToken, ConnectionProfile, InstructTemplate, Persona, SiteSettings
+from .models import ApiToken, ConnectionProfile, InstructTemplate, Persona, Preset, SiteSettings
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -148,6 +148,18 @@ class PersonaAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     search_fields = ("name", "user__username")
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    """SillyTavern presets. Users import them on the Presets page; here staff see and fix any."""
+
+    list_display = ("name", "kind", "owner", "updated_at")
+    list_filter = ("kind",)
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    search_fields = ("name", "owner__username")
+    readonly_fields = ("source_hash",)
 
 
 @admin.register(InstructTemplate)

@@ -216,3 +216,61 @@ def test_without_presets_the_prompt_is_built_as_before(owner, mira):
     prompt = build(chat, mode="text")
     assert prompt.built_with == {}
     assert prompt.text.startswith("<|im_start|>system\n")
+
+
+def test_continuing_a_reply_leaves_it_open_in_the_instruct_turn(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, instruct_preset=imported(owner, "instruct/Bracket Turns.json"))
+    prompt = build(chat, mode="text", continue_text="The lamp")
+    assert prompt.text.endswith(
+        "[[Olivia says]]\nMessage 1[[end]]\n[[Mira answers]]\nMessage 2[[end]]\n[[Mira answers]]\nThe lamp"
+    )
+
+
+def test_write_for_me_opens_the_users_turn(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, context_preset=imported(owner, "context/Storyteller.json"))
+    prompt = build(chat, mode="text", impersonate=True)
+    assert prompt.text.endswith(
+        "Mira: Message 2\n"
+        "Write Olivia's next message in this chat, in Olivia's voice, as Olivia would write it. "
+        "Write only that message.\n"
+        "Olivia:"
+    )
+
+
+def test_write_for_me_uses_the_presets_impersonation_prompt(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    chat = choose(owner_client, chat, chat_preset=imported(owner, "OpenAI Settings/Layered.json"))
+    prompt = build(chat, mode="chat", impersonate=True)
+    assert prompt.messages[-2:] == [
+        {"role": "system", "content": "Stay brief."},
+        {"role": "system", "content": "[Write as Olivia now]"},
+    ]
+
+
+def test_a_branch_keeps_the_chats_presets(owner, owner_client, mira):
+    from chats.services import chat_branch
+
+    chat = make_chat(user=owner, character=mira, messages=3)
+    chat = choose(owner_client, chat, chat_preset=imported(owner, "OpenAI Settings/Layered.json"))
+    branch = chat_branch(session=chat, at_seq=2)
+    assert story.chat_presets(branch).names() == {"chat-completion preset": "Layered"}
+
+
+def test_choosing_presets_costs_one_query_whatever_their_number(
+    owner, owner_client, mira, django_assert_num_queries
+):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    chat = choose(
+        owner_client,
+        chat,
+        context_preset=imported(owner, "context/Storyteller.json"),
+        instruct_preset=imported(owner, "instruct/Bracket Turns.json"),
+        sysprompt_preset=imported(owner, "sysprompt/Quiet Narrator.json"),
+        sampler_preset=imported(owner, "TextGen Settings/Calm.json"),
+        chat_preset=imported(owner, "OpenAI Settings/Layered.json"),
+    )
+    with django_assert_num_queries(1):
+        presets = story.chat_presets(chat)
+    assert len(presets.names()) == 5
