@@ -2,14 +2,14 @@ from django.contrib import admin
 
 from core.admin_utils import EstimatedCountPaginator
 
-from .models import ChatSession, Message
+from .models import PRESET_FIELDS, ChatSession, Message
 
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
     list_display = ("__str__", "user", "character", "message_count", "last_message_at")
     list_select_related = ("user", "character")
-    raw_id_fields = ("user", "character", "persona", "parent")
+    raw_id_fields = ("user", "character", "persona", "parent", *PRESET_FIELDS)
     search_fields = ("title", "code")
     readonly_fields = ("code", "message_count", "last_seq", "created_at", "last_message_at")
     show_full_result_count = False

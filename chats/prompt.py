@@ -144,6 +144,7 @@ def build_prompt(
         instance_system = presets.sysprompt[1].get("content") or ""
         instance_post = presets.sysprompt[1].get("post_history") or instance_post
     chat_preset = presets.chat[1] if presets.chat and mode == "chat" else None
+    preset_extra = ""
     if chat_preset is not None:
         instance_system, instance_post, preset_extra = _preset_main(chat_preset)
     system_prompt = macro(_override(character.system_prompt, instance_system))
