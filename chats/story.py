@@ -115,8 +115,13 @@ def _join_trimmed(pieces: list) -> str:
     strip_next = False
     for piece in pieces:
         if piece is _TRIM:
-            if text:
+            # Back through the pieces before it (empty ones may stand between) to the text; the
+            # emptied ones go, so each piece is stripped once however many {{trim}} there are.
+            while text:
                 text[-1] = text[-1].rstrip("\r\n")
+                if text[-1]:
+                    break
+                text.pop()
             strip_next = True
             continue
         if strip_next:

@@ -274,3 +274,25 @@ def test_choosing_presets_costs_one_query_whatever_their_number(
     with django_assert_num_queries(1):
         presets = story.chat_presets(chat)
     assert len(presets.names()) == 5
+
+
+def test_the_story_string_blocks_nest_and_trim_reaches_back_past_a_block():
+    ctx = story.MacroContext("Mira", "Olivia")
+    template = "<s>{{#if a}}A{{#if b}}B{{else}}not B{{/if}}\n{{/if}}{{#unless c}}no C\n{{/unless}}{{trim}}</s> {{char}}"
+    assert story.render_story(template, {"a": "1", "b": ""}, ctx) == "<s>Anot B\nno C</s> Mira"
+    assert story.render_story(template, {"a": "", "b": "1", "c": "x"}, ctx) == "<s></s> Mira"
+    # Values go in as they are: a description holding {{#if}} or {{user}} is not read as a template.
+    assert (
+        story.render_story("{{description}}", {"description": "{{#if x}}{{user}}"}, ctx)
+        == "{{#if x}}{{user}}"
+    )
+
+
+def test_a_hostile_story_string_renders_in_linear_time():
+    ctx = story.MacroContext("Mira", "Olivia")
+    nested = "{{#if a}}" * 50_000 + "x" + "{{/if}}" * 50_000
+    assert story.render_story(nested, {"a": "1"}, ctx).count("x") == 1
+    trims = "\n{{trim}}" * 50_000 + "end"
+    assert story.render_story(trims, {}, ctx) == "end"
+    unclosed = "{{#if a}}" + "{{" * 100_000
+    assert story.render_story(unclosed, {}, ctx) == ""
