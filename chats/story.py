@@ -76,6 +76,16 @@ def render_story(template: str, params: dict[str, str], ctx: MacroContext) -> st
     `params[x]` has text, `{{x}}` replaced by `params[x]`, `{{trim}}` removing the line breaks around
     it, every other macro expanded. Values go in as they are (they are not read for blocks or macros)."""
     out: list = []
+    # Template text waiting for its macros: expanded a run at a time, not a call per piece.
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            text = "".join(pending)
+            # Plain text needs no expanding (a macro starts with {{, an old one with <).
+            out.append(expand(text, ctx) if "{{" in text or "<" in text else text)
+            pending.clear()
+
     # Each open block: whether its text is kept. Text is written only while all of them are.
     stack: list[bool] = []
     kept = True
@@ -85,7 +95,7 @@ def render_story(template: str, params: dict[str, str], ctx: MacroContext) -> st
         if end == -1:
             break
         if kept:
-            out.append(expand(template[done:start], ctx))
+            pending.append(template[done:start])
         body = template[start + 2 : end].strip()
         head, _, arg = body.partition(" ")
         word = head.lower()
@@ -99,14 +109,17 @@ def render_story(template: str, params: dict[str, str], ctx: MacroContext) -> st
             kept = stack.pop()
         elif kept:
             if body in params:
+                flush()
                 out.append(params[body])
             elif word == "trim":
+                flush()
                 out.append(_TRIM)
             else:
-                out.append(expand(template[start : end + 2], ctx))
+                pending.append(template[start : end + 2])
         done = end + 2
     if kept:
-        out.append(expand(template[done:], ctx))
+        pending.append(template[done:])
+    flush()
     return _join_trimmed(out)
 
 
