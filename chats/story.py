@@ -184,12 +184,20 @@ class _Instruct:
                 "always" if data.get("names") else ("force" if data.get("names_force_groups") else "none")
             )
         self.names = behavior
+        self._seqs: dict[tuple[str, str], str] = {}
 
     def seq(self, key: str, name: str) -> str:
+        # Once per sequence and speaker, not once per message: a prompt holds up to 2,000 turns.
+        cached = self._seqs.get((key, name))
+        if cached is not None:
+            return cached
         text = self.data.get(key) or ""
+        if not isinstance(text, str):
+            text = ""
         if self.data.get("macro", True):
             text = expand(text, self.ctx)
             text = _NAME.sub(lambda _: name, text)
+        self._seqs[(key, name)] = text
         return text
 
     def turn(self, role: str, content: str, name: str, *, first: bool, last: bool, named: bool) -> str:
