@@ -284,7 +284,7 @@ def build_prompt(
         lore_dropped=activation.dropped_for_budget,
         lore_skipped=activation.skipped,
         exact=exact,
-        built_with=presets.names(),
+        built_with=presets.names(mode),
     )
     if mode == "text" and (presets.context or presets.instruct):
         names = {"user": ctx.user, "assistant": ctx.char, "system": "System"}

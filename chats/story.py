@@ -41,7 +41,9 @@ class ChatPresets:
     sampler: tuple[str, dict] | None = None
     chat: tuple[str, dict] | None = None
 
-    def names(self) -> dict:
+    def names(self, mode: str | None = None) -> dict:
+        """The chosen presets by kind; with `mode`, only those that shape a prompt in that mode."""
+        skip = {"chat": ("context", "instruct"), "text": ("chat",)}.get(mode or "", ())
         labels = {
             "context": "context template",
             "instruct": "instruct template",
@@ -49,7 +51,7 @@ class ChatPresets:
             "sampler": "sampler preset",
             "chat": "chat-completion preset",
         }
-        return {labels[k]: getattr(self, k)[0] for k in labels if getattr(self, k)}
+        return {labels[k]: getattr(self, k)[0] for k in labels if getattr(self, k) and k not in skip}
 
 
 @dataclass
@@ -294,7 +296,8 @@ def render_text(
             line = message["content"] if role == "system" or group else f"{name}: {message['content']}"
             out.append(line + "\n")
             continue
-        named = not group and (instruct.names == "always" or (instruct.names == "force" and role == "user"))
+        # "force" names only the members of a group, whose lines carry their names already.
+        named = not group and instruct.names == "always"
         out.append(
             instruct.turn(
                 role, message["content"], name, first=role not in seen, last=i == last_user, named=named
@@ -339,7 +342,7 @@ def _examples(blocks: list[str], instruct, separator: str, ctx: MacroContext) ->
             out.append(heading)
         for role, text in _example_turns(block, ctx):
             name = ctx.user if role == "user" else ctx.char
-            named = instruct.names == "always"
+            named = instruct.names == "always" or (instruct.names == "force" and role == "user")
             out.append(instruct.turn(role, text, name, first=False, last=False, named=named))
     return "".join(out)
 

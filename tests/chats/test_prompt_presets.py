@@ -319,3 +319,15 @@ def test_a_reply_written_with_presets_says_so_in_the_inspector(owner, owner_clie
     html = owner_client.get(f"/chats/{chat.code}/messages/4/prompt/").content.decode()
     assert "sampler preset “Calm”; chat-completion preset “Layered”" in html
     assert "Play Mira opposite" in html and "Remember the storm." in html
+
+
+def test_the_inspector_names_only_the_presets_the_mode_uses(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    chat = choose(
+        owner_client,
+        chat,
+        context_preset=imported(owner, "context/Storyteller.json"),
+        chat_preset=imported(owner, "OpenAI Settings/Layered.json"),
+    )
+    assert build(chat, mode="chat").built_with == {"chat-completion preset": "Layered"}
+    assert build(chat, mode="text").built_with == {"context template": "Storyteller"}
