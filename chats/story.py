@@ -9,6 +9,7 @@ story string is read once left to right, its {{#if}} blocks nested at most MAX_N
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ from settings_app.models import Preset
 
 from .macros import MacroContext, expand
 from .models import PRESET_FIELDS
+
+logger = logging.getLogger(__name__)
 
 MAX_NESTING = 32
 # The story string SillyTavern's "Default" context template has, for a chat that chose an instruct
@@ -485,18 +488,33 @@ def _squash(messages: list[dict]) -> list[dict]:
 
 
 def chat_presets(session) -> ChatPresets:
-    """The presets `session` chose, in one query (none when it chose none)."""
+    """The presets `session` chose, in one query (none when it chose none). A preset whose settings
+    were changed (in the admin) into something its kind cannot hold is left out, and logged."""
     ids = {name: getattr(session, f"{name}_id") for name in PRESET_FIELDS}
     wanted = [pk for pk in ids.values() if pk]
     if not wanted:
         return ChatPresets()
-    found = {p.pk: (p.name, p.data) for p in Preset.objects.filter(pk__in=wanted).only("id", "name", "data")}
+    rows = Preset.objects.filter(pk__in=wanted).only("id", "kind", "name", "data")
+    found = {p.pk: p for p in rows}
+    chosen = {}
+    for name, kind in PRESET_FIELDS.items():
+        preset = found.get(ids[name])
+        if preset is None:
+            continue
+        try:
+            if preset.kind != kind or not isinstance(preset.data, dict):
+                raise stpresets.PresetError(f"a {preset.kind} preset cannot be the chat's {name}")
+            stpresets.parse_preset(preset.data, kind=kind, file_stem=preset.name, max_chars=10**9)
+        except stpresets.PresetError as exc:
+            logger.warning("chat %s: preset %s left out: %s", session.pk, preset.pk, exc)
+            continue
+        chosen[name] = (preset.name, preset.data)
     return ChatPresets(
-        context=found.get(ids["context_preset"]),
-        instruct=found.get(ids["instruct_preset"]),
-        sysprompt=found.get(ids["sysprompt_preset"]),
-        sampler=found.get(ids["sampler_preset"]),
-        chat=found.get(ids["chat_preset"]),
+        context=chosen.get("context_preset"),
+        instruct=chosen.get("instruct_preset"),
+        sysprompt=chosen.get("sysprompt_preset"),
+        sampler=chosen.get("sampler_preset"),
+        chat=chosen.get("chat_preset"),
     )
 
 

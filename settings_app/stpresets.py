@@ -251,10 +251,14 @@ def _check_openai(obj: dict, max_chars: int) -> None:
     order = obj.get("prompt_order", [])
     if not isinstance(order, list):
         raise PresetError(f"prompt_order must be a list, not {_type_name(order)}")
-    for i, block in enumerate(order[:MAX_PROMPTS]):
+    if len(order) > MAX_PROMPTS:
+        raise PresetError(f"the preset has {len(order):,} prompt orders; at most {MAX_PROMPTS} are read")
+    for i, block in enumerate(order):
         if not isinstance(block, dict) or not isinstance(block.get("order", []), list):
             raise PresetError(f"prompt_order[{i}] must be an object with an order list")
-        for j, item in enumerate(block.get("order", [])[:MAX_PROMPTS]):
+        if len(block.get("order", [])) > MAX_PROMPTS:
+            raise PresetError(f"prompt_order[{i}] lists more than {MAX_PROMPTS} prompts")
+        for j, item in enumerate(block.get("order", [])):
             if not isinstance(item, dict):
                 raise PresetError(f"prompt_order[{i}].order[{j}] must be an object")
             _text(item, "identifier", f"prompt_order[{i}].order[{j}].", 200)

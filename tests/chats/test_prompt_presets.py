@@ -331,3 +331,14 @@ def test_the_inspector_names_only_the_presets_the_mode_uses(owner, owner_client,
     )
     assert build(chat, mode="chat").built_with == {"chat-completion preset": "Layered"}
     assert build(chat, mode="text").built_with == {"context template": "Storyteller"}
+
+
+def test_a_preset_broken_in_the_admin_is_left_out_not_fatal(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=1)
+    context = imported(owner, "context/Storyteller.json")
+    chat = choose(owner_client, chat, context_preset=context)
+    context.data["story_string"] = 42  # what a slip in the admin's JSON field can do
+    context.save()
+    prompt = build(chat, mode="text")
+    assert prompt.built_with == {}
+    assert prompt.text.startswith("<|im_start|>system\n")
