@@ -101,3 +101,12 @@ def test_another_users_identical_card_is_not_recognized_as_mine(owner_client, ot
     exported = owner_client.get(f"/characters/{character.code}/card.png").content
     client.force_login(other)
     assert upload(client, "Ada.png", exported)["status"] == "imported"
+
+
+def test_a_character_written_in_rpchat_comes_back_as_itself(owner_client, owner):
+    from tests.factories import make_character
+
+    character = make_character(owner=owner, name="Wren", description="Keeps bees.", public=False)
+    exported = owner_client.get(f"/characters/{character.code}/card.png").content
+    result = upload(owner_client, "Wren.png", exported)
+    assert (result["status"], result["reason"]) == ("skipped", "the same card as Wren, already here")
