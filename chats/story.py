@@ -331,12 +331,22 @@ def _opening(instruct, ctx, chat, *, continue_text: bool, impersonate: bool, gro
     else:
         sequence = instruct.seq("last_output_sequence", name) or instruct.seq("output_sequence", name)
     if not group and instruct.names == "always":
-        return sequence + instruct.sep + f"{name}:"
+        # SillyTavern's Mistral rule: a last sequence without the output sequence's trailing space
+        # gets it back before the name.
+        output = instruct.seq("output_sequence", name)
+        last = instruct.seq("last_output_sequence", name)
+        filler = (
+            output[-1]
+            if last and sequence == last and output[-1:].isspace() and not last[-1:].isspace()
+            else ""
+        )
+        return sequence + instruct.sep + filler + f"{name}:"
     return (sequence.rstrip() if instruct.wrap else sequence) + instruct.sep
 
 
 def _examples(blocks: list[str], instruct, separator: str, ctx: MacroContext) -> str:
-    heading = f"{separator}\n" if separator else ("<START>\n" if instruct else "")
+    # As SillyTavern: the separator heads each block; without one the blocks follow each other.
+    heading = f"{separator}\n" if separator else ""
     if instruct is None or instruct.data.get("skip_examples"):
         return "".join(f"{heading}{b.strip()}\n" for b in blocks)
     out = []

@@ -342,3 +342,28 @@ def test_a_preset_broken_in_the_admin_is_left_out_not_fatal(owner, owner_client,
     prompt = build(chat, mode="text")
     assert prompt.built_with == {}
     assert prompt.text.startswith("<|im_start|>system\n")
+
+
+def test_an_unwrapped_instruct_template_with_names_and_a_last_sequence(owner, owner_client, mira):
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, instruct_preset=imported(owner, "instruct/Pipe Turns.json"))
+    chat.author_note, chat.author_note_depth = "Fog.", 0
+    chat.save()
+    site = SiteSettings.load()
+    site.system_prompt = ""
+    site.save()
+    prompt = build(chat, mode="text")
+    assert prompt.text == (
+        "Mira keeps the lighthouse.\n"
+        "Mira's personality: wry\n"
+        # skip_examples: the blocks as they are (no separator in the default context template)
+        "Olivia: Hello?\nMira: Who goes there?\n"
+        "|in|Begin, Mira.|/in|"
+        "|in|Olivia: Message 1|/in|"
+        "|out| Mira: Message 2|/out|"
+        # The note is a system turn, sent as the user's (system same as user), with no name.
+        "|in|Fog.|/in|"
+        # The output sequence's trailing space comes back before the name (SillyTavern's Mistral rule).
+        "|last| Mira:"
+    )
+    assert prompt.stop == ["|stop|", "|in|", "|out| ", "|last|", "|sys|"]
