@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 PRESETS = Path(__file__).parent / "presets"
 FIXTURES = {
     "instruct/Bracket Turns.json": ("instruct", "Bracket Turns"),
+    "instruct/Pipe Turns.json": ("instruct", "Pipe Turns"),
     "context/Storyteller.json": ("context", "Storyteller"),
     "sysprompt/Quiet Narrator.json": ("sysprompt", "Quiet Narrator"),
     # These two kinds carry no name: SillyTavern names them by their file.
@@ -170,11 +171,11 @@ def test_the_page_costs_the_same_queries_for_many_presets(owner_client, owner, d
 def test_the_command_imports_a_folder_for_the_instance(tmp_path):
     out = StringIO()
     call_command("import_presets", str(PRESETS), stdout=out)
-    assert "Presets: 5 imported, 0 skipped, 0 failed." in out.getvalue()
+    assert "Presets: 6 imported, 0 skipped, 0 failed." in out.getvalue()
     assert set(Preset.objects.values_list("owner", flat=True)) == {None}
     out = StringIO()
     call_command("import_presets", str(PRESETS), stdout=out)
-    assert "Presets: 0 imported, 5 skipped, 0 failed." in out.getvalue()
+    assert "Presets: 0 imported, 6 skipped, 0 failed." in out.getvalue()
     (tmp_path / "bad.json").write_text('{"what": 1}')
     with pytest.raises(CommandError, match="1 failed"):
         call_command("import_presets", str(tmp_path), stdout=StringIO())
@@ -190,9 +191,10 @@ def test_import_sillytavern_brings_the_preset_folders(tmp_path, owner, settings)
     )
     out = StringIO()
     call_command("import_sillytavern", str(tmp_path / "data"), "--user", "olivia", stdout=out)
-    assert "  presets: 5 imported, 0 skipped, 0 failed" in out.getvalue()
+    assert "  presets: 6 imported, 0 skipped, 0 failed" in out.getvalue()
     assert set(Preset.objects.values_list("kind", "name", "owner__username")) == {
         ("instruct", "Bracket Turns", "olivia"),
+        ("instruct", "Pipe Turns", "olivia"),
         ("context", "Storyteller", "olivia"),
         ("sysprompt", "Quiet Narrator", "olivia"),
         ("textgen", "Calm", "olivia"),
