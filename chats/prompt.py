@@ -150,7 +150,10 @@ def build_prompt(
     system_prompt = macro(_override(character.system_prompt, instance_system))
     post_history = macro(_override(character.post_history_instructions, instance_post))
     # A chat-completion preset's own impersonation prompt goes last instead (story.preset_messages).
-    if impersonate and not (chat_preset is not None and chat_preset.get("impersonation_prompt")):
+    own_impersonation = impersonate and not (
+        chat_preset is not None and chat_preset.get("impersonation_prompt")
+    )
+    if own_impersonation:
         post_history = (
             f"Write {ctx.user}'s next message in this chat, in {ctx.user}'s voice, as {ctx.user} "
             "would write it. Write only that message."
@@ -194,10 +197,14 @@ def build_prompt(
         counter.count_many([t for _, t in sections if t] + [post_history, note, continue_text, *examples])
     parts: list[PromptPart] = []
     system_blocks: list[str] = []
+    # A chat-completion preset sends only the parts its order enables; the others cost nothing.
+    sent = story.preset_sections(chat_preset) if chat_preset is not None else None
     for name, text in sections:
-        if text:
+        if text and (sent is None or name in sent):
             system_blocks.append(text)
             parts.append(PromptPart(name, count(text) + 1))
+    if sent is not None and "post-history instructions" not in sent and not own_impersonation:
+        post_history = ""
     if post_history:
         parts.append(PromptPart("post-history instructions", count(post_history) + overhead("system")))
     if chat_preset is not None and preset_extra:

@@ -388,6 +388,26 @@ def _stops(instruct, context: dict, ctx: MacroContext) -> list[str]:
 # --- chat completions ---------------------------------------------------------------------------------
 
 
+# The parts of chats.prompt's system block, and the prompt-manager marker each is sent by.
+SECTION_MARKERS = {
+    "system prompt": "main",
+    "lore (before character)": "worldInfoBefore",
+    "description": "charDescription",
+    "personality": "charPersonality",
+    "scenario": "scenario",
+    "lore (after character)": "worldInfoAfter",
+    "group": "personaDescription",
+    "persona": "personaDescription",
+    "post-history instructions": "jailbreak",
+}
+
+
+def preset_sections(preset: dict) -> set[str]:
+    """The names of the prompt parts a chat-completion preset's order sends."""
+    enabled = {p.identifier for p in stpresets.prompt_order(preset) if not p.in_chat}
+    return {name for name, marker in SECTION_MARKERS.items() if marker in enabled}
+
+
 def preset_messages(
     *,
     preset: dict,

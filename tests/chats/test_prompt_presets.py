@@ -367,3 +367,18 @@ def test_an_unwrapped_instruct_template_with_names_and_a_last_sequence(owner, ow
         "|last| Mira:"
     )
     assert prompt.stop == ["|stop|", "|in|", "|out| ", "|last|", "|sys|"]
+
+
+def test_parts_a_preset_switches_off_cost_no_budget(owner, owner_client):
+    character = make_character(name="Mira", description="", scenario="A long scenario. " * 50)
+    chat = make_chat(user=owner, character=character, messages=1)
+    chat = choose(owner_client, chat, chat_preset=imported(owner, "OpenAI Settings/Layered.json"))
+    prompt = build(chat, mode="chat")
+    # Layered's order switches the scenario off: it is neither sent nor counted.
+    assert "A long scenario" not in str(prompt.messages)
+    assert [p.name for p in prompt.parts] == [
+        "system prompt",
+        "post-history instructions",
+        "chat-completion preset prompts",
+        "chat history (1 messages)",
+    ]
