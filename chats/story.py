@@ -480,6 +480,8 @@ def preset_messages(
             out.append(message)
     if not any(m.get("history") for m in messages):
         out.extend(chat)  # an order without the chat history marker still sends the chat
+    if post_history and not any(p.identifier == "jailbreak" and not p.in_chat for p in order):
+        out.append({"role": "system", "content": post_history})  # Write for me's own instruction
     if impersonate:
         text = expand(preset.get("impersonation_prompt") or "", ctx)
         if text:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -381,4 +382,22 @@ def test_parts_a_preset_switches_off_cost_no_budget(owner, owner_client):
         "post-history instructions",
         "chat-completion preset prompts",
         "chat history (1 messages)",
+    ]
+
+
+def test_write_for_me_still_asks_for_the_users_message_under_a_preset_without_one(owner):
+    bare = {"prompts": [{"identifier": "chatHistory", "marker": True}],
+            "prompt_order": [{"character_id": 100001, "order": [{"identifier": "chatHistory", "enabled": True}]}]}  # fmt: skip
+    result = preset_import(source=json.dumps(bare).encode(), file_name="Bare.json", owner=owner)
+    chat = make_chat(user=owner, character=make_character(name="Mira"), messages=1)
+    chat.chat_preset = result.object
+    chat.save()
+    prompt = build(chat, mode="chat", impersonate=True)
+    assert prompt.messages == [
+        {"role": "user", "content": "Message 1"},
+        {
+            "role": "system",
+            "content": "Write Olivia's next message in this chat, in Olivia's voice, as Olivia would "
+            "write it. Write only that message.",
+        },
     ]
