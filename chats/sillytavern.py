@@ -825,7 +825,7 @@ def sillytavern_folder_import(
     skip_broken_lines: bool = False,
     progress: Callable[[int, str], None] | None = None,
 ) -> FolderReport:
-    """Import a SillyTavern user folder for `user`: personas, World Info books, cards, solo and
+    """Import a SillyTavern user folder for `user`: presets, personas, World Info books, cards, solo and
     group chats. Each file is imported atomically and what was imported before is skipped, so an
     interrupted import can be run again. `progress(bytes_done, label)` follows the bytes read."""
     base = sillytavern_user_folder(root)

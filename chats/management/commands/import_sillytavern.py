@@ -12,7 +12,7 @@ from core.command_utils import command_user, progress_bar, status_counts
 
 
 class Command(BaseCommand):
-    help = "Import a SillyTavern user folder (personas, lorebooks, cards, chats); what was imported before is skipped."
+    help = "Import a SillyTavern user folder (presets, personas, lorebooks, cards, chats); what was imported before is skipped."
 
     def add_arguments(self, parser):
         parser.add_argument(
