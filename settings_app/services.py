@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from . import stpresets
 from .models import Persona, Preset
@@ -121,9 +121,13 @@ def _preset_save(parsed: stpresets.ParsedPreset, *, owner, digest: str) -> tuple
         existing.source_hash = digest
         existing.save(update_fields=["data", "source_hash", "updated_at"])
         return existing, "replaced"
-    preset = Preset.objects.create(
-        owner=owner, kind=parsed.kind, name=parsed.name, data=parsed.data, source_hash=digest
-    )
+    try:
+        with transaction.atomic():
+            preset = Preset.objects.create(
+                owner=owner, kind=parsed.kind, name=parsed.name, data=parsed.data, source_hash=digest
+            )
+    except IntegrityError:  # the same name imported at the same moment (another tab, another worker)
+        return _preset_save(parsed, owner=owner, digest=digest)
     return preset, "imported"
 
 
