@@ -44,6 +44,11 @@ class ChatSettingsForm(forms.ModelForm):
             field.queryset = visible.filter(kind=kind)
             field.to_field_name = "code"
             field.empty_label = "None (the instance's default)"
+        self.fields["chat_preset"].help_text = (
+            "SillyTavern presets you imported on the Presets page (or the instance shares). A chat-completion "
+            "preset's prompt order builds chat-completion prompts; context and instruct templates build "
+            "text-completion ones."
+        )
         self.fields["lorebooks"] = forms.ModelMultipleChoiceField(
             queryset=Lorebook.objects.filter(owner=user, character__isnull=True),
             # By code, as everywhere public: an integer key out of the database's range would
