@@ -1,4 +1,4 @@
-"""Accounts (sign-up, login with a lockout, settings), API tokens and personas: the user's own settings."""
+"""Accounts (sign-up, login with a lockout, settings), API tokens, personas and SillyTavern presets: the user's own settings."""
 
 from django.conf import settings
 from django.contrib import messages
