@@ -1,4 +1,5 @@
-"""Accounts (sign-up, login with a lockout, settings), API tokens, personas and SillyTavern presets: the user's own settings."""
+"""Accounts (sign-up, login with a lockout, settings), API tokens, personas and SillyTavern presets:
+the user's own settings."""
 
 from django.conf import settings
 from django.contrib import messages
