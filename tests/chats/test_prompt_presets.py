@@ -401,3 +401,35 @@ def test_write_for_me_still_asks_for_the_users_message_under_a_preset_without_on
             "write it. Write only that message.",
         },
     ]
+
+
+def test_a_group_chat_names_each_line_once_under_templates(owner, owner_client, mira):
+    quince = make_character(name="Quince", description="A cook.")
+    chat = make_chat(user=owner, character=mira, messages=2)
+    owner_client.post(f"/chats/{chat.code}/members/", {"action": "add", "character": quince.pk})
+    chat = choose(
+        owner_client,
+        chat,
+        context_preset=imported(owner, "context/Storyteller.json"),
+        instruct_preset=imported(owner, "instruct/Pipe Turns.json"),
+    )
+    prompt = build_prompt(
+        session=chat,
+        character=quince,
+        user_name="Olivia",
+        persona_description="",
+        site=SiteSettings.load(),
+        context_size=2048,
+        reply_tokens=100,
+        before_seq=chat.last_seq + 1,
+        mode="text",
+        presets=story.chat_presets(chat),
+        members=[mira, quince],
+    )
+    # The other member is in the persona slot; each line carries its speaker once; the turn opens
+    # for the member who speaks next, without a second name.
+    assert "About Olivia: Also in this chat: Mira: Mira keeps the lighthouse." in prompt.text
+    assert prompt.text.endswith(
+        "|in|Begin, Quince.|/in|~~~ The tale begins ~~~\n"
+        "|in|olivia: Message 1|/in||out| Mira: Message 2|/out||last|"
+    )
