@@ -3,7 +3,7 @@ for text completions, a chat-completion preset's prompt order for chat completio
 
 chats.prompt gathers the pieces (card, lore, persona, history that fits) and calls these when a chat
 chose presets; without them it keeps its own order. Every pass over user text here is linear: the
-story string is read once left to right, its {{#if}} blocks nested at most MAX_NESTING deep.
+story string is read once left to right, keeping one flag per open {{#if}} block.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .models import PRESET_FIELDS
 
 logger = logging.getLogger(__name__)
 
-MAX_NESTING = 32
 # The story string SillyTavern's "Default" context template has, for a chat that chose an instruct
 # template and no context template.
 DEFAULT_STORY = (
@@ -104,7 +103,7 @@ def render_story(template: str, params: dict[str, str], ctx: MacroContext) -> st
         body = template[start + 2 : end].strip()
         head, _, arg = body.partition(" ")
         word = head.lower()
-        if word in ("#if", "#unless") and len(stack) < MAX_NESTING:
+        if word in ("#if", "#unless"):
             truthy = bool(params.get(arg.strip(), "").strip())
             stack.append(kept)
             kept = kept and (truthy if word == "#if" else not truthy)

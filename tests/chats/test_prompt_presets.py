@@ -289,39 +289,6 @@ def test_the_story_string_blocks_nest_and_trim_reaches_back_past_a_block():
     )
 
 
-def test_a_hostile_story_string_renders_in_linear_time():
-    ctx = story.MacroContext("Mira", "Olivia")
-    nested = "{{#if a}}" * 50_000 + "x" + "{{/if}}" * 50_000
-    assert story.render_story(nested, {"a": "1"}, ctx).count("x") == 1
-    trims = "\n{{trim}}" * 50_000 + "end"
-    assert story.render_story(trims, {}, ctx) == "end"
-    unclosed = "{{#if a}}" + "{{" * 100_000
-    assert story.render_story(unclosed, {}, ctx) == ""
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_reply_written_with_presets_says_so_in_the_inspector(owner, owner_client, mira, tiny_builtin):
-    from chats import generation
-    from tools.tiny_model import TINY_REPLY
-
-    chat = make_chat(user=owner, character=mira, messages=2)
-    chat = choose(
-        owner_client,
-        chat,
-        chat_preset=imported(owner, "OpenAI Settings/Layered.json"),
-        sampler_preset=imported(owner, "TextGen Settings/Calm.json"),
-    )
-    owner_client.post(f"/chats/{chat.code}/send/", {"content": "Light the lamp"})
-    reply = chat.messages.get(seq=4)
-    generation.wait_for(reply.pk)
-    reply.refresh_from_db()
-    assert reply.content == TINY_REPLY
-    assert reply.meta["parameters"]["temperature"] == 0.4
-    html = owner_client.get(f"/chats/{chat.code}/messages/4/prompt/").content.decode()
-    assert "sampler preset “Calm”; chat-completion preset “Layered”" in html
-    assert "Play Mira opposite" in html and "Remember the storm." in html
-
-
 def test_the_inspector_names_only_the_presets_the_mode_uses(owner, owner_client, mira):
     chat = make_chat(user=owner, character=mira, messages=1)
     chat = choose(

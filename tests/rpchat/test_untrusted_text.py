@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from chats import story
 from chats.macros import MacroContext, expand
 from core.markdown import render
 from settings_app.templatetags.rp import summary
@@ -83,3 +84,19 @@ def test_quoted_speech_is_still_marked_apart_from_narration():
         '<p>She said <span class="quote">"Hello"</span> and <span class="quote">“goodbye”</span>, '
         'then left. a="b" stays.</p>\n'
     )
+
+
+@pytest.mark.parametrize(
+    "template, params, expected",
+    [
+        ("{{#if a}}" * (SIZE // 16) + "x" + "{{/if}}" * (SIZE // 16), {"a": "1"}, "x"),
+        (of("\n{{trim}}") + "end", {}, "end"),  # every trim reaching back over the emptied pieces
+        ("{{#if a}}" + of("{{"), {}, ""),  # an unclosed tag
+        (of("{{x}}"), {}, of("{{x}}")),  # unknown macros, left as written
+        (of("{{#if a}}{{else}}"), {"a": ""}, ""),
+        (of("{{description}}"), {"description": "{{#if"}, "{{#if" * (SIZE // 15)),
+    ],
+    ids=["nested blocks", "trims", "unclosed", "unknown macros", "else toggles", "values"],
+)
+def test_a_story_string_of_100_kb_of_tags_finishes(template, params, expected):
+    assert finishes(story.render_story, template, params, CTX) == expected
