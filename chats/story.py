@@ -424,15 +424,18 @@ def preset_messages(
     card's overrides."""
     order = stpresets.prompt_order(preset)
     fmt = {
-        "personality": preset.get("personality_format") or "{{personality}}",
-        "scenario": preset.get("scenario_format") or "{{scenario}}",
+        "personality": _setting(preset, "personality_format", "[{{char}}'s personality: {{personality}}]"),
+        "scenario": _setting(
+            preset, "scenario_format", "[Circumstances and context of the dialogue: {{scenario}}]"
+        ),
         "wi": preset.get("wi_format") or "{0}",
     }
 
     def formatted(key: str, value: str) -> str:
-        if not value:
+        # An empty format leaves the part out, as in SillyTavern; the value goes in as it is.
+        if not value or not fmt[key]:
             return ""
-        return expand(fmt[key].replace("{{" + key + "}}", value), ctx)
+        return expand(fmt[key], ctx).replace("{{" + key + "}}", value)
 
     def wi(value: str) -> str:
         return fmt["wi"].replace("{0}", value) if value else ""
@@ -455,13 +458,13 @@ def preset_messages(
                 in_chat.append(prompt)
             continue
         if prompt.identifier == "chatHistory":
-            new_chat = expand(preset.get("new_chat_prompt") or "", ctx)
+            new_chat = expand(_setting(preset, "new_chat_prompt", "[Start a new Chat]"), ctx)
             if new_chat:
                 messages.append({"role": "system", "content": new_chat})
             messages.append({"history": True})
             continue
         if prompt.identifier == "dialogueExamples":
-            heading = expand(preset.get("new_example_chat_prompt") or "", ctx)
+            heading = expand(_setting(preset, "new_example_chat_prompt", "[Example Chat]"), ctx)
             for block in pieces.examples:
                 messages.append({"role": "system", "content": "\n".join(x for x in (heading, block) if x)})
             continue
@@ -488,6 +491,12 @@ def preset_messages(
     if preset.get("squash_system_messages"):
         out = _squash(out)
     return out
+
+
+def _setting(preset: dict, key: str, default: str) -> str:
+    """A chat-completion preset's text setting; SillyTavern's default where the file has none."""
+    value = preset.get(key)
+    return default if value is None else value
 
 
 def _inject(history: list[dict], prompts, ctx: MacroContext) -> list[dict]:

@@ -361,6 +361,7 @@ def test_write_for_me_still_asks_for_the_users_message_under_a_preset_without_on
     chat.save()
     prompt = build(chat, mode="chat", impersonate=True)
     assert prompt.messages == [
+        {"role": "system", "content": "[Start a new Chat]"},  # SillyTavern's default, the file has none
         {"role": "user", "content": "Message 1"},
         {
             "role": "system",
@@ -400,3 +401,26 @@ def test_a_group_chat_names_each_line_once_under_templates(owner, owner_client, 
         "|in|Begin, Quince.|/in|~~~ The tale begins ~~~\n"
         "|in|olivia: Message 1|/in||out| Mira: Message 2|/out||last|"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_written_with_presets_says_so_in_the_inspector(owner, owner_client, mira, tiny_builtin):
+    from chats import generation
+    from tools.tiny_model import TINY_REPLY
+
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(
+        owner_client,
+        chat,
+        chat_preset=imported(owner, "OpenAI Settings/Layered.json"),
+        sampler_preset=imported(owner, "TextGen Settings/Calm.json"),
+    )
+    owner_client.post(f"/chats/{chat.code}/send/", {"content": "Light the lamp"})
+    reply = chat.messages.get(seq=4)
+    generation.wait_for(reply.pk)
+    reply.refresh_from_db()
+    assert reply.content == TINY_REPLY
+    assert reply.meta["parameters"]["temperature"] == 0.4
+    html = owner_client.get(f"/chats/{chat.code}/messages/4/prompt/").content.decode()
+    assert "sampler preset “Calm”; chat-completion preset “Layered”" in html
+    assert "Play Mira opposite" in html and "Remember the storm." in html
