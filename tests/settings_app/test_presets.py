@@ -200,3 +200,16 @@ def test_import_sillytavern_brings_the_preset_folders(tmp_path, owner, settings)
         ("textgen", "Calm", "olivia"),
         ("openai", "Layered", "olivia"),
     }
+
+
+def test_export_presets_writes_a_folder_sillytavern_and_import_presets_read_back(tmp_path, owner):
+    call_command("import_presets", str(PRESETS), "--user", "olivia", stdout=StringIO())
+    out = StringIO()
+    call_command("export_presets", str(tmp_path / "st"), "--user", "olivia", stdout=out)
+    assert f"Exported 6 preset(s) to {tmp_path / 'st'}." in out.getvalue()
+    written = sorted(str(p.relative_to(tmp_path / "st")) for p in (tmp_path / "st").rglob("*.json"))
+    assert written == sorted(FIXTURES)
+    for relative in FIXTURES:
+        assert json.loads((tmp_path / "st" / relative).read_text()) == json.loads(
+            (PRESETS / relative).read_text()
+        )
