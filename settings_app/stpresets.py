@@ -104,8 +104,14 @@ def describe(obj: dict) -> str | None:
         return "SillyTavern's settings.json"
     if isinstance(obj.get("members"), list) and "chat_id" in obj:
         return "a SillyTavern group definition"
-    if isinstance(obj.get("qrList"), list):
+    if isinstance(obj.get("qrList"), list) or "quickReplySlots" in obj:
         return "a SillyTavern quick reply set"
+    if "movingUIState" in obj:
+        return "a SillyTavern MovingUI layout"
+    if "tail_free_sampling" in obj or ("max_length" in obj and "temperature" in obj):
+        return "a SillyTavern NovelAI sampler preset"
+    if obj and all(isinstance(v, dict) and "class_type" in v for v in obj.values()):
+        return "a ComfyUI workflow"
     return None
 
 

@@ -110,3 +110,23 @@ def test_a_character_written_in_rpchat_comes_back_as_itself(owner_client, owner)
     exported = owner_client.get(f"/characters/{character.code}/card.png").content
     result = upload(owner_client, "Wren.png", exported)
     assert (result["status"], result["reason"]) == ("skipped", "the same card as Wren, already here")
+
+
+@pytest.mark.parametrize(
+    ("obj", "looks"),
+    [
+        ({"name": "Wide", "movingUIState": {}}, "a SillyTavern MovingUI layout"),
+        ({"name": "Default", "quickReplySlots": [], "numberOfSlots": 5}, "a SillyTavern quick reply set"),
+        ({"firstRun": False, "power_user": {}, "main_api": "openai"}, "SillyTavern's settings.json"),
+        (
+            {"order": [1], "temperature": 1.1, "max_length": 150, "tail_free_sampling": 0.9},
+            "a SillyTavern NovelAI sampler preset",
+        ),
+        ({"id": "1", "name": "Crew", "members": ["a.png"], "chat_id": "x"}, "a SillyTavern group definition"),
+    ],
+)
+def test_other_sillytavern_files_are_named_and_refused(owner_client, obj, looks):
+    result = upload(owner_client, "file.json", json.dumps(obj).encode())
+    assert result["status"] == "failed"
+    assert result["reason"] == f"this is {looks}, not a character card; rpchat does not import it"
+    assert not Character.objects.exists()
