@@ -66,6 +66,7 @@ class Prompt:
             sum(estimate_tokens(m["content"]) + PER_MESSAGE_OVERHEAD for m in self.messages)
             + PER_MESSAGE_OVERHEAD
         )
+
     # The presets that shaped this prompt ({"context template": "ChatML", ...}); empty: rpchat's own order.
     built_with: dict = field(default_factory=dict)
 
@@ -194,7 +195,10 @@ def build_prompt(
     examples = split_examples(macro(character.example_dialogue))
     if counter is not None:
         # One request for every text this prompt may count (the history is counted in one more).
-        counter.count_many([t for _, t in sections if t] + [post_history, note, continue_text, *examples])
+        counter.count_many(
+            [t for _, t in sections if t]
+            + [post_history, note, continue_text, macro(preset_extra), *examples]
+        )
     parts: list[PromptPart] = []
     system_blocks: list[str] = []
     # A chat-completion preset sends only the parts its order enables; the others cost nothing.
