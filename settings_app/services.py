@@ -84,6 +84,7 @@ def preset_import(
             ]
     except PresetError as exc:
         return PresetImportResult(file_name, "failed", str(exc))
+    parsed += [migrated for p in parsed if (migrated := _migrated_system_prompt(p))]
     digest = hashlib.sha256(data).hexdigest()
     done: list[tuple[Preset, str]] = []
     with transaction.atomic():
@@ -99,6 +100,16 @@ def preset_import(
             file_name, "skipped", "already imported: " + ", ".join(words), done[0][0], []
         )
     return PresetImportResult(file_name, "imported", ", ".join(words), saved[0], saved)
+
+
+def _migrated_system_prompt(parsed: stpresets.ParsedPreset) -> stpresets.ParsedPreset | None:
+    """Instruct templates from before SillyTavern 1.12.6 carry their system prompt; SillyTavern moves
+    it into a system prompt named "[Migrated] <template>", and so does rpchat."""
+    text = parsed.data.get("system_prompt")
+    if parsed.kind != stpresets.INSTRUCT or not isinstance(text, str) or not text.strip():
+        return None
+    name = f"[Migrated] {parsed.name}"[:200]
+    return stpresets.ParsedPreset(kind=stpresets.SYSPROMPT, name=name, data={"name": name, "content": text})
 
 
 # SillyTavern's master export: its section names and the kind each holds.

@@ -122,6 +122,7 @@ _INSTRUCT_TEXT = (
     "system_sequence", "stop_sequence", "input_suffix", "output_suffix", "system_suffix",
     "system_sequence_prefix", "system_sequence_suffix", "user_alignment_message",
     "last_system_sequence", "first_input_sequence", "last_input_sequence", "activation_regex",
+    "system_prompt",
 )  # fmt: skip
 _INSTRUCT_FLAGS = ("wrap", "macro", "system_same_as_user", "skip_examples", "names", "names_force_groups")
 _CONTEXT_TEXT = ("story_string", "example_separator", "chat_start")

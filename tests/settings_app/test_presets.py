@@ -213,3 +213,17 @@ def test_export_presets_writes_a_folder_sillytavern_and_import_presets_read_back
         assert json.loads((tmp_path / "st" / relative).read_text()) == json.loads(
             (PRESETS / relative).read_text()
         )
+
+
+def test_an_older_instruct_templates_system_prompt_becomes_a_system_prompt(owner):
+    old = json.loads((PRESETS / "instruct/Bracket Turns.json").read_text())
+    old.update(name="Old Brackets", system_prompt="Speak as {{char}}, in brackets.")
+    result = preset_import(source=json.dumps(old).encode(), file_name="Old Brackets.json", owner=owner)
+    assert result.reason == "instruct template “Old Brackets”, system prompt “[Migrated] Old Brackets”"
+    migrated = Preset.objects.get(kind="sysprompt")
+    assert (migrated.name, migrated.data["content"]) == (
+        "[Migrated] Old Brackets",
+        "Speak as {{char}}, in brackets.",
+    )
+    again = preset_import(source=json.dumps(old).encode(), file_name="Old Brackets.json", owner=owner)
+    assert again.status == "skipped" and Preset.objects.count() == 2
