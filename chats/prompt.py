@@ -307,6 +307,7 @@ def build_prompt(
             continue_text=bool(continue_text),
             impersonate=impersonate,
             group=bool(members),
+            others=[m.display_name for m in group],
         )
     elif mode == "text":
         prompt.text, prompt.stop = render_text(

@@ -255,12 +255,14 @@ def render_text(
     continue_text: bool,
     impersonate: bool,
     group: bool,
+    others: list[str] = (),
 ) -> tuple[str, list[str]]:
     """A text-completion prompt: the story string, the examples, the chat start, the chat in the
     instruct template's turns (or as `Name: text` lines without one), then the reply's opening.
 
     `chat` is the messages after the story (history, author's note, post-history instructions and the
-    reply being continued) with a `name` key for who said each."""
+    reply being continued) with a `name` key for who said each; `others` names a group's other
+    members."""
     context = presets.context[1] if presets.context else {"story_string": DEFAULT_STORY}
     instruct = _Instruct(presets.instruct[1], ctx) if presets.instruct else None
     separator = expand(context.get("example_separator") or "", ctx)
@@ -309,7 +311,7 @@ def render_text(
     out.append(
         _opening(instruct, ctx, chat, continue_text=continue_text, impersonate=impersonate, group=group)
     )
-    return "".join(out), _stops(instruct, context, ctx)
+    return "".join(out), _stops(instruct, context, ctx, others)
 
 
 def _opening(instruct, ctx, chat, *, continue_text: bool, impersonate: bool, group: bool) -> str:
@@ -375,8 +377,9 @@ def _example_turns(block: str, ctx: MacroContext) -> list[tuple[str, str]]:
     return [(role, "\n".join(lines).strip()) for role, lines in turns]
 
 
-def _stops(instruct, context: dict, ctx: MacroContext) -> list[str]:
-    stops = instruct.stops(ctx.user, ctx.char) if instruct else [f"\n{ctx.user}:"]
+def _stops(instruct, context: dict, ctx: MacroContext, others: list[str]) -> list[str]:
+    # Without an instruct template, a line starting with someone else's name ends the reply.
+    stops = instruct.stops(ctx.user, ctx.char) if instruct else [f"\n{n}:" for n in (ctx.user, *others)]
     if context.get("use_stop_strings"):
         for key in ("chat_start", "example_separator"):
             if context.get(key):

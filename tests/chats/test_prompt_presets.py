@@ -401,6 +401,16 @@ def test_a_group_chat_names_each_line_once_under_templates(owner, owner_client, 
         "|in|Begin, Quince.|/in|~~~ The tale begins ~~~\n"
         "|in|olivia: Message 1|/in||out| Mira: Message 2|/out||last|"
     )
+    # Without an instruct template, another member's name at a line start ends the reply too.
+    chat.instruct_preset = None
+    chat.save()
+    plain = build_prompt(
+        session=chat, character=quince, user_name="Olivia", persona_description="", site=SiteSettings.load(),
+        context_size=2048, reply_tokens=100, before_seq=chat.last_seq + 1, mode="text",
+        presets=story.chat_presets(chat), members=[mira, quince],
+    )  # fmt: skip
+    assert plain.stop == ["\nOlivia:", "\nMira:", "\n~~~ The tale begins ~~~", "\n~~~"]
+    assert plain.text.endswith("olivia: Message 1\nMira: Message 2\nQuince:")
 
 
 @pytest.mark.django_db(transaction=True)
