@@ -1,11 +1,12 @@
 """Conditional GET for card downloads (PNG and JSON cards): ETag and Last-Modified from the
 character's and its lorebook's updated_at, read in one small query; a 304 skips building the card.
 
-For the download views (characters/views.py, added with card export):
+Used by the download view (characters/views.py):
 
     @login_required
+    @require_GET
     @card_download_cache
-    def card_download(request, code, ...):
+    def card_download(request, code, fmt):
         ...
 
 The view must look the character up with get_character_for_user (others' private cards: 404).

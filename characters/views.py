@@ -22,6 +22,7 @@ from core.uploads import LimitedUploadHandler, body_larger_than, download_name
 from settings_app.models import SiteSettings
 
 from . import lorekeys, services
+from .http import card_download_cache
 from .models import Character, Lorebook, LorebookEntry, Tag
 from .search import clean_filters, gallery_characters
 from .services import character_restore as character_restore_service
@@ -45,13 +46,17 @@ def gallery_filters(request) -> tuple[str, str, str]:
 @reads_may_lag  # a character created a moment ago may show up a moment later
 def gallery(request):
     q, tag, label = gallery_filters(request)
-    page = page_of(
-        gallery_characters(user=request.user, q=q, tag=tag, label=label),
-        number=page_number(request),
-        per_page=settings.RPCHAT["GALLERY_PAGE_SIZE"],
-    )
+    per_page = settings.RPCHAT["GALLERY_PAGE_SIZE"]
+    characters = gallery_characters(user=request.user, q=q, tag=tag, label=label)
+    page = page_of(characters, number=page_number(request), per_page=per_page)
+    last_page = None
+    if not page.rows and page.number > 1:
+        # Past the end (an old link, a hand-typed ?page=99): one COUNT, on this page only, to say
+        # which page is the last.
+        last_page = max(1, -(-characters.count() // per_page))
     context = {
         "page": page,
+        "last_page": last_page,
         "q": q,
         "tag": tag,
         "label": label,
@@ -265,8 +270,10 @@ def _attachment(body: bytes, *, content_type: str, filename: str) -> HttpRespons
 
 @login_required
 @require_GET
+@card_download_cache
 def card_download(request, code, fmt: str):
-    """The character as a card file anyone may see it may take: PNG (chara + ccv3) or JSON."""
+    """The character as a card file anyone may see it may take: PNG (chara + ccv3) or JSON.
+    ETag and Last-Modified from the card's and its lorebook's updated_at: a 304 builds nothing."""
     character = get_character_for_user(request, code)
     if fmt == "png":
         body, content_type = services.card_export_png(character=character), "image/png"

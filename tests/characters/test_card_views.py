@@ -165,3 +165,24 @@ def test_a_card_named_with_odd_characters_still_downloads(owner_client, owner):
     character = make_character(owner=owner, name="Line\nbreak / slash")
     response = owner_client.get(reverse("characters:card_png", args=[character.code]))
     assert response["Content-Disposition"] == 'attachment; filename="Line-break - slash.png"'
+
+
+def test_a_card_download_is_304_until_the_card_changes(owner_client, owner, django_assert_num_queries):
+    owner_client.post(URL, {"files": upload("ada.png", png_of(cardkit.v2_card()))})
+    character = Character.objects.get()
+    for name in ("card_png", "card_json"):
+        url = reverse(f"characters:{name}", args=[character.code])
+        first = owner_client.get(url)
+        assert first.status_code == 200 and first["ETag"] and first["Last-Modified"]
+        assert first["Cache-Control"] == "private, no-cache"
+        # the session's user, and the character's and its lorebook's updated_at in one query
+        with django_assert_num_queries(2):
+            again = owner_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+        assert again.status_code == 304 and not again.content
+        character.refresh_from_db()
+        character.description = f"Changed for {name}."
+        character.save()
+        changed = owner_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+        assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+        if name == "card_json":
+            assert changed.json()["data"]["description"] == "Changed for card_json."
