@@ -24,7 +24,7 @@ class ChatSettingsForm(forms.ModelForm):
         labels = {
             "persona": "Persona (who you are in this chat)",
             "author_note_depth": "Insert the note this many messages from the end",
-            "author_note_frequency": "Insert it every N turns (0: never)",
+            "author_note_frequency": "Insert it every N of your messages (0: never)",
             "author_note_role": "Send the note as",
             "turn_strategy": "In a group, who answers next",
             "context_preset": "Context template (text completions)",
@@ -33,6 +33,8 @@ class ChatSettingsForm(forms.ModelForm):
             "sampler_preset": "Sampler preset",
             "chat_preset": "Chat-completion preset (chat completions)",
         }
+        # The label says it all; the model's help text would say it a second time.
+        help_texts = {"author_note_frequency": ""}
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

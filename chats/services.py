@@ -101,7 +101,7 @@ def chat_start(*, user, character: Character, persona: Persona | None = None) ->
             user=user,
             character=character,
             persona=persona,
-            title=f"Chat with {character.name}",
+            title=chat_title([character.name]),
         )
         if greetings:
             seq = _take_seqs(session, 1)
@@ -529,9 +529,30 @@ def chat_restore(*, session: ChatSession) -> None:
     ChatSession.objects.filter(pk=session.pk).update(deleted_at=None)
 
 
+def chat_title(names: list[str]) -> str:
+    """The title a chat gets by itself: "Chat with Mira", "Chat with Mira, Quince and Wren"."""
+    if len(names) > 4:
+        names = [*names[:3], f"{len(names) - 3} others"]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"Chat with {listed}"[:200]
+
+
+def _member_names(session: ChatSession) -> list[str]:
+    return list(session.members.order_by("position", "id").values_list("character__name", flat=True))
+
+
+def _retitle_group(session: ChatSession, before: list[str]) -> None:
+    """Name the group in the title, unless the user wrote a title of their own."""
+    if session.title not in ("", chat_title(before)):
+        return
+    session.title = chat_title(_member_names(session) or [session.character.name])
+    ChatSession.objects.filter(pk=session.pk).update(title=session.title)
+
+
 def member_add(*, session: ChatSession, character: Character) -> ChatMember:
-    """Add a character to the chat, making it a group chat."""
+    """Add a character to the chat, making it a group chat (its title then names the group)."""
     with transaction.atomic():
+        before = _member_names(session) or [session.character.name]
         if not session.is_group:
             ChatMember.objects.get_or_create(
                 session=session, character=session.character, defaults={"position": 0}
@@ -542,6 +563,7 @@ def member_add(*, session: ChatSession, character: Character) -> ChatMember:
         member, _ = ChatMember.objects.get_or_create(
             session=session, character=character, defaults={"position": position}
         )
+        _retitle_group(session, before)
     return member
 
 
@@ -552,4 +574,7 @@ def member_set_muted(*, session: ChatSession, character_id: int, muted: bool) ->
 def member_remove(*, session: ChatSession, character_id: int) -> None:
     if character_id == session.character_id:
         raise ValueError("The chat's main character cannot be removed; mute it instead.")
-    ChatMember.objects.filter(session=session, character_id=character_id).delete()
+    with transaction.atomic():
+        before = _member_names(session)
+        ChatMember.objects.filter(session=session, character_id=character_id).delete()
+        _retitle_group(session, before)

@@ -348,6 +348,57 @@
     });
   }
 
+  // The ⋯ menus: one open at a time, closed by Escape, a click elsewhere, their own action or a
+  // send, and placed so they stay inside the window (a phone's left edge, the top of the page).
+  function closeMenus(except) {
+    list.querySelectorAll("details.more[open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+
+  function placeMenu(details) {
+    const menu = details.querySelector(".menu");
+    if (!menu) return;
+    menu.classList.remove("align-left", "below");
+    menu.style.transform = "";
+    const margin = 8;
+    let box = menu.getBoundingClientRect();
+    if (box.left < margin) {
+      menu.classList.add("align-left");
+      box = menu.getBoundingClientRect();
+    }
+    if (box.right > window.innerWidth - margin) {
+      menu.style.transform = "translateX(" + Math.round(window.innerWidth - margin - box.right) + "px)";
+      box = menu.getBoundingClientRect();
+    }
+    if (box.left < margin) menu.style.transform = "translateX(" + Math.round(margin - box.left) + "px)";
+    const header = document.querySelector(".topbar");
+    const top = header && getComputedStyle(header).position === "sticky" ? header.getBoundingClientRect().bottom : 0;
+    if (box.top < top + margin) menu.classList.add("below");
+  }
+
+  list.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!details.matches || !details.matches("details.more") || !details.open) return;
+    closeMenus(details);
+    placeMenu(details);
+  }, true);
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const open = list.querySelector("details.more[open]");
+    if (!open) return;
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+
+  document.addEventListener("click", function (event) {
+    const inside = event.target.closest && event.target.closest("details.more");
+    closeMenus(inside);
+  });
+
+  form.addEventListener("submit", function () { closeMenus(null); });
+
   followAll();
   const target = chat.dataset.at && document.getElementById("m" + chat.dataset.at);
   if (target) {

@@ -121,3 +121,23 @@ def test_the_tag_filter_lists_only_tags_of_characters_the_viewer_can_see(client,
         "olivias-secret",
         "seafaring",
     ]
+
+
+def test_a_page_past_the_end_says_so_and_links_to_the_last_page(owner_client, settings):
+    settings.RPCHAT = {**settings.RPCHAT, "GALLERY_PAGE_SIZE": 4}
+    for i in range(10):
+        make_character(name=f"P{i:02d}")
+    url = reverse("characters:gallery")
+    html = owner_client.get(url, {"page": 99}).content.decode()
+    assert "Page 99 does not exist" in html and "No characters match" not in html
+    assert "page=3" in html and "last page (page 3)" in html
+    assert names(owner_client.get(url, {"page": 3}).content.decode()) == ["P08", "P09"]
+    # With a filter that matches nothing, the filters are what to change.
+    html = owner_client.get(url, {"q": "nobody", "page": 2}).content.decode()
+    assert "Page 2 does not exist" in html and "last page (page 1)" in html
+    assert "Clear the filters" in owner_client.get(url, {"q": "nobody"}).content.decode()
+
+
+def test_the_gallery_links_to_the_trash(owner_client):
+    html = owner_client.get(reverse("characters:gallery")).content.decode()
+    assert f'href="{reverse("chats:trash")}">Trash</a>' in html
