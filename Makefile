@@ -29,6 +29,7 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
+	$(PY) manage.py refresh_thumbnails --verbosity 0
 	$(PY) manage.py ensure_admin
 
 run: migrate

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -15,13 +16,18 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import cards, lorekeys
 from .cards import CardError
 from .models import Character, Lorebook, LorebookEntry, Tag
 
-THUMBNAIL_SIZE = (128, 128)
+# The gallery's picture: the card's 2:3 frame, large enough for a gallery card on a phone's
+# high-density screen, as WebP (a drawn or painted portrait is 10 to 40 KB).
+THUMBNAIL_SIZE = (300, 450)
+THUMBNAIL_SUFFIX = "-2x3.webp"
+# A current thumbnail's stored name (storage may add a random part before the extension).
+_CURRENT_THUMBNAIL = re.compile(r"-2x3(_[A-Za-z0-9]+)?\.webp$")
 # Pillow refuses images above this many pixels (decompression bombs) with an error.
 MAX_AVATAR_PIXELS = 4096 * 4096
 # The picture of an exported card whose character has none (SillyTavern's own size).
@@ -59,18 +65,50 @@ def open_image(data: bytes) -> Image.Image:
     return image
 
 
+def thumbnail_of(image: Image.Image) -> bytes:
+    """The picture gallery cards, chat lists and messages show: cropped to 2:3 around the middle
+    across and the upper part down (where a portrait's face is), THUMBNAIL_SIZE, WebP."""
+    thumb = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
+    thumb = ImageOps.fit(thumb, THUMBNAIL_SIZE, method=Image.Resampling.LANCZOS, centering=(0.5, 0.3))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="WEBP", quality=82, method=4)
+    return buffer.getvalue()
+
+
+def thumbnail_is_current(character: Character) -> bool:
+    """Whether the stored thumbnail was made at today's size (older ones were 128 px squares)."""
+    return not character.avatar or bool(_CURRENT_THUMBNAIL.search(character.thumbnail.name or ""))
+
+
 def character_set_avatar(*, character: Character, data: bytes, save: bool = True) -> None:
     """Store `data` as the avatar and make the thumbnail now, so no request ever decodes a PNG."""
     image = open_image(data)
-    thumb = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image.copy()
-    thumb.thumbnail(THUMBNAIL_SIZE)
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG", optimize=True)
-    name = f"{character.code}.png"
-    character.avatar.save(name, ContentFile(data), save=False)
-    character.thumbnail.save(name, ContentFile(buffer.getvalue()), save=False)
+    character.avatar.save(f"{character.code}.png", ContentFile(data), save=False)
+    character.thumbnail.save(
+        f"{character.code}{THUMBNAIL_SUFFIX}", ContentFile(thumbnail_of(image)), save=False
+    )
     if save:
         character.save(update_fields=["avatar", "thumbnail", "updated_at"])
+
+
+def character_refresh_thumbnail(*, character: Character) -> bool:
+    """Make the thumbnail again from the stored avatar, at today's size; False when the avatar
+    file is missing or unreadable (the old thumbnail then stays)."""
+    try:
+        with character.avatar.open("rb") as file:
+            image = open_image(file.read())
+    except (FileNotFoundError, ImageRejected):
+        return False
+    old = character.thumbnail.name
+    character.thumbnail.save(
+        f"{character.code}{THUMBNAIL_SUFFIX}", ContentFile(thumbnail_of(image)), save=False
+    )
+    Character.objects.filter(pk=character.pk).update(
+        thumbnail=character.thumbnail.name, updated_at=timezone.now()
+    )
+    if old and old != character.thumbnail.name:
+        character.thumbnail.storage.delete(old)
+    return True
 
 
 def character_soft_delete(*, character: Character) -> None:

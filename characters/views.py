@@ -19,9 +19,9 @@ from core.http import etag_of, once_per_request, private_cache, release_stamp
 from core.pagination import page_number, page_of
 from core.routers import reads_may_lag
 from core.uploads import LimitedUploadHandler, body_larger_than, download_name
-from settings_app.models import SiteSettings
+from settings_app.models import SiteSettings, preferences_for
 
-from . import lorekeys, services
+from . import display, lorekeys, services
 from .http import card_download_cache
 from .models import Character, Lorebook, LorebookEntry, Tag
 from .search import clean_filters, gallery_characters
@@ -95,12 +95,18 @@ def _detail_etag(request, code) -> str | None:
         request.user.is_staff,
         request.COOKIES.get(settings.CSRF_COOKIE_NAME),
         site.updated_at,
+        # The page's frame: the viewer's theme and whether they hid the demo-model notice.
+        preferences_for(request.user).updated_at,
+        # {{user}} in the card text is shown as the viewer's default persona.
+        display.viewer_name(request),
         release_stamp(),
     )
 
 
 def _detail_last_modified(request, code) -> datetime:
-    return max(_character_for_request(request, code).updated_at, SiteSettings.load().updated_at)
+    stamps = [_character_for_request(request, code).updated_at, SiteSettings.load().updated_at]
+    prefs_changed = preferences_for(request.user).updated_at
+    return max([*stamps, prefs_changed] if prefs_changed else stamps)
 
 
 @login_required
@@ -108,7 +114,27 @@ def _detail_last_modified(request, code) -> datetime:
 @condition(etag_func=_detail_etag, last_modified_func=_detail_last_modified)
 def detail(request, code):
     character = _character_for_request(request, code)
-    return render(request, "characters/detail.html", {"character": character, "tags": character.tags.all()})
+    user_name = display.viewer_name(request)
+    # The card's own lorebook, in the order its entries go into a prompt; at most LORE_SHOWN.
+    lore = list(
+        LorebookEntry.objects.filter(lorebook__character=character)
+        .only("id", "name", "comment", "keys", "content", "constant", "enabled")
+        .order_by("insertion_order", "id")[: display.LORE_SHOWN + 1]
+    )
+    for entry in lore:
+        entry.shown = display.for_viewer(entry.content, char=character.display_name, user=user_name)
+    return render(
+        request,
+        "characters/detail.html",
+        {
+            "character": character,
+            "tags": character.tags.all(),
+            "card": display.card_text(character, user_name=user_name),
+            "user_name": user_name,
+            "lore": lore[: display.LORE_SHOWN],
+            "more_lore": len(lore) > display.LORE_SHOWN,
+        },
+    )
 
 
 @once_per_request
@@ -155,9 +181,8 @@ def _image_last_modified(field: str):
 def _image(request, code, field: str):
     image = _image_file(request, code, field)
     try:
-        return FileResponse(
-            image.open("rb"), content_type="image/png" if image.name.endswith(".png") else None
-        )
+        content_type = {"png": "image/png", "webp": "image/webp"}.get(image.name.rpartition(".")[2])
+        return FileResponse(image.open("rb"), content_type=content_type)
     except FileNotFoundError:
         raise Http404("The picture file is missing.") from None
 

@@ -1,11 +1,13 @@
-"""Monitoring pages: the health check, Prometheus metrics and the staff Performance page."""
+"""Monitoring pages (the health check, Prometheus metrics, the staff Performance page) and the
+favicon at the address browsers ask for by themselves."""
 
 import hmac
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +18,17 @@ from . import metrics
 @require_GET
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+def favicon(request):
+    """/favicon.ico, which browsers and feed readers fetch without being told: the static icon.
+
+    Pages link the SVG icon; this answers those who ask anyway instead of logging a 404. A
+    temporary redirect, cached for a day, since the static name changes with each release."""
+    response = HttpResponseRedirect(static("favicon.ico"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def _metrics_token_ok(request) -> bool:

@@ -250,6 +250,10 @@ if DATABASE_REPLICA_URL:
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
+# Django's ModelBackend, loading the session's user with their preferences (theme) joined; Django's
+# own stays listed for sessions that name it (settings_app/backends.py).
+AUTHENTICATION_BACKENDS = ["settings_app.backends.UserBackend", "django.contrib.auth.backends.ModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/", include("rpchat.api_urls")),
     path("admin/", admin.site.urls),
     path("healthz", core_views.healthz, name="healthz"),
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("metrics", core_views.prometheus_metrics, name="metrics"),
     path("performance/", core_views.performance, name="performance"),
     path("performance/data/", core_views.performance_data, name="performance_data"),

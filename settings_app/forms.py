@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from .models import Persona
+from .models import Persona, UserPreferences
 
 
 class PersonaForm(forms.ModelForm):
@@ -18,3 +18,11 @@ class PersonaForm(forms.ModelForm):
 
 class SignupForm(UserCreationForm):
     username = forms.CharField(max_length=150, help_text="Letters, digits and @/./+/-/_ only.")
+
+
+class ThemeForm(forms.ModelForm):
+    class Meta:
+        model = UserPreferences
+        fields = ["theme"]
+        widgets = {"theme": forms.RadioSelect}
+        labels = {"theme": "Theme"}

@@ -308,6 +308,53 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
+class UserPreferences(models.Model):
+    """How the pages look for one person, on every device they use: theme, dismissed notices.
+
+    Read on every page through preferences_for(), joined to the query that loads the session's
+    user (settings_app.backends.UserBackend), so it costs no query of its own; a user who never
+    chose anything has no row and gets the defaults.
+    """
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "Follow the system"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="preferences"
+    )
+    theme = models.CharField(max_length=10, choices=Theme.choices, default=Theme.SYSTEM)
+    demo_banner_dismissed = models.BooleanField(
+        default=False, help_text="The notice about the built-in demo model is hidden for this user."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "user preferences"
+        verbose_name_plural = "user preferences"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(theme__in=["system", "light", "dark"]), name="userpreferences_theme_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Preferences of user {self.user_id}"
+
+
+def preferences_for(user) -> UserPreferences:
+    """The user's preferences (joined to the session's user by UserBackend, else one query);
+    defaults for the anonymous and for users who never chose anything. Change them through
+    settings_app.services.preferences_save()."""
+    if not user.is_authenticated:
+        return UserPreferences()
+    try:
+        return user.preferences
+    except UserPreferences.DoesNotExist:
+        return UserPreferences(user_id=user.pk)
+
+
 @once_per_request
 def _site_settings_for_request(request) -> SiteSettings:
     return SiteSettings.load()

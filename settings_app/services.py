@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from . import stpresets
-from .models import Persona, Preset
+from .models import Persona, Preset, UserPreferences
 from .stpresets import PresetError
 
 
@@ -145,3 +145,10 @@ def _preset_save(parsed: stpresets.ParsedPreset, *, owner, digest: str) -> tuple
 def preset_export(*, preset: Preset) -> bytes:
     """The preset as the SillyTavern file it came from (its current name and settings)."""
     return stpresets.export_json(preset.data, name=preset.name, kind=preset.kind)
+
+
+def preferences_save(*, user, **changes) -> UserPreferences:
+    """Change some of the user's preferences (theme=, demo_banner_dismissed=) on every device."""
+    prefs, _ = UserPreferences.objects.update_or_create(user_id=user.pk, defaults=changes)
+    user.preferences = prefs  # this request's user sees the change too
+    return prefs

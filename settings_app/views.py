@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UsernameField
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,9 +19,9 @@ from core.pagination import page_number, page_of
 from core.uploads import LimitedUploadHandler, download_name
 
 from .auth import api_token_create, api_token_revoke
-from .forms import PersonaForm, SignupForm
-from .models import ApiToken, Persona, Preset, SiteSettings
-from .services import PresetImportResult, persona_save, preset_export, preset_import
+from .forms import PersonaForm, SignupForm, ThemeForm
+from .models import ApiToken, Persona, Preset, SiteSettings, preferences_for
+from .services import PresetImportResult, persona_save, preferences_save, preset_export, preset_import
 
 
 @never_cache
@@ -34,7 +34,7 @@ def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="settings_app.backends.UserBackend")
         messages.success(request, f"Welcome, {user.username}. Pick a character to chat with.")
         return redirect("characters:gallery")
     return render(request, "registration/signup.html", {"form": form})
@@ -43,7 +43,27 @@ def signup(request):
 @login_required
 @require_GET
 def account_settings(request):
-    return render(request, "registration/settings.html")
+    theme_form = ThemeForm(instance=preferences_for(request.user))
+    return render(request, "registration/settings.html", {"theme_form": theme_form})
+
+
+@login_required
+@require_POST
+def preferences(request):
+    """Change the theme, or hide the demo-model notice, for this user on every device; then back
+    to the page the form was on."""
+    if "dismiss_demo_banner" in request.POST:
+        preferences_save(user=request.user, demo_banner_dismissed=True)
+    else:
+        form = ThemeForm(request.POST, instance=preferences_for(request.user))
+        if not form.is_valid():
+            return render(request, "registration/settings.html", {"theme_form": form}, status=400)
+        preferences_save(user=request.user, theme=form.cleaned_data["theme"])
+        messages.success(request, "Theme saved.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "settings"
+    return redirect(target)
 
 
 class LoginView(auth_views.LoginView):

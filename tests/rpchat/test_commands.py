@@ -51,3 +51,53 @@ def test_signup_can_be_closed(client):
     site.allow_signup = False
     site.save()
     assert client.get("/accounts/signup/").status_code == 404
+
+
+def test_seed_demo_draws_each_demo_character_a_portrait_in_the_cards_frame():
+    import io
+
+    from PIL import Image
+
+    from characters.portraits import demo_portrait
+
+    call_command("seed_demo", stdout=StringIO())
+    pictures = set()
+    for character in Character.objects.filter(owner=None):
+        with character.avatar.open("rb") as file:
+            data = file.read()
+        assert Image.open(io.BytesIO(data)).size == (400, 600)
+        assert data == demo_portrait(character.name)  # drawn the same way every time
+        pictures.add(data)
+    assert len(pictures) == 4
+
+
+def test_seed_demo_redraws_the_old_square_portraits_and_refresh_thumbnails_remakes_old_thumbnails():
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    from characters.services import thumbnail_is_current
+
+    call_command("seed_demo", stdout=StringIO())
+    wren = Character.objects.get(name="Wren of the Hollow")
+    square, old_thumb = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (256, 256), "green").save(square, format="PNG")
+    Image.new("RGB", (128, 128), "green").save(old_thumb, format="PNG")
+    wren.avatar.save("old.png", ContentFile(square.getvalue()), save=False)
+    wren.thumbnail.save("old.png", ContentFile(old_thumb.getvalue()), save=False)
+    wren.save()
+    assert not thumbnail_is_current(wren)
+    call_command("seed_demo", stdout=(out := StringIO()))
+    assert "1 portrait(s) drawn again" in out.getvalue()
+    wren.refresh_from_db()
+    assert Image.open(wren.avatar.open("rb")).size == (400, 600) and thumbnail_is_current(wren)
+
+    # A character imported before thumbnails were 2:3: its thumbnail is made again from its avatar.
+    wren.thumbnail.save("old.png", ContentFile(old_thumb.getvalue()), save=True)
+    call_command("refresh_thumbnails", stdout=(out := StringIO()))
+    assert "1 made, 3 already current" in out.getvalue()
+    wren.refresh_from_db()
+    assert Image.open(wren.thumbnail.open("rb")).size == (300, 450)
+    call_command("refresh_thumbnails", stdout=(out := StringIO()))
+    assert "0 made, 4 already current" in out.getvalue()

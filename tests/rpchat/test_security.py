@@ -164,7 +164,7 @@ def test_the_server_binds_to_loopback_by_default():
 # --- every URL, as another user and as an anonymous visitor -----------------------------------------
 
 # Open to anyone: the login pages, the health check, and the API's description.
-PUBLIC = {"login", "logout", "signup", "healthz", "home", "api:openapi"}
+PUBLIC = {"login", "logout", "signup", "healthz", "home", "api:openapi", "favicon"}
 
 
 @pytest.fixture

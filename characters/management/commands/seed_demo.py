@@ -1,37 +1,39 @@
-import io
-
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from characters.demo import DEMO_CHARACTERS
 from characters.models import Character, Tag
+from characters.portraits import H, W, demo_portrait
 from characters.services import character_set_avatar
 
 
-def _portrait(color: tuple[int, int, int], initial: str) -> bytes:
-    """A simple generated portrait: a soft gradient with the character's initial."""
-    size = 256
-    image = Image.new("RGB", (size, size), color)
-    draw = ImageDraw.Draw(image)
-    for y in range(size):
-        shade = tuple(min(255, c + y // 4) for c in color)
-        draw.line([(0, y), (size, y)], fill=shade)
-    draw.ellipse((48, 48, 208, 208), outline=(255, 255, 255), width=6)
-    draw.text((size // 2, size // 2), initial, fill=(255, 255, 255), anchor="mm", font_size=96)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def _has_portrait(character: Character) -> bool:
+    """Whether the character already shows a portrait of today's shape (earlier seeds drew a
+    256 px square with an initial; those are drawn again)."""
+    if not character.avatar:
+        return False
+    try:
+        with character.avatar.open("rb") as file, Image.open(file) as image:
+            return image.size == (W, H)
+    except (FileNotFoundError, OSError):
+        return False
 
 
 class Command(BaseCommand):
-    help = "Create the demo characters everyone on the instance can chat with (safe to run again)."
+    help = "Create the demo characters everyone on the instance can chat with, with their portraits (safe to run again)."
 
     def handle(self, *args, **options):
-        created = 0
+        created = redrawn = 0
         for spec in DEMO_CHARACTERS:
-            if Character.objects.filter(owner=None, name=spec["name"]).exists():
+            existing = Character.objects.filter(owner=None, name=spec["name"], creator="rpchat").first()
+            if existing is not None:
+                if not _has_portrait(existing):
+                    character_set_avatar(character=existing, data=demo_portrait(spec["name"]))
+                    redrawn += 1
                 continue
+            if Character.objects.filter(owner=None, name=spec["name"]).exists():
+                continue  # an instance character of that name that is not ours: left alone
             with transaction.atomic():
                 fields = {k: v for k, v in spec.items() if k not in ("tags", "color")}
                 character = Character.objects.create(
@@ -42,10 +44,11 @@ class Command(BaseCommand):
                     for t in spec["tags"]
                 ]
                 character.tags.set(tags)
-                character_set_avatar(character=character, data=_portrait(spec["color"], spec["name"][0]))
+                character_set_avatar(character=character, data=demo_portrait(spec["name"]))
             created += 1
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo characters: {created} created, {len(DEMO_CHARACTERS) - created} already there."
+                f"Demo characters: {created} created, {len(DEMO_CHARACTERS) - created} already there"
+                + (f", {redrawn} portrait(s) drawn again." if redrawn else ".")
             )
         )
