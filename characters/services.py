@@ -44,7 +44,8 @@ class ImageRejected(ValueError):
     pass
 
 
-def open_image(data: bytes) -> Image.Image:
+def open_image(data: bytes, *, use: str = "an avatar") -> Image.Image:
+    """The decoded picture, or ImageRejected saying why it cannot be used as `use`."""
     Image.MAX_IMAGE_PIXELS = MAX_AVATAR_PIXELS
     try:
         image = Image.open(io.BytesIO(data))
@@ -52,14 +53,14 @@ def open_image(data: bytes) -> Image.Image:
         width, height = image.size
         if width * height > MAX_AVATAR_PIXELS:
             raise ImageRejected(
-                f"The image is too large to use as an avatar ({width} x {height} pixels; "
+                f"The image is too large to use as {use} ({width} x {height} pixels; "
                 f"at most {MAX_AVATAR_PIXELS:,} pixels)."
             )
         image.load()
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"The image is too large to use as an avatar ({exc}).") from None
+        raise ImageRejected(f"The image is too large to use as {use} ({exc}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"The image could not be read: {exc}") from None
     return image

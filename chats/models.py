@@ -102,6 +102,8 @@ class ChatSession(models.Model):
     chat_preset = models.ForeignKey(
         "settings_app.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A picture behind the messages, re-encoded on upload (chats.services.chat_set_background).
+    background = models.ImageField(upload_to="backgrounds/", blank=True)
 
     objects = ChatSessionQuerySet.as_manager()
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import actions, pages, stream, transfer, trash
+from .views import actions, background, pages, stream, transfer, trash
 
 app_name = "chats"
 
@@ -19,6 +19,8 @@ urlpatterns = [
     path("<uuid:code>/impersonate/", actions.chat_impersonate, name="impersonate"),
     path("<uuid:code>/settings/", pages.chat_settings, name="settings"),
     path("<uuid:code>/members/", pages.chat_members, name="members"),
+    path("<uuid:code>/background/", background.chat_background, name="background"),
+    path("<uuid:code>/background.webp", background.chat_background_image, name="background_image"),
     path("<uuid:code>/archive/", pages.chat_archive, name="archive"),
     path("<uuid:code>/delete/", pages.chat_delete, name="delete"),
     path("<uuid:code>/restore/", trash.chat_restore, name="restore"),

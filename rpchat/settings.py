@@ -334,6 +334,8 @@ RPCHAT = {
     "SERVER_TIMING": envbool("RPCHAT_SERVER_TIMING", "1"),
     # Import limits, checked before a file is read (docs/configuration.md).
     "MAX_CARD_BYTES": envint("RPCHAT_MAX_CARD_BYTES", str(32 * 1024 * 1024)),
+    # A chat's background picture, as uploaded (it is stored re-encoded, much smaller).
+    "MAX_BACKGROUND_BYTES": envint("RPCHAT_MAX_BACKGROUND_BYTES", str(10 * 1024 * 1024)),
     "MAX_CHARX_UNPACKED_BYTES": envint("RPCHAT_MAX_CHARX_UNPACKED_BYTES", str(256 * 1024 * 1024)),
     # A card's JSON once decoded or unpacked, from any container; each text field of a card or
     # lorebook (description, a greeting, an entry's content, ...); tags on one card.

@@ -176,7 +176,13 @@ def chat_settings(request, code):
     return render(
         request,
         "chats/settings.html",
-        {"session": session, "form": form, "member_form": member_form, "members": members},
+        {
+            "session": session,
+            "form": form,
+            "member_form": member_form,
+            "members": members,
+            "max_background_bytes": settings.RPCHAT["MAX_BACKGROUND_BYTES"],
+        },
     )
 
 

@@ -56,5 +56,8 @@ def purge_chat(pk: int, batch: int = 5000) -> int:
             if not ids:
                 break
             removed += messages_delete(rows=Message.objects.filter(pk__in=ids))
+    session = ChatSession.objects.filter(pk=pk).only("pk", "background").first()
+    if session is not None and session.background:
+        session.background.delete(save=False)
     ChatSession.objects.filter(pk=pk).delete()
     return removed

@@ -1,0 +1,85 @@
+"""A chat's background picture: upload or remove it (from the chat's settings), and serve it."""
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import condition, require_GET, require_POST
+
+from characters.services import human_size
+from core.http import etag_of, private_cache
+from core.uploads import LimitedUploadHandler
+
+from ..backgrounds import ImageRejected, chat_set_background
+from ..http import get_session_for_user, session_for_request
+
+
+@csrf_exempt
+@login_required
+@require_POST
+def chat_background(request, code):
+    """Upload (field `image`) or remove (`remove=1`) the chat's background; back to its settings."""
+    handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_BACKGROUND_BYTES"])
+    request.upload_handlers.insert(0, handler)
+    return _chat_background(request, code, handler)
+
+
+@csrf_protect
+def _chat_background(request, code, handler):
+    session = get_session_for_user(request, code)
+    back = reverse("chats:settings", args=[session.code]) + "#background"
+    if request.POST.get("remove") == "1":
+        chat_set_background(session=session, data=None)
+        messages.success(request, "Background removed.")
+        return redirect(back)
+    if handler.too_large:
+        limit = human_size(handler.limit)
+        messages.error(request, f"That picture is larger than {limit}; choose a smaller one.")
+        return redirect(back)
+    upload = request.FILES.get("image")
+    if upload is None:
+        messages.error(request, "Choose a picture to upload.")
+        return redirect(back)
+    try:
+        chat_set_background(session=session, data=upload.read())
+    except ImageRejected as exc:
+        messages.error(request, f"{upload.name}: {exc}")
+        return redirect(back)
+    messages.success(request, "Background set. Messages stay on solid bubbles so they stay readable.")
+    return redirect(back)
+
+
+def _background_file(request, code):
+    background = session_for_request(request, code).background
+    if not background:
+        raise Http404("This chat has no background.")
+    return background
+
+
+def _background_mtime(request, code) -> datetime | None:
+    background = _background_file(request, code)
+    try:
+        return background.storage.get_modified_time(background.name).astimezone(UTC)
+    except (FileNotFoundError, NotImplementedError):
+        return None
+
+
+def _background_etag(request, code) -> str:
+    return etag_of(_background_file(request, code).name, _background_mtime(request, code))
+
+
+@login_required
+@require_GET
+@private_cache(max_age=settings.RPCHAT["IMAGE_MAX_AGE"])
+@condition(etag_func=_background_etag, last_modified_func=_background_mtime)
+def chat_background_image(request, code):
+    background = _background_file(request, code)
+    try:
+        return FileResponse(background.open("rb"), content_type="image/webp")
+    except FileNotFoundError:
+        raise Http404("The picture file is missing.") from None
