@@ -377,6 +377,17 @@
     if (box.top < top + margin) menu.classList.add("below");
   }
 
+  // Before it opens (the toggle event comes a moment later): a first guess from the button's place,
+  // so the menu never shows outside the window, even for a frame.
+  list.addEventListener("click", function (event) {
+    const summary = event.target.closest && event.target.closest("details.more > summary");
+    if (!summary || summary.parentElement.open) return;
+    const menu = summary.parentElement.querySelector(".menu");
+    const at = summary.getBoundingClientRect();
+    menu.classList.toggle("below", at.top - (menu.children.length * 40 + 16) < 8);
+    menu.classList.toggle("align-left", at.right - 220 < 8);
+  }, true);
+
   list.addEventListener("toggle", function (event) {
     const details = event.target;
     if (!details.matches || !details.matches("details.more") || !details.open) return;
