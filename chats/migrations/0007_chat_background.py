@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chats', '0005_message_dates_kept_on_import'),
+        ('chats', '0006_persona_lock'),
     ]
 
     operations = [
