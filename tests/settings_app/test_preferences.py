@@ -96,3 +96,26 @@ def test_the_favicon_is_linked_and_answered_at_favicon_ico(owner_client, client)
     from django.contrib.staticfiles import finders
 
     assert finders.find("favicon.ico") and finders.find("favicon.svg")
+
+
+def test_logging_in_checks_a_password_once_and_older_sessions_stay_logged_in(owner, client, monkeypatch):
+    from django.contrib.auth import base_user
+
+    checks = []
+    real = base_user.check_password
+    monkeypatch.setattr(base_user, "check_password", lambda *a, **k: checks.append(1) or real(*a, **k))
+    owner.set_password("right-horse-battery")
+    owner.save()
+    assert not client.login(username=owner.username, password="wrong")
+    # One backend said no and the chain stopped: the legacy entry did not hash it a second time.
+    assert len(checks) == 1
+    assert client.login(username=owner.username, password="right-horse-battery")
+    # A session made before UserBackend existed names Django's own backend: still logged in, and
+    # its preferences still apply (read with a query of their own).
+    from settings_app.services import preferences_save
+
+    preferences_save(user=owner, theme="dark")
+    old = Client()
+    old.force_login(owner, backend="django.contrib.auth.backends.ModelBackend")
+    response = old.get(reverse("characters:gallery"))
+    assert response.status_code == 200 and theme_of(response.content.decode()) == ("dark", "dark")
