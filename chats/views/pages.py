@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET, require_POST
 
 from characters.models import Character
@@ -51,6 +52,7 @@ def chat_new(request, character_code):
 
 @login_required
 @require_GET
+@never_cache  # a live page: Back (from the prompt inspector, say) must not show the copy first loaded
 def chat_detail(request, code):
     session = get_object_or_404(
         ChatSession.objects.for_user(request.user)

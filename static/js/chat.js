@@ -405,10 +405,15 @@
 
   document.addEventListener("click", function (event) {
     const inside = event.target.closest && event.target.closest("details.more");
-    closeMenus(inside);
+    // A choice in the menu (a link too, such as Show the prompt) closes it; a click elsewhere
+    // closes every menu.
+    const chosen = inside && event.target.closest(".menu a, .menu button");
+    closeMenus(chosen ? null : inside);
   });
 
   form.addEventListener("submit", function () { closeMenus(null); });
+  // Back from the prompt inspector (the page comes from the back-forward cache as it was left).
+  window.addEventListener("pageshow", function () { closeMenus(null); });
 
   followAll();
   const target = chat.dataset.at && document.getElementById("m" + chat.dataset.at);

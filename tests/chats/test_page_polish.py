@@ -78,3 +78,9 @@ def test_the_authors_note_frequency_is_explained_once(owner, owner_client):
     chat = make_chat(user=owner, character=make_character(name="Wren"))
     html = owner_client.get(reverse("chats:settings", args=[chat.code])).content.decode()
     assert len(re.findall(r"every N", html, re.IGNORECASE)) == 1
+
+
+def test_the_chat_page_is_never_kept_by_the_browser(owner, owner_client):
+    chat = make_chat(user=owner, character=make_character(name="Wren"), messages=2)
+    response = owner_client.get(chat.get_absolute_url())
+    assert "no-store" in response["Cache-Control"]

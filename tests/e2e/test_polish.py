@@ -76,12 +76,25 @@ def test_message_menus_close_by_themselves_and_open_inside_the_window(page, app,
     greeting.locator("details.more summary").click()
     page.locator("article.message.user").first.locator("details.more summary").click()
     assert open_menus(page) == 1
+    count = page.locator("article.message").count()
     page.get_by_label("Your message").fill("One more.")
     page.get_by_label("Your message").press("Enter")
     assert open_menus(page) == 0
+    expect(page.locator("article.message")).to_have_count(count + 2)
     expect(page.locator("article.message.assistant").last).to_have_attribute("data-status", "complete")
 
-    # After its action.
+    # After its action, a link's too: back from the prompt inspector, no menu is open (and the
+    # chat is the one left, not the copy the browser first loaded).
+    shown = page.locator("article.message").count()
+    reply = page.locator("article.message.assistant").last
+    reply.locator("details.more summary").click()
+    reply.get_by_role("link", name="Show the prompt").click()
+    page.wait_for_url("**/prompt/")
+    page.go_back()
+    page.wait_for_url(re.compile(r"/chats/[0-9a-f-]{36}/$"))
+    expect(page.locator("article.message")).to_have_count(shown)
+    assert open_menus(page) == 0
+
     mine = page.locator("article.message.user").first
     mine.locator("details.more summary").click()
     mine.get_by_role("button", name="Hide from the model").click()
@@ -338,6 +351,8 @@ def test_screenshots_of_the_main_pages(page, app, signed_up):
     both("chat-group-light-background")
     page.goto(app.base_url + "/chats/trash/")
     both("trash")
+    page.goto(app.base_url + "/chats/")
+    both("chat-list")
     page.set_viewport_size(PHONE)
     page.goto(app.base_url + "/characters/")
     page.get_by_role("button", name="Menu").click()
