@@ -61,7 +61,9 @@ def preferences(request):
         preferences_save(user=request.user, theme=form.cleaned_data["theme"])
         messages.success(request, "Theme saved.")
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = "settings"
     return redirect(target)
 

@@ -39,18 +39,21 @@ def _chat_background(request, code, handler):
         return redirect(back)
     if handler.too_large:
         limit = human_size(handler.limit)
-        messages.error(request, f"That picture is larger than {limit}; choose a smaller one.")
-        return redirect(back)
+        return _refused(request, back, f"That picture is larger than {limit}; choose a smaller one.")
     upload = request.FILES.get("image")
     if upload is None:
-        messages.error(request, "Choose a picture to upload.")
-        return redirect(back)
+        return _refused(request, back, "Choose a picture to upload.")
     try:
         chat_set_background(session=session, data=upload.read())
     except ImageRejected as exc:
-        messages.error(request, f"{upload.name}: {exc}")
-        return redirect(back)
+        return _refused(request, back, f"{upload.name}: {exc}")
     messages.success(request, "Background set. Messages stay on solid bubbles so they stay readable.")
+    return redirect(back)
+
+
+def _refused(request, back: str, reason: str):
+    # Shown next to the upload field (the settings page reads the "inline background" tags).
+    messages.error(request, reason, extra_tags="inline background")
     return redirect(back)
 
 

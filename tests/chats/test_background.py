@@ -64,7 +64,10 @@ def test_only_the_chats_owner_sees_or_changes_its_background(owner_client, chat,
 
 def test_a_file_that_is_not_a_picture_or_too_large_is_refused_with_the_reason(owner_client, chat, settings):
     html = upload(owner_client, chat, b"not a picture at all", name="notes.txt").content.decode()
-    assert "notes.txt: The image could not be read" in html
+    # Next to the upload field, not at the top of the page.
+    field = html.index('id="background-image"')
+    reason = html.index("notes.txt: The image could not be read")
+    assert field < reason < html.index("Upload</button>") and html.count("could not be read") == 1
     settings.RPCHAT = {**settings.RPCHAT, "MAX_BACKGROUND_BYTES": 10_000}
     html = upload(owner_client, chat, picture((1500, 1500), fmt="BMP"), name="huge.bmp").content.decode()
     assert "larger than 9.8 KB" in html
