@@ -388,3 +388,14 @@ def test_the_main_pages_pass_the_accessibility_checks_in_the_dark_theme(axe_tab,
     page.get_by_role("button", name="Start a chat").click()
     page.wait_for_url(re.compile(r"/chats/[0-9a-f-]{36}/$"))
     check(page, "chat-dark")
+
+
+def test_the_composer_of_a_solo_chat_is_compact_on_a_phone(page, app, signed_up):
+    start_chat(page)
+    page.set_viewport_size(PHONE)
+    composer = page.locator("#composer").bounding_box()
+    assert composer["height"] <= 110, f"the composer takes {composer['height']} px of 740"
+    for name in ("Send", "Write for me"):
+        box = page.get_by_role("button", name=name).bounding_box()
+        assert box["x"] + box["width"] <= PHONE["width"], name
+    send(page, "Short and sweet.")
