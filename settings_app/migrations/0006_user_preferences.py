@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('settings_app', '0004_connectionprofile_token_ratio'),
+        ('settings_app', '0005_presets'),
     ]
 
     operations = [

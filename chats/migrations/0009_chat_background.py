@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chats', '0007_reasoning_kept_apart'),
+        ('chats', '0008_chat_presets'),
     ]
 
     operations = [
