@@ -35,6 +35,9 @@ migrate: install
 run: migrate
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	@echo "rpchat is starting at http://$(HOST):$(PORT)/"
+	@# The background worker (memory summaries) runs beside the server and stops with it.
+	@trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py db_worker --queue-name '*' --no-reload --verbosity 0 & worker=$$!; \
 	$(VENV)/bin/uvicorn rpchat.asgi:application --host $(HOST) --port $(PORT) --no-access-log --lifespan off
 
 # Two workers (pytest-xdist): the browser tests stay together on one, the rest spread over both.

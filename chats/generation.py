@@ -38,7 +38,7 @@ from core.tokens import estimate_tokens
 from settings_app import engines
 from settings_app.models import SiteSettings
 
-from . import story
+from . import memory, story
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .prompt import build_prompt
 from .reasoning import REASONING, ThinkSplitter, split_forced_open, split_reasoning
@@ -226,6 +226,12 @@ def _prepare(message_id: int, mode: str):
         continue_text=reply.content if mode == "continue" else "",
         presets=presets,
     )
+    if prompt.window_start:
+        # Older messages fell out of the window: their summaries are written in the background.
+        try:
+            memory.schedule(session.pk, window_start=prompt.window_start)
+        except Exception:  # memory never stands in the way of a reply
+            logger.exception("could not schedule the memory summaries of chat %s", session.pk)
     return reply, config, prompt
 
 

@@ -40,6 +40,7 @@ def prerender(request, session: ChatSession, messages) -> list:
     thumbs: dict[int, str] = {}
     for m in messages:
         m.prompt_url = f"{base}messages/{m.seq}/prompt/"
+        m.pin_url = f"{base}messages/{m.seq}/pin/"
         speaker = m.character or session.character
         if m.role == Message.Role.ASSISTANT and speaker.thumbnail:
             if speaker.pk not in thumbs:

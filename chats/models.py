@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Substr
 from django.urls import reverse
@@ -319,3 +320,113 @@ class PersonaLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.persona} for {self.character}"
+
+
+# --- long-term memory (chats/memory.py) ----------------------------------------------------------
+
+
+class ChatMemory(models.Model):
+    """A chat's memory settings and the summarizer's bookkeeping; made on first use."""
+
+    session = models.OneToOneField(
+        ChatSession, on_delete=models.CASCADE, primary_key=True, related_name="memory"
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Put pinned facts and recalled memories in prompts."
+    )
+    share = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(5), MaxValueValidator(60)],
+        help_text="Percent of the prompt's budget the memory block may take.",
+    )
+    # Who writes the summaries: a connection profile (a cheaper model, say), else the chat's engine.
+    profile = models.ForeignKey(
+        "settings_app.ConnectionProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The oldest message in the last prompt's window: stretches that end before it are summarized.
+    window_start = models.PositiveIntegerField(default=0)
+    # Stretches up to here have been handed to the queue (so each reply does not queue again).
+    queued_through = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"memory of {self.session_id}"
+
+
+class Memory(models.Model):
+    """The summary of one stretch of a chat: messages start_seq..end_seq (a fixed-size block)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be written"
+        WRITTEN = "written", "Written"
+        FAILED = "failed", "Failed (retried later)"
+
+    # No index of its own: memory_session_start_uniq starts with session.
+    session = models.ForeignKey(
+        ChatSession, on_delete=models.CASCADE, related_name="memories", db_index=False
+    )
+    start_seq = models.PositiveIntegerField()
+    end_seq = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # A message it covers changed (edit, delete, hide, swipe) since it was written: left out of
+    # prompts until the background rewrite lands.
+    stale = models.BooleanField(default=False)
+    # Fingerprint of the covered messages (count and versions) when the text was written.
+    source_version = models.BigIntegerField(default=0)
+    # Group chats: the characters that witnessed every message of the stretch (null: not a group).
+    witnesses = models.JSONField(null=True, blank=True)
+    edited = models.BooleanField(default=False, help_text="Corrected by hand.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["start_seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "start_seq"], name="memory_session_start_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"memory #{self.start_seq}-{self.end_seq} of {self.session_id}"
+
+
+class PinnedFact(models.Model):
+    """A fact that goes into every prompt of its chat: written by hand or pinned from a message."""
+
+    # No index of its own: pinnedfact_session_idx starts with session.
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="facts", db_index=False)
+    text = models.TextField()
+    token_count = models.PositiveIntegerField(default=0)
+    # The message it was pinned from, by seq (null: written by hand).
+    seq = models.PositiveIntegerField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["session", "id"], name="pinnedfact_session_idx")]
+
+    def __str__(self) -> str:
+        return f"fact {self.pk} of {self.session_id}"
+
+
+class WitnessSpan(models.Model):
+    """Group chats: a character saw the messages start_seq .. end_seq - 1 (member and not muted).
+
+    Opened when a character joins or is unmuted, closed when it is muted or removed; what a
+    character recalls from outside the context window is limited to its spans.
+    """
+
+    # No index of its own: witnessspan_session_idx starts with session.
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="+", db_index=False)
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    start_seq = models.PositiveIntegerField()
+    end_seq = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "character"], name="witnessspan_session_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.character_id} saw {self.start_seq}..{self.end_seq or ''} of {self.session_id}"

@@ -15,7 +15,7 @@ from core.tokens import estimate_tokens
 from settings_app import stpresets
 from settings_app.models import InstructTemplate, SiteSettings
 
-from . import lore, story
+from . import lore, memory, story
 from .macros import MacroContext, expand
 from .models import ChatSession, Message
 
@@ -57,6 +57,9 @@ class Prompt:
     lore_skipped: list[dict] = field(default_factory=list)
     # Counted with the engine's own tokenizer (else the estimate, calibrated where it can be).
     exact: bool = False
+    memory: dict = field(default_factory=dict)
+    # The oldest message in the history window, when older ones were left out (for the summarizer).
+    window_start: int | None = None
 
     def estimated_raw(self) -> int:
         """The plain estimate of what is sent, to learn an engine's ratio from its reported usage."""
@@ -90,6 +93,7 @@ class Prompt:
             "parts": [p.__dict__ for p in self.parts],
             "counted_with": "the engine's tokenizer" if self.exact else "an estimate",
             "built_with": self.built_with,
+            "memory": self.memory,
         }
 
 
@@ -125,6 +129,7 @@ def build_prompt(
     members: list[Character] | None = None,
     counter=None,
     presets: story.ChatPresets | None = None,
+    use_memory: bool = True,
 ) -> Prompt:
     """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string.
 
@@ -163,7 +168,7 @@ def build_prompt(
 
     # History first (one query); its newest rows are also the lorebook's scan window.
     rows = _history_rows(session, before_seq=before_seq, budget=budget)
-    recent = [content for _, content, _, _ in rows]
+    recent = [row[1] for row in rows]
     activation = lore.activate(
         lore.entries_for(session=session, character=character),
         recent=recent,
@@ -228,12 +233,31 @@ def build_prompt(
 
     if counter is not None:
         rows = _recount(rows, counter, budget=remaining)
-    history, dropped = _fit(
-        rows, budget=remaining, named=bool(members), overhead=overhead, count=count if exact else None
-    )
+
+    def fit(rows, budget):
+        return _fit(
+            rows, budget=budget, named=bool(members), overhead=overhead, count=count if exact else None
+        )
+
+    # Long-term memory: pinned facts, and what fell out of the window recalled by the newest words.
+    if use_memory:
+        recalled, history, dropped = _memory_block(
+            session, character, rows, remaining, budget=budget, fit=fit, group=bool(members)
+        )
+    else:  # the benchmark's baseline
+        recalled = memory.MemoryBlock(enabled=False)
+        history, dropped = fit(rows, remaining)
+    if recalled.tokens:
+        parts.append(PromptPart("memory", recalled.tokens))
+        remaining -= recalled.tokens
     history_tokens = sum(tokens for _, tokens in history)
     parts.append(PromptPart(f"chat history ({len(history)} messages)", history_tokens))
     remaining -= history_tokens
+
+    if recalled.text:
+        # A fixed place, the end of the card and persona (before examples): the same memories give
+        # the same prompt. Inside the one system message: some chat templates refuse a second one.
+        system_blocks.append(recalled.text)
 
     # Example dialogue goes in only if it fits after the history: it is the first thing dropped.
     kept_examples = []
@@ -264,7 +288,8 @@ def build_prompt(
         description=macro(character.description),
         personality=macro(character.personality),
         scenario=macro(character.scenario),
-        wi_after=macro("\n".join(activation.after_char)),
+        # With presets, memory goes where lore placed after the character goes.
+        wi_after="\n\n".join(t for t in (macro("\n".join(activation.after_char)), recalled.text) if t),
         persona=macro(persona_description),
         group=dict(sections).get("group") or "",
         examples=kept_examples,
@@ -296,6 +321,8 @@ def build_prompt(
         lore_skipped=activation.skipped,
         exact=exact,
         built_with=presets.names(mode),
+        memory=recalled.as_meta(),
+        window_start=rows[len(history) - 1][4] if dropped and history else None,
     )
     if mode == "text" and (presets.context or presets.instruct):
         names = {"user": ctx.user, "assistant": ctx.char, "system": "System"}
@@ -383,7 +410,7 @@ def history_queryset(session: ChatSession, *, before_seq: int, budget: int):
         Message.objects.in_prompt()
         .filter(session=session, seq__lt=before_seq)
         .order_by("-seq")
-        .values_list("role", "content", "token_count", "speaker")[:limit]
+        .values_list("role", "content", "token_count", "speaker", "seq", "id")[:limit]
     )
 
 
@@ -421,10 +448,10 @@ def _recount(rows: list[tuple], counter, *, budget: int) -> list[tuple]:
     while taken < len(rows) and reach <= 2 * budget + 64:
         reach += rows[taken][2] + PER_MESSAGE_OVERHEAD
         taken += 1
-    counts = counter.count_many([content for _, content, _, _ in rows[:taken]])
+    counts = counter.count_many([row[1] for row in rows[:taken]])
     return [
-        (role, content, counts[i] if i < len(counts) else budget + 1, speaker)
-        for i, (role, content, _, speaker) in enumerate(rows)
+        (role, content, counts[i] if i < len(counts) else budget + 1, speaker, *rest)
+        for i, (role, content, _, speaker, *rest) in enumerate(rows)
     ]
 
 
@@ -436,7 +463,7 @@ def _fit(rows: list[tuple], *, budget: int, named: bool, overhead=None, count=No
     picked = []
     spent = 0
     dropped = False
-    for role, text, tokens, speaker in rows:
+    for role, text, tokens, speaker, *_ in rows:
         content = text
         cost = tokens + (overhead(role) if overhead else PER_MESSAGE_OVERHEAD)
         if named and speaker:
@@ -452,3 +479,41 @@ def _fit(rows: list[tuple], *, budget: int, named: bool, overhead=None, count=No
         dropped = len(rows) >= limit and budget > 0
     picked.reverse()
     return picked, dropped
+
+
+def _memory_block(session, character, rows, remaining: int, *, budget: int, fit, group: bool):
+    """The memory block (chats/memory.py) and the history that fits beside it.
+
+    Recall looks before the window the history has when the block takes its whole share; the
+    history then gets back what the block left unused, and a recalled message that is back in the
+    window is dropped from the block rather than sent twice.
+    """
+    history, dropped = fit(rows, remaining)
+    mem, facts = memory.settings_and_facts(session)
+    if not mem.enabled:
+        return memory.MemoryBlock(enabled=False, share=mem.share, settings=mem), history, dropped
+    limit = budget * mem.share // 100
+    window_seq = window_id = None
+    if dropped:
+        reserved, _ = fit(rows, remaining - limit)
+        edge = rows[len(reserved) - 1] if reserved else rows[0]
+        window_seq, window_id = edge[4], edge[5]
+    block = memory.recall(
+        session=session,
+        character=character,
+        settings=mem,
+        facts=facts,
+        limit=limit,
+        newest=[row[1] for row in rows[: memory.NEWEST_MESSAGES]],
+        window_seq=window_seq,
+        window_id=window_id,
+        group=group,
+    )
+    for _ in range(3):
+        if not block.tokens:
+            break
+        history, dropped = fit(rows, remaining - block.tokens)
+        start = rows[len(history) - 1][4] if history else None
+        if start is None or not block.drop_from(start):
+            break
+    return block, history, dropped

@@ -13,7 +13,7 @@ from core import ratelimit
 from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
-from . import generation
+from . import generation, memory
 from .macros import MacroContext, expand
 from .models import (
     PRESET_FIELDS,
@@ -266,6 +266,7 @@ def message_select_alternative(*, message: Message, index: int, version: int) ->
         )
         if not updated:
             raise EditConflict
+        memory.mark_stale(message.session_id, message.seq, message.seq)
     message.refresh_from_db()
     return message
 
@@ -381,17 +382,20 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
             MessageAlternative.objects.filter(message=message, index=message.alternative_index).update(
                 content=content, token_count=tokens
             )
+        memory.mark_stale(message.session_id, message.seq, message.seq)
     message.refresh_from_db()
     return message
 
 
 def message_set_hidden(*, message: Message, hidden: bool, version: int) -> Message:
     """Keep a message in the chat but out of (or back in) the prompt."""
-    updated = Message.objects.filter(pk=message.pk, version=version).update(
-        hidden=hidden, version=F("version") + 1, updated_at=timezone.now()
-    )
-    if not updated:
-        raise EditConflict
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, version=version).update(
+            hidden=hidden, version=F("version") + 1, updated_at=timezone.now()
+        )
+        if not updated:
+            raise EditConflict
+        memory.mark_stale(message.session_id, message.seq, message.seq)
     message.refresh_from_db()
     return message
 
@@ -406,6 +410,7 @@ def message_delete(*, message: Message, and_after: bool = False) -> int:
             raise ChatBusy
         deleted = messages_delete(rows=rows)
         ChatSession.objects.filter(pk=message.session_id).update(message_count=F("message_count") - deleted)
+        memory.messages_deleted(message.session_id, message.seq, and_after=and_after)
     return deleted
 
 
@@ -460,6 +465,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
             for m in session.members.all()
         )
         copied = _copy_messages(source=session, target=branch, up_to_seq=at_seq)
+        memory.copy_for_branch(source=session, target=branch, up_to_seq=at_seq)
         ChatSession.objects.filter(pk=branch.pk).update(
             message_count=copied, last_seq=at_seq if copied else 0, last_message_at=timezone.now()
         )
@@ -553,22 +559,42 @@ def member_add(*, session: ChatSession, character: Character) -> ChatMember:
     """Add a character to the chat, making it a group chat (its title then names the group)."""
     with transaction.atomic():
         before = _member_names(session) or [session.character.name]
+        last_seq = ChatSession.objects.filter(pk=session.pk).values_list("last_seq", flat=True).first() or 0
         if not session.is_group:
             ChatMember.objects.get_or_create(
                 session=session, character=session.character, defaults={"position": 0}
             )
             ChatSession.objects.filter(pk=session.pk).update(is_group=True)
             session.is_group = True
+            # The chat's own character saw everything so far.
+            memory.open_span(session, session.character_id, from_seq=1)
         position = (session.members.aggregate(m=Max("position"))["m"] or 0) + 1
-        member, _ = ChatMember.objects.get_or_create(
+        member, created = ChatMember.objects.get_or_create(
             session=session, character=character, defaults={"position": position}
         )
         _retitle_group(session, before)
+        if created:
+            # What a character witnesses starts with the next message.
+            memory.open_span(session, character.pk, from_seq=last_seq + 1)
     return member
 
 
 def member_set_muted(*, session: ChatSession, character_id: int, muted: bool) -> None:
-    ChatMember.objects.filter(session=session, character_id=character_id).update(muted=muted)
+    with transaction.atomic():
+        changed = (
+            ChatMember.objects.filter(session=session, character_id=character_id)
+            .exclude(muted=muted)
+            .update(muted=muted)
+        )
+        if changed:
+            # A muted character does not witness what is said meanwhile.
+            last_seq = (
+                ChatSession.objects.filter(pk=session.pk).values_list("last_seq", flat=True).first() or 0
+            )
+            if muted:
+                memory.close_span(session, character_id, at_seq=last_seq + 1)
+            else:
+                memory.open_span(session, character_id, from_seq=last_seq + 1)
 
 
 def member_remove(*, session: ChatSession, character_id: int) -> None:
@@ -578,3 +604,5 @@ def member_remove(*, session: ChatSession, character_id: int) -> None:
         before = _member_names(session)
         ChatMember.objects.filter(session=session, character_id=character_id).delete()
         _retitle_group(session, before)
+        last_seq = ChatSession.objects.filter(pk=session.pk).values_list("last_seq", flat=True).first() or 0
+        memory.close_span(session, character_id, at_seq=last_seq + 1)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import actions, background, pages, stream, transfer, trash
+from .views import actions, background, memory, pages, stream, transfer, trash
 
 app_name = "chats"
 
@@ -36,4 +36,14 @@ urlpatterns = [
     path("<uuid:code>/messages/<int:seq>/branch/", actions.message_branch, name="message_branch"),
     path("<uuid:code>/messages/<int:seq>/source/", actions.message_source, name="message_source"),
     path("<uuid:code>/messages/<int:seq>/prompt/", actions.message_prompt, name="message_prompt"),
+    path("<uuid:code>/messages/<int:seq>/pin/", memory.message_pin, name="message_pin"),
+    path("<uuid:code>/memory/", memory.memory_page, name="memory"),
+    path("<uuid:code>/memory/panel/", memory.memory_panel, name="memory_panel"),
+    path("<uuid:code>/memory/facts/", memory.fact_add, name="fact_add"),
+    path("<uuid:code>/memory/facts/<int:fact_id>/edit/", memory.fact_edit, name="fact_edit"),
+    path("<uuid:code>/memory/facts/<int:fact_id>/delete/", memory.fact_delete, name="fact_delete"),
+    path("<uuid:code>/memory/summaries/<int:memory_id>/edit/", memory.summary_edit, name="summary_edit"),
+    path(
+        "<uuid:code>/memory/summaries/<int:memory_id>/delete/", memory.summary_delete, name="summary_delete"
+    ),
 ]

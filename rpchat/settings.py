@@ -100,6 +100,9 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "cachalot",
+    # Background work (memory summaries): Django's task framework, queued in the database.
+    "django_tasks",
+    "django_tasks_db",
     "core",
     "settings_app",
     "characters",
@@ -247,6 +250,15 @@ if DATABASE_REPLICA_URL:
     # cachalot drops a table's cached results only on the database written to (the primary), so
     # results read from the replica would never be dropped: cache the primary's reads only.
     CACHALOT_DATABASES = ["default"]
+
+# Background tasks (django-tasks with its database backend): `manage.py db_worker` runs them; `make
+# run` starts one beside the server, and any number of workers may share the queue (docs/operations.md).
+TASKS = {
+    "default": {
+        "BACKEND": os.getenv("RPCHAT_TASK_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default", "memory"],
+    }
+}
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 

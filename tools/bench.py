@@ -44,6 +44,7 @@ LABELS = {
     "older_start": "older page from the start",
     "send": "send a message (POST, engine excluded)",
     "prompt": "build a prompt (in-process)",
+    "prompt_memory": "build a prompt with memory (in-process)",
     "gallery": "gallery first page",
     "search": "search",
     "st_open_chat": "open an imported SillyTavern chat (HTML)",
@@ -68,6 +69,7 @@ TARGETS = [
     ("send: the same cost at 100 and 100,000", "send", "flat", 1.2),
     ("gallery first page: 10,000 characters within 1.5x of 10", "gallery", "flat", 1.5),
     ("chat JSON page within 2x of the floor", "chat_json", "floor", 2.0),
+    ("prompt with memory within 1.5x of the prompt without", "prompt_memory", "vs:prompt", 1.5),
     ("chat HTML page within 4x of the floor", "open_chat", "floor", 4.0),
 ]
 
@@ -400,6 +402,25 @@ class Bench:
                 note=f"{row['history_included']} messages fit a {row['context_size']}-token context",
             )
             self.results.append(result)
+        for row in self.probe("prompt-memory", "--repeat", str(max(c.requests, 5))):
+            self.results.append(
+                Result(
+                    op="prompt_memory",
+                    size=row["size"],
+                    unit="messages",
+                    requests=row["requests"],
+                    median_ms=row["median_ms"],
+                    p95_ms=row["p95_ms"],
+                    max_ms=row["max_ms"],
+                    queries=row["queries"],
+                    bytes=None,
+                    rss_mib=None,
+                    note=(
+                        f"{row['history_included']} messages and {row['memory_items']} memories "
+                        f"({row['memory_tokens']} tokens) in a {row['context_size']}-token context"
+                    ),
+                )
+            )
         profile = {}
         if c.profile and data["chats"]:
             biggest = data["chats"][-1]
@@ -726,7 +747,16 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [2, 1]})
-    chat_ops = ["floor", "open_chat", "chat_json", "older_middle", "older_start", "send", "prompt"]
+    chat_ops = [
+        "floor",
+        "open_chat",
+        "chat_json",
+        "older_middle",
+        "older_start",
+        "send",
+        "prompt",
+        "prompt_memory",
+    ]
     for op in chat_ops:
         rows = sorted((r for r in report["operations"] if r["op"] == op), key=lambda r: r["size"])
         if rows:

@@ -130,8 +130,12 @@ def _stats(values: list[float]) -> dict:
     }
 
 
-def time_prompts(*, repeat: int) -> list[dict]:
-    """Time chats.prompt.build_prompt for each bench chat, as the generation task calls it."""
+def time_prompts(*, repeat: int, use_memory: bool = False) -> list[dict]:
+    """Time chats.prompt.build_prompt for each bench chat, as the generation task calls it.
+
+    Without memory (the baseline), or with it: a pinned fact, and recall of the messages outside
+    the window that match the newest messages' words (chats/memory.py).
+    """
     from chats.prompt import build_prompt
     from settings_app import engines
     from settings_app.models import SiteSettings
@@ -156,8 +160,14 @@ def time_prompts(*, repeat: int) -> list[dict]:
                 context_size=context_size,
                 reply_tokens=reply_tokens,
                 before_seq=session.last_seq + 1,
+                use_memory=use_memory,
             )
 
+        if use_memory:
+            from chats import memory
+
+            if not session.facts.exists():
+                memory.add_fact(session=session, text="The bench character keeps a silver key.")
         build()  # warm
         times = []
         with CaptureQueriesContext(connection) as queries:
@@ -172,6 +182,8 @@ def time_prompts(*, repeat: int) -> list[dict]:
                 **_stats(times),
                 "queries": len(queries.captured_queries),
                 "history_included": prompt.history_included,
+                "memory_items": sum(1 for i in prompt.memory.get("items", []) if i["included"]),
+                "memory_tokens": prompt.memory.get("tokens", 0),
                 "context_size": context_size,
                 "requests": repeat,
             }

@@ -100,10 +100,12 @@ def test_building_a_prompt_costs_the_same_queries_at_10_and_5000_messages(owner,
     SiteSettings.load()
     for chat in (small, big):
         assert chat.character.name  # loaded with the chat when generating (select_related)
-    # one keyset read of the newest messages, one read of the applicable lorebook entries
-    with django_assert_num_queries(2):
+    # one keyset read of the newest messages, one read of the applicable lorebook entries, one of
+    # the chat's memory settings with its pinned facts; in the long chat also the one full-text
+    # read of older messages matching the newest words, with their stretches' summaries
+    with django_assert_num_queries(3):
         short = build(small)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(4):
         long = build(big)
     assert short.history_included == 10
     assert long.messages[-1]["content"] == "Message 5000"

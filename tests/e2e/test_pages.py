@@ -72,6 +72,12 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
     check(page, "chat-settings")
     page.goto(chat_url + "messages/3/prompt/")
     check(page, "prompt-inspector")
+    page.goto(chat_url)
+    page.locator("#memory-panel summary").click()
+    expect(page.locator("#memory-panel").get_by_label("Write a fact")).to_be_visible()
+    check(page, "chat-memory-panel")
+    page.goto(chat_url + "memory/")
+    check(page, "chat-memory")
     for name, path in (
         ("chat-list", "/chats/"),
         ("personas", "/personas/"),

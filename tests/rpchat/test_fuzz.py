@@ -165,8 +165,17 @@ def world(owner, client, tiny_builtin, settings):
         file_name="f.json",
         owner=owner,
     ).object
+    # A pinned fact (the one-click pin) and a summary (as the background worker writes one).
+    client.post(reverse("chats:message_pin", args=[chat.code, 1]))
+    from chats.models import Memory
+
+    summary = Memory.objects.create(
+        session=chat, start_seq=1, end_seq=20, text="A summary.", status="written"
+    )
     return {
         "preset": preset,
+        "fact": chat.facts.get(),
+        "summary": summary,
         "chat": chat,
         "character": character,
         "persona": Persona.objects.get(user=owner),
@@ -205,6 +214,10 @@ def _path_kwargs(name: str, entry: URLPattern, world, seq: int) -> dict:
             kwargs[param] = world["character"].code
         elif param == "code":
             kwargs[param] = by_namespace[namespace].code
+        elif param == "fact_id":
+            kwargs[param] = world["fact"].pk
+        elif param == "memory_id":
+            kwargs[param] = world["summary"].pk
         else:
             raise AssertionError(f"the fuzz walk does not know how to fill <{param}> in {name}: teach it")
     return kwargs

@@ -180,6 +180,11 @@ def owned(owner):
     from settings_app.models import Preset
 
     preset = Preset.objects.create(owner=owner, kind="sysprompt", name=SECRET, data={"content": SECRET})
+    from chats import memory
+    from chats.models import Memory
+
+    fact = memory.add_fact(session=chat, text=SECRET)
+    summary = Memory.objects.create(session=chat, start_seq=1, end_seq=20, text=SECRET, status="written")
     return {
         "chat": chat,
         "character": character,
@@ -188,6 +193,8 @@ def owned(owner):
         "lorebook": lorebook,
         "entry": entry,
         "preset": preset,
+        "fact": fact,
+        "summary": summary,
     }
 
 
@@ -218,6 +225,10 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
             kwargs[param] = owned["lorebook"].code
         elif param == "code":
             kwargs[param] = by_namespace[namespace].code
+        elif param == "fact_id":
+            kwargs[param] = owned["fact"].pk
+        elif param == "memory_id":
+            kwargs[param] = owned["summary"].pk
         else:
             raise AssertionError(f"the URL walk does not know how to fill <{param}> in {name}: teach it")
     return kwargs

@@ -42,14 +42,16 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
         "older_start",
         "send",
         "prompt",
+        "prompt_memory",
     ):
         assert {(op, 10), (op, 100)} <= measured, op
     assert ("gallery", 10) in measured
     for r in report["operations"]:
         assert r["median_ms"] > 0 and r["p95_ms"] >= r["median_ms"]
-        if r["op"] not in ("floor", "prompt"):
+        if r["op"] not in ("floor", "prompt", "prompt_memory"):
             assert r["queries"] is not None and r["bytes"] > 0 and r["rss_mib"] > 0
     assert report["targets"][0]["target"].startswith("open a chat")
+    assert any(t["target"].startswith("prompt with memory") and t["value"] for t in report["targets"])
     assert set(report["profile"]) == {"chat-html", "chat-json"}
     markdown = (tmp_path / "out" / "bench.md").read_text()
     for label in (
@@ -57,6 +59,7 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
         "send a message",
         "gallery first page",
         "build a prompt",
+        "build a prompt with memory",
         "floor",
     ):
         assert label in markdown and label in out.getvalue()

@@ -12,7 +12,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["describe", "describe-imported", "prompt", "profile"])
+        parser.add_argument(
+            "action", choices=["describe", "describe-imported", "prompt", "prompt-memory", "profile"]
+        )
         parser.add_argument("--repeat", type=int, default=20)
         parser.add_argument("--sizes", default="", help="describe-imported: message counts to look for")
         parser.add_argument("--url", action="append", default=[], help="profile: NAME=URL (repeatable)")
@@ -27,6 +29,8 @@ class Command(BaseCommand):
             result = bench_inside.describe_imported([int(s) for s in options["sizes"].split(",") if s])
         elif action == "prompt":
             result = bench_inside.time_prompts(repeat=options["repeat"])
+        elif action == "prompt-memory":
+            result = bench_inside.time_prompts(repeat=options["repeat"], use_memory=True)
         else:
             urls = dict(item.split("=", 1) for item in options["url"])
             result = bench_inside.profile_pages(
