@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('characters', '0005_merge_search'),
-        ('chats', '0007_reasoning_kept_apart'),
+        ('chats', '0009_chat_background'),
         ('settings_app', '0003_instruct_presets'),
     ]
 
