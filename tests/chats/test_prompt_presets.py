@@ -434,3 +434,13 @@ def test_a_reply_written_with_presets_says_so_in_the_inspector(owner, owner_clie
     html = owner_client.get(f"/chats/{chat.code}/messages/4/prompt/").content.decode()
     assert "sampler preset “Calm”; chat-completion preset “Layered”" in html
     assert "Play Mira opposite" in html and "Remember the storm." in html
+
+
+def test_memory_goes_where_lore_after_the_character_goes_with_a_story_string(owner, owner_client, mira):
+    from chats import memory
+
+    chat = make_chat(user=owner, character=mira, messages=2)
+    chat = choose(owner_client, chat, context_preset=imported(owner, "context/Storyteller.json"))
+    memory.add_fact(session=chat, text="The lamp is blue.")
+    prompt = build(chat, mode="text")
+    assert "Setting: anywhere\n[Memory]\nFacts to keep in mind:\n- The lamp is blue.\n" in prompt.text
