@@ -39,7 +39,7 @@ from . import paging
 from .models import ChatSession, Message
 from .search import MAX_LIMIT, search_messages
 
-API_VERSION = "1"
+API_VERSION = "2"
 
 router = Router(tags=["chats"])
 
@@ -91,6 +91,13 @@ class ChatMessage(Out):
     hidden: bool
     alternative_index: int
     alternative_count: int
+    model_label: str = Field(
+        description="The model that wrote this reply, with its connection profile in brackets; "
+        "empty for people's messages, imported ones and replies from before models were recorded."
+    )
+    sampling_label: str = Field(
+        description="That model's sampling for this reply, as the chat page shows it."
+    )
     created_at: Timestamp
 
 
@@ -209,6 +216,8 @@ def _message(message: Message) -> dict:
         "hidden": message.hidden,
         "alternative_index": message.alternative_index,
         "alternative_count": message.alternative_count,
+        "model_label": message.model_label,
+        "sampling_label": message.sampling_label,
         "created_at": message.created_at,
     }
 

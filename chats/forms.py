@@ -1,8 +1,10 @@
 from django import forms
 
 from characters.models import Character, Lorebook
+from settings_app.forms import ProfileChoiceField
 from settings_app.models import Persona, Preset
 
+from . import profiles
 from .models import PRESET_FIELDS, ChatSession, PersonaLock
 
 
@@ -19,6 +21,7 @@ class ChatSettingsForm(forms.ModelForm):
             "turn_strategy",
             "show_reasoning",
             *PRESET_FIELDS,
+            "profile",
         ]
         widgets = {"author_note": forms.Textarea(attrs={"rows": 3})}
         labels = {
@@ -71,6 +74,43 @@ class ChatSettingsForm(forms.ModelForm):
             ).exists(),
         )
         self.order_fields(["title", "persona", "lock_persona"])
+        self._add_model_fields(user)
+
+    def _add_model_fields(self, user) -> None:
+        """The chat's model and the user's default for its character, among their profiles."""
+        session = self.instance
+        character = session.character
+        current = profiles.resolve_profile(user=user, character=character, chat_profile_id=None)
+        self.fields["profile"] = ProfileChoiceField(
+            user=user,
+            label="Model for this chat",
+            empty_label="Default: "
+            + (current.profile.label if current.profile else "the built-in demo model")
+            + f" ({current.source})",
+        )
+        # By code, as the choices are (the ModelForm's initial is the key).
+        self.initial["profile"] = session.profile.code if session.profile_id else None
+        default = profiles.character_default(user=user, character=character)
+        self.initial["character_default"] = default.profile.code if default else None
+        self.fields["character_default"] = ProfileChoiceField(
+            user=user,
+            label=f"Your default model for {character.name}",
+            empty_label="No default for this character (use your own default)",
+            help_text="For your new and existing chats with this character that have no model of their own. "
+            "Only you see it.",
+        )
+        # The two model choices side by side.
+        order = [name for name in self.fields if name != "character_default"]
+        order.insert(order.index("profile") + 1, "character_default")
+        self.order_fields(order)
+
+    def save(self, commit=True):
+        session = super().save(commit=commit)
+        if commit:
+            profiles.character_default_set(
+                user=session.user, character=session.character, profile=self.cleaned_data["character_default"]
+            )
+        return session
 
 
 class AddMemberForm(forms.Form):

@@ -40,6 +40,7 @@ from settings_app.models import SiteSettings
 
 from . import memory, story
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
+from .profiles import resolve_profile
 from .prompt import build_prompt
 from .reasoning import REASONING, ThinkSplitter, split_forced_open, split_reasoning
 
@@ -216,12 +217,17 @@ def _prepare(message_id: int, mode: str):
     session = reply.session
     site = SiteSettings.load()
     presets = story.chat_presets(session)
-    config = story.with_sampling(engines.resolve_engine(site), presets)
+    character = reply.character or session.character
+    resolved = resolve_profile(
+        user=session.user, character=character, chat_profile_id=session.profile_id, site=site
+    )
+    config = story.with_sampling(engines.resolve_engine(site, profile=resolved.profile), presets)
     prompt = prompt_for(
         session=session,
-        character=reply.character or session.character,
+        character=character,
         site=site,
         config=config,
+        profile=resolved.profile,
         before_seq=reply.seq,
         continue_text=reply.content if mode == "continue" else "",
         presets=presets,
@@ -232,19 +238,65 @@ def _prepare(message_id: int, mode: str):
             memory.schedule(session.pk, window_start=prompt.window_start)
         except Exception:  # memory never stands in the way of a reply
             logger.exception("could not schedule the memory summaries of chat %s", session.pk)
-    return reply, config, prompt
+    return reply, config, prompt, resolved.source
+
+
+def model_record(config, source: str) -> dict:
+    """What a reply keeps about the model that wrote it (its meta), and the line it shows."""
+    return {
+        "engine": config.label,
+        "mode": config.mode,
+        "parameters": dict(config.sampling),
+        "profile": {
+            "code": config.profile_code,
+            "name": config.profile_name,
+            "model": config.model,
+            "source": source,
+        },
+        "model_label": config.model_label,
+    }
+
+
+SAMPLING_LINE = (
+    ("temperature", "temperature {}"),
+    ("top_p", "top-p {}"),
+    ("top_k", "top-k {}"),
+    ("min_p", "min-p {}"),
+    ("repeat_penalty", "repetition penalty {}"),
+    ("max_tokens", "up to {} tokens"),
+    ("seed", "seed {}"),
+)
+
+
+def model_line(meta: dict) -> tuple[str, str]:
+    """The model line of a reply whose meta is `meta`: (model, sampling), each within 300 chars."""
+    label = str(meta.get("model_label") or meta.get("engine") or "")
+    if "sampling_label" in meta:  # a swipe that kept the line it had (services.reply_regenerate)
+        return label[:300], str(meta["sampling_label"])[:300]
+    params = meta.get("parameters") or {}
+    sampling = ", ".join(fmt.format(params[key]) for key, fmt in SAMPLING_LINE if params.get(key) is not None)
+    return label[:300], sampling[:300]
 
 
 def prompt_for(
-    *, session, character, site, config, before_seq, continue_text="", impersonate=False, presets=None
+    *,
+    session,
+    character,
+    site,
+    config,
+    before_seq,
+    continue_text="",
+    impersonate=False,
+    presets=None,
+    profile=None,
 ):
-    """The prompt for a reply (or an impersonation) in `session`, for the engine `config`."""
+    """The prompt for a reply (or an impersonation) in `session`, for the engine `config` (made
+    from `profile`; None: the built-in model)."""
     persona = session.persona
     user_name = persona.name if persona else (session.user.get_username() or site.default_user_name)
     members = []
     if session.is_group:
         members = [m.character for m in session.members.select_related("character")]
-    profile = site.active_profile
     return build_prompt(
         counter=engines.token_counter(config),
         session=session,
@@ -390,7 +442,12 @@ def _finish(
             return
         tokens = estimate_tokens(text)
         thought = {"reasoning": reasoning, "reasoning_tokens": reasoning_tokens, "reasoning_ms": reasoning_ms}
+        # The model line, once an engine was chosen (a failure before that keeps the old one).
+        line = {}
+        if "model_label" in meta:
+            line["model_label"], line["sampling_label"] = model_line(meta)
         Message.objects.filter(pk=message_id).update(
+            **line,
             content=text,
             token_count=tokens,
             **thought,
@@ -437,12 +494,8 @@ async def _generate(live: LiveReply, mode: str) -> None:
     # keeps the row touched meanwhile.
     watcher = asyncio.create_task(_watch(live))
     try:
-        reply, config, prompt = await _prepare(message_id, mode)
-        meta = {
-            "engine": config.label,
-            "mode": config.mode,
-            "parameters": dict(config.sampling),
-        }
+        reply, config, prompt, source = await _prepare(message_id, mode)
+        meta = model_record(config, source)
         prompt_data = prompt.as_meta()
         if mode == "continue":
             text = reply.content
@@ -602,12 +655,16 @@ def _impersonation_prompt(session_id: int):
     session = ChatSession.objects.select_related("character", "persona", "user").get(pk=session_id)
     site = SiteSettings.load()
     presets = story.chat_presets(session)
-    config = story.with_sampling(engines.resolve_engine(site), presets)
+    resolved = resolve_profile(
+        user=session.user, character=session.character, chat_profile_id=session.profile_id, site=site
+    )
+    config = story.with_sampling(engines.resolve_engine(site, profile=resolved.profile), presets)
     prompt = prompt_for(
         session=session,
         character=session.character,
         site=site,
         config=config,
+        profile=resolved.profile,
         before_seq=session.last_seq + 1,
         impersonate=True,
         presets=presets,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.hot_queries import admin_changelist_queryset, hot_query
 from settings_app.models import SiteSettings
 
-from . import generation, paging
+from . import generation, paging, profiles
 from .lore import entries_queryset
 from .models import ChatSession, Message
 from .prompt import history_queryset
@@ -41,6 +41,21 @@ def chat_newest():
     if session is None:
         return None
     return paging.page_queryset(session)
+
+
+@hot_query(
+    "chat page: the chat's model", used_by="chats.profiles.resolve_profile (chat page header, every reply)"
+)
+def chat_model():
+    session = _largest_chat()
+    if session is None:
+        return None
+    return profiles.candidates_queryset(
+        user=session.user,
+        character=session.character,
+        chat_profile_id=session.profile_id,
+        site=SiteSettings.load(),
+    )
 
 
 @hot_query("chat page: an older page from the middle", used_by="chats.views.chat_older")

@@ -16,7 +16,7 @@ from core.markdown import render_cached
 from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
-from . import services
+from . import profiles, services
 from .models import ChatSession, Message
 
 
@@ -120,8 +120,12 @@ def generation_limited(view):
     return wrapped
 
 
-def engine_label(site: SiteSettings) -> str:
-    return BUILTIN_LABEL if site.uses_builtin_model else site.active_profile.name
+def engine_label(request, session: ChatSession) -> str:
+    """The model this chat's next reply will come from (one query: chats.profiles)."""
+    resolved = profiles.resolve_profile(
+        user=request.user, character=session.character, chat_profile_id=session.profile_id
+    )
+    return resolved.profile.label if resolved.profile else BUILTIN_LABEL
 
 
 @once_per_request

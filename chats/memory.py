@@ -602,15 +602,9 @@ def engine_for(mem: ChatMemory):
     profile = mem.profile if mem.profile_id else None
     if profile is None:
         return engines.resolve_engine(SiteSettings.load())
-    return engines.EngineConfig(
-        label=profile.name,
-        base_url=profile.base_url.rstrip("/"),
-        mode=profile.mode,
-        api_key=profile.api_key,
-        model=profile.model,
-        context_size=profile.context_size,
-        sampling=profile.sampling(),
-    )
+    # Through config_for_profile: a user's own profile keeps its egress guard, and a key that
+    # cannot be decrypted is a readable EngineError.
+    return engines.config_for_profile(profile, SiteSettings.load())
 
 
 def _witnesses(session: ChatSession, start: int, end: int) -> list[int] | None:

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from characters.models import LONG_FIELDS, Character
-from settings_app.models import Persona
+from settings_app.models import ConnectionProfile, Persona
 
 
 class ChatSessionQuerySet(models.QuerySet):
@@ -105,6 +105,10 @@ class ChatSession(models.Model):
     )
     # A picture behind the messages, re-encoded on upload (chats.services.chat_set_background).
     background = models.ImageField(upload_to="backgrounds/", blank=True)
+    # The connection profile this chat's replies use; empty: the defaults (chats.profiles).
+    profile = models.ForeignKey(
+        ConnectionProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -157,6 +161,32 @@ class ChatMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character_id} in {self.session_id}"
+
+
+class CharacterModelDefault(models.Model):
+    """The profile one user's chats with one character use unless the chat names its own.
+
+    Per user, never on the character row (even its owner's): which profiles someone may use is
+    theirs alone, so a choice stored on a shared character would name a profile others may not
+    have, or let an owner steer other people's chats to a server of their choosing."""
+
+    # No index of its own: charactermodeldefault_user_character_uniq starts with user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(ConnectionProfile, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            # Also the index of the lookup when a reply is made (chats.profiles).
+            models.UniqueConstraint(
+                fields=["user", "character"], name="charactermodeldefault_user_character_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.character_id}: {self.profile_id}"
 
 
 class MessageQuerySet(models.QuerySet):
@@ -213,6 +243,10 @@ class Message(models.Model):
     client_token = models.CharField(max_length=64, blank=True)
     # stop, length, stopped (by the user): shown with the message, so not buried in meta.
     finish_reason = models.CharField(max_length=20, blank=True)
+    # The model that wrote the active text, and its sampling, as the message's model line shows
+    # them (meta has the details; pages do not read meta).
+    model_label = models.CharField(max_length=300, blank=True)
+    sampling_label = models.CharField(max_length=300, blank=True)
     meta = models.JSONField(default=dict, blank=True)
     # A default, not auto_now_add: imported messages keep the dates they were written.
     created_at = models.DateTimeField(default=timezone.now)

@@ -254,7 +254,11 @@ def message_select_alternative(*, message: Message, index: int, version: int) ->
         raise ValueError("There is no such alternative.")
     with transaction.atomic():
         alternative = MessageAlternative.objects.get(message=message, index=index)
+        model_label, sampling_label = generation.model_line(alternative.meta)
         updated = Message.objects.filter(pk=message.pk, version=version).update(
+            # Each swipe names the model that wrote it (empty when unknown: imported, or older).
+            model_label=model_label,
+            sampling_label=sampling_label,
             content=alternative.content,
             token_count=alternative.token_count,
             reasoning=alternative.reasoning,
@@ -320,6 +324,10 @@ def reply_regenerate(*, message: Message) -> Message:
                     reasoning=current.reasoning,
                     reasoning_tokens=current.reasoning_tokens,
                     reasoning_ms=current.reasoning_ms,
+                    # Its model line, for when the user swipes back to it.
+                    meta={"model_label": current.model_label, "sampling_label": current.sampling_label}
+                    if current.model_label
+                    else {},
                 )
                 count = 1
             MessageAlternative.objects.create(message=current, index=count)
@@ -458,6 +466,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
             turn_strategy=session.turn_strategy,
             show_reasoning=session.show_reasoning,
             **{f"{name}_id": getattr(session, f"{name}_id") for name in PRESET_FIELDS},
+            profile_id=session.profile_id,
         )
         branch.lorebooks.set(session.lorebooks.all())
         ChatMember.objects.bulk_create(

@@ -356,6 +356,9 @@ RPCHAT = {
     "MAX_CARD_TAGS": envint("RPCHAT_MAX_CARD_TAGS", "100"),
     "MAX_CHAT_BYTES": envint("RPCHAT_MAX_CHAT_BYTES", str(512 * 1024 * 1024)),
     "MAX_CHAT_LINE_BYTES": envint("RPCHAT_MAX_CHAT_LINE_BYTES", str(16 * 1024 * 1024)),
+    # Fernet keys for secrets stored in the database (connection profiles' API keys): the first
+    # encrypts, all decrypt. Empty: one key derived from SECRET_KEY (docs/security.md).
+    "ENCRYPTION_KEYS": envlist("RPCHAT_ENCRYPTION_KEYS", ""),
 }
 
 LOGGING = {

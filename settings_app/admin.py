@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from .models import ApiToken, ConnectionProfile, InstructTemplate, Persona, Preset, SiteSettings
+from .models import ApiToken, ConnectionProfile, InstructTemplate, ModelDefault, Persona, Preset, SiteSettings
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -28,12 +28,12 @@ class ConnectionProfileForm(forms.ModelForm):
         new_key = self.cleaned_data.get("api_key")
         if self.cleaned_data.get("clear_api_key"):
             profile.api_key = ""
-        elif not new_key and profile.pk:
-            profile.api_key = ConnectionProfile.objects.only("api_key").get(pk=profile.pk).api_key
-        else:
-            profile.api_key = new_key or ""
+        elif new_key:
+            profile.api_key = new_key
+        # else: the stored (encrypted) key stays as it is.
         if commit:
             profile.save()
+            self.save_m2m()
         return profile
 
 
@@ -42,8 +42,21 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
     form = ConnectionProfileForm
     # Local model servers are usually plain http.
     formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
-    list_display = ("name", "mode", "base_url", "model", "has_key", "context_size")
-    search_fields = ("name", "base_url", "model")
+    list_display = (
+        "name",
+        "mode",
+        "base_url",
+        "model",
+        "has_key",
+        "available_to_all",
+        "owner",
+        "context_size",
+    )
+    list_filter = ("available_to_all", ("owner", admin.EmptyFieldListFilter))
+    list_select_related = ("owner",)
+    search_fields = ("name", "base_url", "model", "owner__username")
+    autocomplete_fields = ("owner", "users")
+    filter_horizontal = ("groups",)
     actions = ["test_connection"]
     fieldsets = (
         (
@@ -58,6 +71,14 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
                     "clear_api_key",
                     "instruct_template",
                 )
+            },
+        ),
+        (
+            "Who may use it",
+            {
+                "description": "Everyone may use the site's active profile. A profile with an owner "
+                "is that user's own (added on their Models page) and only theirs.",
+                "fields": ("available_to_all", "users", "groups", "owner"),
             },
         ),
         (
@@ -80,7 +101,7 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="API key set")
     def has_key(self, obj):
-        return bool(obj.api_key)
+        return obj.has_api_key
 
     @admin.action(description="Test connection (list the server's models)")
     def test_connection(self, request, queryset):
@@ -95,12 +116,11 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
 
     def _report_connection(self, request, profile: ConnectionProfile) -> None:
         # The engine client lives in chats; settings_app must not import it at module level.
-        from .engines import EngineConfig, EngineError, list_models
+        from .engines import EngineError, config_for_profile, list_models
 
-        config = EngineConfig(
-            label=profile.name, base_url=profile.base_url.rstrip("/"), api_key=profile.api_key
-        )
         try:
+            # A user's own profile is tested through the same guard its requests go through.
+            config = config_for_profile(profile, SiteSettings.load())
             models = asyncio.run(list_models(config))
         except EngineError as exc:
             # Staff see the detail (the address, credentials masked).
@@ -116,6 +136,10 @@ class SiteSettingsAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("instance_name", "allow_signup", "allow_external_media")}),
         ("Model", {"fields": ("active_profile",)}),
+        (
+            "Users' own model servers",
+            {"fields": ("allow_user_profiles", "user_profile_hosts", "user_profiles_private_addresses")},
+        ),
         ("Prompt", {"fields": ("system_prompt", "post_history_instructions", "default_user_name")}),
         (
             "Built-in demo model",
@@ -135,6 +159,12 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "active_profile":
+            # Everyone uses the active profile: a user's own one (their key) cannot be it.
+            kwargs["queryset"] = ConnectionProfile.objects.filter(owner__isnull=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def changelist_view(self, request, extra_context=None):
         # One row: go straight to it.
@@ -188,3 +218,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ModelDefault)
+class ModelDefaultAdmin(admin.ModelAdmin):
+    list_display = ("user", "profile")
+    list_select_related = ("user", "profile")
+    autocomplete_fields = ("user", "profile")
+    search_fields = ("user__username", "profile__name")

@@ -24,9 +24,10 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from core import tokens
+from core import crypto, tokens
 
-from .models import SiteSettings
+from .egress import AddressRefused, client_options
+from .models import ConnectionProfile, SiteSettings
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,27 @@ class EngineConfig:
     # ratio of real to estimated tokens (from the usage its server reports).
     profile_id: int | None = None
     token_ratio: float | None = None
+    # The profile it came from (empty for the built-in model), for the reply's record.
+    profile_code: str = ""
+    profile_name: str = ""
+    # A user's own profile: its requests go through settings_app.egress (public addresses only,
+    # unless staff allow private ones).
+    guarded: bool = False
+    allow_private: bool = False
+
+    @property
+    def model_label(self) -> str:
+        """How the reply names its model: the model, and the profile it came through."""
+        if self.is_builtin:
+            return self.label
+        if self.model and self.model != self.profile_name:
+            return f"{self.model} ({self.profile_name})"
+        return self.profile_name or self.label
+
+    def client(self, **kwargs) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            **client_options(guarded=self.guarded, allow_private=self.allow_private), **kwargs
+        )
 
 
 @dataclass
@@ -223,25 +245,45 @@ def builtin_model_path(site: SiteSettings) -> str:
     return str(found)
 
 
-def resolve_engine(site: SiteSettings | None = None) -> EngineConfig:
-    """The engine the instance answers with: the active connection profile, else the built-in one.
+def config_for_profile(profile: ConnectionProfile, site: SiteSettings) -> EngineConfig:
+    """The engine for a connection profile. Raises EngineError when its key cannot be read."""
+    try:
+        api_key = profile.api_key
+    except crypto.UndecryptableSecret as exc:
+        raise EngineError(
+            f"The API key of the profile “{profile.name}” cannot be read: the instance's encryption "
+            "key changed since it was saved. Enter the key again.",
+            detail=str(exc),
+        ) from exc
+    return EngineConfig(
+        label=profile.name,
+        base_url=profile.base_url.rstrip("/"),
+        mode=profile.mode,
+        api_key=api_key,
+        model=profile.model,
+        context_size=profile.context_size,
+        sampling=profile.sampling(),
+        profile_id=profile.pk,
+        token_ratio=learned_ratio(profile),
+        profile_code=str(profile.code),
+        profile_name=profile.name,
+        guarded=profile.owner_id is not None,
+        allow_private=site.user_profiles_private_addresses,
+    )
+
+
+def resolve_engine(
+    site: SiteSettings | None = None, *, profile: ConnectionProfile | None = None
+) -> EngineConfig:
+    """The engine to answer with: `profile` when given, else the site's active profile, else the
+    built-in one. Which profile a chat uses is chats.profiles' business.
 
     Starting the built-in server blocks for about a second; call this from a worker thread.
     """
     site = site or SiteSettings.load()
-    profile = site.active_profile
+    profile = profile or site.active_profile
     if profile is not None:
-        return EngineConfig(
-            label=profile.name,
-            base_url=profile.base_url.rstrip("/"),
-            mode=profile.mode,
-            api_key=profile.api_key,
-            model=profile.model,
-            context_size=profile.context_size,
-            sampling=profile.sampling(),
-            profile_id=profile.pk,
-            token_ratio=learned_ratio(profile),
-        )
+        return config_for_profile(profile, site)
     url = BuiltinServer.url_for(
         model_path=builtin_model_path(site),
         n_ctx=site.builtin_context_size,
@@ -320,7 +362,7 @@ async def stream_completion(
     finished = False
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout) as client,
+            config.client(timeout=timeout) as client,
             client.stream("POST", url, json=body, headers=headers, auth=auth) as response,
         ):
             if response.status_code >= 400:
@@ -383,6 +425,8 @@ async def stream_completion(
                     yield Usage(chunk["usage"])
     # The person reading these is not the one who can fix the server: a plain reason for them, the
     # address (credentials masked) and the underlying error for staff.
+    except AddressRefused as exc:
+        raise refused(config, exc) from exc
     except httpx.ConnectError as exc:
         raise EngineError(
             "Could not connect to the model server: it is not running or its address is wrong "
@@ -417,13 +461,23 @@ async def stream_completion(
         raise EngineError("The connection to the model server closed before the reply finished.")
 
 
+def refused(config: EngineConfig, exc: AddressRefused) -> EngineError:
+    return EngineError(
+        "This profile's server is at a loopback, private or link-local address, and this instance "
+        "does not let users' own profiles reach those (ask staff, or use a public address).",
+        detail=scrub(f"{shown_url(config.base_url)}: {exc}", config),
+    )
+
+
 async def list_models(config: EngineConfig) -> list[str]:
     """The model names the server reports at /models; raises EngineError with a readable reason."""
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     url, auth = _request_target(config, "/models")
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with config.client(timeout=10) as client:
             response = await client.get(url, headers=headers, auth=auth)
+    except AddressRefused as exc:
+        raise refused(config, exc) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise EngineError(
             "Could not reach the model server.",
@@ -560,7 +614,9 @@ class EngineCounter:
     def __init__(self, config: EngineConfig):
         self.config = config
         self.key = tokenizer_key(config)
-        self.exact = config.is_builtin or _cached_probe(config, self.key)
+        # A user's own server is reached only through settings_app.egress (config.client), which
+        # these plain requests to /tokenize do not go through: its counts are estimated.
+        self.exact = config.is_builtin or (not config.guarded and _cached_probe(config, self.key))
         if self.exact:
             self._counter = tokens.CachedCounter(self.key, lambda texts: tokenize_counts(config, list(texts)))
         else:

@@ -1,10 +1,13 @@
+import ipaddress
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 
+from core import crypto
 from core.http import once_per_request
 
 SITE_SETTINGS_CACHE_KEY = "site-settings:v1"
@@ -45,23 +48,88 @@ class InstructTemplate(models.Model):
         invalidate_site_settings()
 
 
+class ConnectionProfileQuerySet(models.QuerySet):
+    def available_to(self, user, site: "SiteSettings | None" = None) -> "ConnectionProfileQuerySet":
+        """The profiles `user` may choose and use: staff-made ones offered to everyone, to them or to
+        one of their groups, the site's active profile, and their own (while staff allow users'
+        own profiles). Every choice a user makes is checked against this."""
+        site = site or SiteSettings.load()
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        offered = (
+            models.Q(available_to_all=True)
+            | models.Q(
+                models.Exists(
+                    ConnectionProfile.users.through.objects.filter(
+                        connectionprofile_id=models.OuterRef("pk"), user_id=user.pk
+                    )
+                )
+            )
+            | models.Q(
+                models.Exists(
+                    ConnectionProfile.groups.through.objects.filter(
+                        connectionprofile_id=models.OuterRef("pk"),
+                        group_id__in=user.groups.through.objects.filter(user_id=user.pk).values("group_id"),
+                    )
+                )
+            )
+        )
+        if site.active_profile_id:
+            offered |= models.Q(pk=site.active_profile_id)
+        available = models.Q(owner__isnull=True) & offered
+        if site.allow_user_profiles:
+            available |= models.Q(owner=user)
+        return self.filter(available)
+
+    def for_choice(self) -> "ConnectionProfileQuerySet":
+        """The columns a profile picker shows (no key)."""
+        return self.only("id", "code", "name", "model", "owner_id").order_by("owner_id", "name")
+
+
 class ConnectionProfile(models.Model):
-    """An OpenAI-compatible server the instance can send prompts to."""
+    """An OpenAI-compatible server the instance can send prompts to: made by staff (owner empty)
+    and offered to everyone or to chosen users and groups, or a user's own (owner set)."""
 
     class Mode(models.TextChoices):
         CHAT = "chat", "Chat completions (/v1/chat/completions)"
         TEXT = "text", "Text completions (/v1/completions)"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
+    # No index of its own: profile_owner_name_uniq starts with owner.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        db_index=False,
+        on_delete=models.CASCADE,
+        related_name="own_profiles",
+        help_text="Empty for profiles staff make. A user's own profile is theirs alone.",
+    )
+    available_to_all = models.BooleanField(
+        "available to everyone",
+        default=False,
+        help_text="Every user may pick this profile for their chats. "
+        "Otherwise only the users and groups below (and everyone while it is the site's active profile).",
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="offered_profiles",
+        verbose_name="available to users",
+    )
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="offered_profiles", verbose_name="available to groups"
+    )
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.CHAT)
     base_url = models.URLField(
         "base URL",
         max_length=500,
         help_text="The server's OpenAI-compatible root, e.g. http://127.0.0.1:11434/v1",
     )
-    # Write-only: the admin form never renders it back, exports and logs never include it.
-    api_key = models.CharField("API key", max_length=500, blank=True)
+    # The API key, encrypted (core.crypto); read and set through `api_key`. Write-only: no form,
+    # page, API answer or log ever shows it, and the cache holds only this ciphertext.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
     model = models.CharField(max_length=200, blank=True, help_text="Model name sent to the server.")
     context_size = models.PositiveIntegerField(
         default=4096, validators=[MinValueValidator(256), MaxValueValidator(2_000_000)]
@@ -90,10 +158,18 @@ class ConnectionProfile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ConnectionProfileQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=models.Q(mode__in=["chat", "text"]), name="profile_mode_valid"),
+            # Staff profiles' names are unique among themselves, a user's among theirs.
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(owner__isnull=True), name="profile_staff_name_uniq"
+            ),
+            # Also the index for a user's own profiles (their Models page, available_to).
+            models.UniqueConstraint(fields=["owner", "name"], name="profile_owner_name_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -108,6 +184,33 @@ class ConnectionProfile(models.Model):
         result = super().delete(*args, **kwargs)
         invalidate_site_settings()
         return result
+
+    @property
+    def api_key(self) -> str:
+        """The key in clear, for the request to the server only (raises UndecryptableSecret)."""
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value or "")
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    @property
+    def label(self) -> str:
+        """How replies name it: the model, and the profile it came through."""
+        if self.model and self.model != self.name:
+            return f"{self.model} ({self.name})"
+        return self.name
+
+    @property
+    def host(self) -> str:
+        try:
+            return (urlsplit(self.base_url).hostname or "").lower()
+        except ValueError:
+            return ""
 
     def sampling(self) -> dict:
         params = {
@@ -136,6 +239,22 @@ class SiteSettings(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="Leave empty to use the built-in demo model.",
+    )
+    allow_user_profiles = models.BooleanField(
+        "users may add their own profiles",
+        default=False,
+        help_text="Users may connect their own model servers with their own API keys, to the hosts below.",
+    )
+    user_profile_hosts = models.TextField(
+        "hosts users' own profiles may use",
+        blank=True,
+        help_text="One host per line, e.g. api.openai.com or *.example.com (any subdomain). Empty: none.",
+    )
+    user_profiles_private_addresses = models.BooleanField(
+        "users' own profiles may reach private addresses",
+        default=False,
+        help_text="Allow users' own profiles to reach loopback, private and link-local addresses "
+        "(this machine and its network). Leave off unless every user is trusted.",
     )
     system_prompt = models.TextField(
         default=(
@@ -209,6 +328,52 @@ class SiteSettings(models.Model):
     @property
     def uses_builtin_model(self) -> bool:
         return self.active_profile_id is None
+
+    def user_host_allowed(self, host: str) -> bool:
+        """Whether users' own profiles may send to `host` (the staff's allowlist)."""
+        host = host.lower().rstrip(".")
+        if not host:
+            return False
+        for line in self.user_profile_hosts.splitlines():
+            allowed = line.strip().lower().rstrip(".")
+            if not allowed:
+                continue
+            if allowed.startswith("*."):
+                if host.endswith(allowed[1:]):
+                    return True
+            elif host == allowed:
+                return True
+            else:
+                # An address written in another form (::1 vs 0:0::1) is the same address.
+                try:
+                    if ipaddress.ip_address(host.strip("[]")) == ipaddress.ip_address(allowed.strip("[]")):
+                        return True
+                except ValueError:
+                    pass
+        return False
+
+    def profile_usable(self, profile: ConnectionProfile) -> bool:
+        """A profile found available may still be unusable: a user's own one whose host staff
+        took off the allowlist, or while users' own profiles are off."""
+        if profile.owner_id is None:
+            return True
+        return self.allow_user_profiles and self.user_host_allowed(profile.host)
+
+
+class ModelDefault(models.Model):
+    """The profile a user's chats use when neither the chat nor its character names one."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_default"
+    )
+    profile = models.ForeignKey(ConnectionProfile, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        verbose_name = "user's default model"
+        verbose_name_plural = "users' default models"
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.profile_id}"
 
 
 class PresetQuerySet(models.QuerySet):

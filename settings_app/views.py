@@ -1,6 +1,8 @@
 """Accounts (sign-up, login with a lockout, settings), API tokens, personas and SillyTavern presets:
 the user's own settings."""
 
+import asyncio
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -19,8 +21,9 @@ from core.pagination import page_number, page_of
 from core.uploads import LimitedUploadHandler, download_name
 
 from .auth import api_token_create, api_token_revoke
-from .forms import PersonaForm, SignupForm, ThemeForm
-from .models import ApiToken, Persona, Preset, SiteSettings, preferences_for
+from .engines import EngineError, config_for_profile, list_models
+from .forms import ModelDefaultForm, OwnProfileForm, PersonaForm, SignupForm, ThemeForm
+from .models import ApiToken, ConnectionProfile, ModelDefault, Persona, Preset, SiteSettings, preferences_for
 from .services import PresetImportResult, persona_save, preferences_save, preset_export, preset_import
 
 
@@ -236,6 +239,68 @@ def preset_download(request, code):
     return response
 
 
+# --- models: the profiles a user may use, their default, their own servers -----------------------
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_settings(request):
+    """The models a user may use, their default one, and their own profiles (when staff allow)."""
+    site = SiteSettings.load()
+    current = ModelDefault.objects.filter(user=request.user).select_related("profile").first()
+    form = ModelDefaultForm(
+        request.POST or None,
+        user=request.user,
+        initial={"profile": current.profile.code if current else None},
+    )
+    if request.method == "POST" and form.is_valid():
+        profile = form.cleaned_data["profile"]
+        if profile is None:
+            ModelDefault.objects.filter(user=request.user).delete()
+        else:
+            ModelDefault.objects.update_or_create(user=request.user, defaults={"profile": profile})
+        messages.success(request, "Your default model is saved.")
+        return redirect("settings_app:models")
+    available = (
+        ConnectionProfile.objects.available_to(request.user, site)
+        .for_choice()
+        .only("id", "code", "name", "model", "owner_id", "base_url")
+    )
+    return render(
+        request,
+        "settings_app/models.html",
+        {"form": form, "available": available},
+        status=400 if form.errors else 200,
+    )
+
+
+def _get_own_profile(request, code) -> ConnectionProfile:
+    """The user's own profile, or 404 (staff profiles and other users' are not theirs to edit)."""
+    return get_object_or_404(ConnectionProfile, owner=request.user, code=code)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def own_profile_edit(request, code=None):
+    site = SiteSettings.load()
+    if not site.allow_user_profiles:
+        raise Http404("This instance does not let users add their own model servers.")
+    profile = _get_own_profile(request, code) if code else ConnectionProfile(owner=request.user)
+    form = OwnProfileForm(request.POST or None, instance=profile, owner=request.user, site=site)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Profile “{profile.name}” saved.")
+        return redirect("settings_app:models")
+    return render(
+        request,
+        "settings_app/own_profile_form.html",
+        {"form": form, "profile": profile},
+        status=400 if form.errors else 200,
+    )
+
+
 @login_required
 @require_POST
 def preset_delete(request, code):
@@ -243,3 +308,35 @@ def preset_delete(request, code):
     preset.delete()
     messages.success(request, f"Deleted the preset “{preset.name}”. Chats that used it use the default now.")
     return redirect("presets:list")
+
+
+@login_required
+@require_POST
+def own_profile_test(request, code):
+    """Ask the user's own server for its models, through the same guard as its replies."""
+    profile = _get_own_profile(request, code)
+    site = SiteSettings.load()
+    if wait := ratelimit.hit(
+        "profile-test", str(request.user.pk), limit=settings.RPCHAT["GENERATIONS_PER_MINUTE"], window=60
+    ):
+        messages.error(request, f"Too many tests in a minute. Try again in {wait} seconds.")
+    elif not site.profile_usable(profile):
+        messages.error(request, f"“{profile.name}” is on a host this instance does not allow (any more).")
+    else:
+        try:
+            found = asyncio.run(list_models(config_for_profile(profile, site)))
+        except EngineError as exc:
+            messages.error(request, f"{profile.name}: {exc}")
+        else:
+            names = ", ".join(found[:10]) or "no models listed"
+            messages.success(request, f"{profile.name}: connected. Models: {names}")
+    return redirect("settings_app:models")
+
+
+@login_required
+@require_POST
+def own_profile_delete(request, code):
+    profile = _get_own_profile(request, code)
+    profile.delete()
+    messages.success(request, f"Profile “{profile.name}” deleted. Chats that used it use your defaults now.")
+    return redirect("settings_app:models")

@@ -64,7 +64,6 @@ def chat_detail(request, code):
     # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)
     page_messages = prerender(request, session, page.messages)
-    site = SiteSettings.load()
     return render(
         request,
         "chats/detail.html",
@@ -76,7 +75,7 @@ def chat_detail(request, code):
             "has_newer": page.has_newer,
             "newest_seq": page_messages[-1].seq if page_messages else 0,
             "at": at,
-            "engine_label": engine_label(site),
+            "engine_label": engine_label(request, session),
             "max_chars": settings.RPCHAT["MAX_MESSAGE_CHARS"],
             "members": session.members.select_related("character").only(
                 "id", "muted", "character__id", "character__name", "character__code"

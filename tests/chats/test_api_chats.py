@@ -23,6 +23,8 @@ MESSAGE_FIELDS = {
     "hidden",
     "alternative_index",
     "alternative_count",
+    "model_label",
+    "sampling_label",
     "created_at",
 }
 

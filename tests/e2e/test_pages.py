@@ -83,6 +83,7 @@ def test_main_pages_are_accessible_at_desktop_and_phone_widths(axe_page, app):
         ("personas", "/personas/"),
         ("presets", "/presets/"),
         ("settings", "/accounts/settings/"),
+        ("models", "/accounts/models/"),
         ("trash", "/chats/trash/"),
     ):
         page.goto(app.base_url + path)

@@ -185,6 +185,15 @@ def owned(owner):
 
     fact = memory.add_fact(session=chat, text=SECRET)
     summary = Memory.objects.create(session=chat, start_seq=1, end_seq=20, text=SECRET, status="written")
+    from settings_app.models import ConnectionProfile, SiteSettings
+
+    site = SiteSettings.load()
+    site.allow_user_profiles = True
+    site.user_profile_hosts = "models.example.com"
+    site.save()
+    profile = ConnectionProfile.objects.create(
+        owner=owner, name=SECRET, base_url="https://models.example.com/v1", model=SECRET, api_key=SECRET
+    )
     return {
         "chat": chat,
         "character": character,
@@ -195,6 +204,7 @@ def owned(owner):
         "preset": preset,
         "fact": fact,
         "summary": summary,
+        "profile": profile,
     }
 
 
@@ -206,6 +216,7 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
         "personas": owned["persona"],
         "presets": owned["preset"],
         "api": owned["chat"],
+        "settings_app": owned["profile"],
     }
     kwargs = {}
     for param in entry.pattern.converters:
@@ -253,7 +264,14 @@ def test_every_url_refuses_another_users_data(client, other, owned):
             assert SECRET.encode() not in body, f"{method.upper()} {url} leaked the owner's data"
         walked += 1
     assert walked >= 20
-    for name in ("characters:gallery", "chats:list", "chats:trash", "personas:list", "presets:list"):
+    for name in (
+        "characters:gallery",
+        "chats:list",
+        "chats:trash",
+        "personas:list",
+        "presets:list",
+        "settings_app:models",
+    ):
         assert SECRET not in client.get(reverse(name)).content.decode(), name
 
 
