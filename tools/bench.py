@@ -30,47 +30,47 @@ import httpx
 from django.conf import settings
 from django.core.management import CommandError
 
+from tools import bench_st
 from tools.bench_floor import PREFIX as FLOOR_PREFIX
+from tools.bench_floor import WRITE_PREFIX as FLOOR_WRITE_PREFIX
 from tools.servers import BENCH_APP, Server, percentile, uvicorn_process
 
 ROOT = Path(settings.BASE_DIR)
 
 LABELS = {
     "floor": "floor: raw SQL for the newest 50 messages, no Django",
+    "floor_write": "write floor: one raw SQL UPDATE of a message, no Django",
     "open_chat": "open a chat (HTML page)",
     "chat_json": "the chat's JSON page",
     "older_newest": "older-page endpoint, newest 50",
     "older_middle": "older page from the middle",
     "older_start": "older page from the start",
     "send": "send a message (POST, engine excluded)",
+    "edit": "edit a message (POST, version-checked)",
     "prompt": "build a prompt (in-process)",
     "prompt_memory": "build a prompt with memory (in-process)",
     "gallery": "gallery first page",
     "search": "search",
-    "st_open_chat": "open an imported SillyTavern chat (HTML)",
-    "st_chat_json": "imported chat's JSON page",
-    "st_gallery": "list characters (gallery first page)",
-    "st_chat_list": "list chats (chat list page)",
 }
 
-# SillyTavern 1.12.6 on the same kind of machine, from shared/bench/SILLYTAVERN-REFERENCE.md
-# (median and p95 in ms, no compression).
-SILLYTAVERN = {
-    "open_chat": {100: (3.2, 6.4), 1000: (14.9, 18.4), 10000: (205, 293), 100000: (2504, 2826)},
-    "list_characters": {1: (2.2, 5.5), 1000: (284, 407)},
-    "list_chats": {4: (386, 733)},
-    "rss_mib": "about 150 idle; 0.9 to 1.0 GiB opening the 100,000-message chat",
-}
+FLOORS = ("floor", "floor_write")
+WRITES = ("send", "edit")
 
 TARGETS = [
     # name, op, compare, limit
-    ("open a chat: 100,000 messages within 1.2x of 100", "open_chat", "flat", 1.2),
+    # "flat": the largest size against the smallest; the sizes measured are in the detail.
+    ("open a chat: the longest chat within 1.2x of the shortest", "open_chat", "flat", 1.2),
+    ("the chat's JSON page: the longest chat within 1.2x of the shortest", "chat_json", "flat", 1.2),
     ("older page from the very start within 1.2x of the newest", "older_start", "vs:older_newest", 1.2),
-    ("send: the same cost at 100 and 100,000", "send", "flat", 1.2),
-    ("gallery first page: 10,000 characters within 1.5x of 10", "gallery", "flat", 1.5),
+    ("send: the same cost in the longest chat as in the shortest", "send", "flat", 1.2),
+    ("gallery first page: the largest character set within 1.5x of the smallest", "gallery", "flat", 1.5),
     ("chat JSON page within 2x of the floor", "chat_json", "floor", 2.0),
     ("prompt with memory within 1.5x of the prompt without", "prompt_memory", "vs:prompt", 1.5),
     ("chat HTML page within 4x of the floor", "open_chat", "floor", 4.0),
+    ("gallery within 4x of the floor", "gallery", "floor", 4.0),
+    ("send within 3x of a bare UPDATE", "send", "floor", 3.0),
+    ("edit within 3x of a bare UPDATE", "edit", "floor", 3.0),
+    ("edit: the same cost in the longest chat as in the shortest", "edit", "flat", 1.2),
 ]
 
 
@@ -88,8 +88,9 @@ class Config:
     reset: bool = False
     profile: bool = True
     redis_url: str = ""
-    st_dataset: Path | None = None
-    st_import_args: list[str] = field(default_factory=list)
+    # SillyTavern data folders (gen_st_data.py) and, paired in order, live SillyTavern URLs serving them.
+    st_data: list[Path] = field(default_factory=list)
+    st_urls: list[str] = field(default_factory=list)
     api_chat_url: str = ""
     search_url: str = ""
     search_term: str = "lantern"
@@ -138,6 +139,7 @@ def _rss_mib(pid: int) -> float | None:
     return None
 
 
+_VERSION = re.compile(r'data-version="(\d+)"')
 _TIMING = re.compile(r'db;dur=([\d.]+);desc="(\d+) queries",\s*app;dur=([\d.]+)')
 
 
@@ -156,6 +158,8 @@ class Bench:
         self.write = write
         self.results: list[Result] = []
         self.notes: list[str] = []
+        self.side_rows: list[bench_st.SideRow] = []
+        self._last_sample: _Sample | None = None
         self.server: Server | None = None
         self.base_url = ""
         self.env = self._env()
@@ -176,6 +180,7 @@ class Bench:
             RPCHAT_PROFILE="0",
             # Sends are measured back to back; the per-person reply limit would answer 429.
             RPCHAT_GENERATIONS_PER_MINUTE="0",
+            RPCHAT_EDITS_PER_MINUTE="0",
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
@@ -217,12 +222,12 @@ class Bench:
 
     # --- HTTP -----------------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str) -> httpx.AsyncClient:
+    async def login(self, username: str, password: str, connections: int = 0) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=120,
+            timeout=300,
             headers={"Accept-Encoding": "identity"},
-            limits=httpx.Limits(max_connections=self.config.concurrency + 1),
+            limits=httpx.Limits(max_connections=connections or self.config.concurrency + 1),
         )
         await client.get("/accounts/login/")
         response = await client.post(
@@ -303,28 +308,54 @@ class Bench:
         samples = await asyncio.gather(*(one() for _ in range(c.requests)))
         return self._result(op, size, unit, list(samples), time.perf_counter() - started, note)
 
-    async def measure_sends(self, client: httpx.AsyncClient, chat: dict) -> Result:
-        """POST /send/ one at a time (a chat has one reply at a time), each reply followed to its end."""
-        send_url = f"/chats/{chat['code']}/send/"
+    async def measure_write_floor(self, client: httpx.AsyncClient, size: int, code: str) -> Result:
         samples = []
         for i in range(self.config.warmup + min(self.config.requests, 20)):
-            sample, response = await self._timed(
-                client,
-                "POST",
-                send_url,
-                data={"content": f"Benchmark message {i}: the lantern flickers.", "client_token": ""},
-                headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
+            sample, _ = await self._timed(
+                client, "POST", f"{FLOOR_WRITE_PREFIX}{code}/", content=f"floor {i}"
             )
-            # Wait for the reply to end (the offline engine refuses at once) so the chat is free again.
-            async with client.stream("GET", response.json()["stream_url"]) as stream:
-                async for line in stream.aiter_lines():
-                    if line.startswith("event: done"):
-                        break
+            if i >= self.config.warmup:
+                samples.append(sample)
+        return self._result("floor_write", size, "messages", samples, None, "one at a time")
+
+    async def _send_one(self, client: httpx.AsyncClient, code: str, content: str) -> _Sample:
+        """POST /send/ (timed), then follow the reply to its end (the offline engine refuses at
+        once) so that the chat is free for the next one."""
+        sample, response = await self._timed(
+            client,
+            "POST",
+            f"/chats/{code}/send/",
+            data={"content": content, "client_token": ""},
+            headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
+        )
+        async with client.stream("GET", response.json()["stream_url"]) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("event: done"):
+                    break
+        return sample
+
+    async def measure_sends(self, client: httpx.AsyncClient, chat: dict) -> Result:
+        """POST /send/ one at a time (a chat has one reply at a time), each reply followed to its end."""
+        samples = []
+        for i in range(self.config.warmup + min(self.config.requests, 20)):
+            sample = await self._send_one(
+                client, chat["code"], f"Benchmark message {i}: the lantern flickers."
+            )
             if i >= self.config.warmup:
                 samples.append(sample)
         return self._result(
             "send", chat["size"], "messages", samples, None, "one at a time; reply not generated"
         )
+
+    async def measure_edits(self, client: httpx.AsyncClient, chat: dict) -> Result:
+        """Edit the newest message, one at a time: each edit carries the version the last one left."""
+        step = self._edit_step(client, chat)
+        samples = []
+        for i in range(self.config.warmup + min(self.config.requests, 20)):
+            await step()
+            if i >= self.config.warmup:
+                samples.append(self._last_sample)
+        return self._result("edit", chat["size"], "messages", samples, None, "one at a time, version-checked")
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -351,9 +382,7 @@ class Bench:
         if c.big:
             load.append("--big")
         self.manage(*load, stream=True)
-        imported = {}
-        if c.st_dataset:
-            imported = self.import_sillytavern()
+        st_sets = [self.import_sillytavern(i, Path(d)) for i, d in enumerate(c.st_data)]
         data = self.probe("describe")
         routes = data["routes"]
         api_chat = c.api_chat_url or routes["api_chat"]
@@ -383,7 +412,7 @@ class Bench:
             self.base_url = self.server.base_url
             # In a thread of its own: the caller may already run an event loop (a test, a notebook).
             with ThreadPoolExecutor(1) as pool:
-                pool.submit(asyncio.run, self._measure_all(data, api_chat, search, imported)).result()
+                pool.submit(asyncio.run, self._measure_all(data, api_chat, search, st_sets)).result()
         self.server = None
 
         self.write("Timing prompt building in-process...\n")
@@ -443,9 +472,9 @@ class Bench:
                 str(c.output),
                 *[f"--url={k}={v}" for k, v in urls.items()],
             )
-        return self.report(data, profile, imported)
+        return self.report(data, profile)
 
-    async def _measure_all(self, data: dict, api_chat: str, search: str, imported: dict) -> None:
+    async def _measure_all(self, data: dict, api_chat: str, search: str, st_sets: list[dict]) -> None:
         passwords = data["passwords"]
         bench = await self.login("bench", passwords["bench"])
         try:
@@ -453,6 +482,7 @@ class Bench:
                 code, last, size = chat["code"], chat["last_seq"], chat["size"]
                 self.write(f"Chat of {size:,} messages\n")
                 await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
+                await self.measure_write_floor(bench, size, code)
                 await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
                 json_url = (
                     api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
@@ -479,6 +509,7 @@ class Bench:
                     bench, "older_start", size, "messages", f"/chats/{code}/older/?before={min(51, last)}"
                 )
                 await self.measure_sends(bench, chat)
+                await self.measure_edits(bench, chat)
             if search:
                 total = sum(c["size"] for c in data["chats"])
                 await self.measure(
@@ -489,18 +520,6 @@ class Bench:
                     search.format(q=self.config.search_term),
                     f"q={self.config.search_term}",
                 )
-            for st_size, info in imported.items():
-                await self.measure(bench, "st_open_chat", st_size, "messages", f"/chats/{info['code']}/")
-                url = (
-                    api_chat.format(code=info["code"])
-                    if api_chat
-                    else f"/chats/{info['code']}/older/?before={info['last_seq'] + 1}"
-                )
-                await self.measure(bench, "st_chat_json", st_size, "messages", url)
-            if imported:
-                cards = self.st_manifest().get("characters_count", 0)
-                await self.measure(bench, "st_gallery", cards, "cards", "/characters/")
-                await self.measure(bench, "st_chat_list", len(imported), "chats", "/chats/")
         finally:
             await bench.aclose()
         for chars in data["sets"]:
@@ -510,54 +529,202 @@ class Bench:
                 await self.measure(client, "gallery", chars["size"], "characters", "/characters/")
             finally:
                 await client.aclose()
+        for st_set in st_sets:
+            await self.side_by_side(st_set)
 
     # --- SillyTavern's data ---------------------------------------------------------------------
 
-    def st_manifest(self) -> dict:
-        root = self.config.st_dataset
-        # gen_st_data.py writes <data root>.manifest.json; the dataset given may be the data root or
-        # the user folder inside it.
-        candidates = (
-            Path(str(root).rstrip("/") + ".manifest.json"),
-            Path(str(Path(root).parent).rstrip("/") + ".manifest.json"),
-            Path(root) / "manifest.json",
+    def import_sillytavern(self, index: int, data_dir: Path) -> dict:
+        """Import one gen_st_data.py folder for a user of its own, who owns nothing else."""
+        info = bench_st.manifest(data_dir)
+        username = f"bench-st-{index + 1}"
+        url = self.config.st_urls[index] if index < len(self.config.st_urls) else ""
+        self.write(f"Importing {data_dir} for {username} with import_sillytavern\n")
+        self.probe("st-user", "--user", username)
+        self.manage(
+            "import_sillytavern", str(bench_st.user_folder(data_dir, info)), "--user", username, stream=True
         )
-        for candidate in candidates:
-            if candidate.exists():
-                return json.loads(candidate.read_text())
-        return {}
-
-    def import_sillytavern(self) -> dict:
-        c = self.config
-        args = c.st_import_args or [str(c.st_dataset), "--user", "bench"]
-        self.write(f"Importing {c.st_dataset} with import_sillytavern {' '.join(args[1:])}\n")
-        self.manage("import_sillytavern", *args, stream=True)
-        sizes = [chat["messages"] for chat in self.st_manifest().get("chats", [])] or [
-            100,
-            1000,
-            10000,
-            100000,
-        ]
-        found = {
-            int(k): v
-            for k, v in self.probe("describe-imported", "--sizes", ",".join(map(str, sizes))).items()
-        }
-        if not found:
+        described = self.probe("describe-st", "--user", username)
+        if described["characters"] != info.get("characters_count"):
             raise CommandError(
-                "import_sillytavern ran, but no imported chat of the manifest's sizes was found."
+                f"{username} owns {described['characters']} characters after the import; "
+                f"the manifest of {data_dir} says {info.get('characters_count')}."
             )
-        return found
+        return {"data_dir": data_dir, "url": url, "manifest": info, **described}
+
+    async def side_by_side(self, st_set: dict) -> None:
+        """The rows of SillyTavern's report on the same data: SillyTavern (live, or its reference
+        figures) and rpchat, interleaved request by request on one keep-alive connection each."""
+        c = self.config
+        info, url = st_set["manifest"], st_set["url"]
+        dataset = f"{Path(st_set['data_dir']).name} ({info['characters_count']:,} cards)"
+        self.write(
+            f"Beside SillyTavern {'at ' + url if url else '(reference figures)'} on {dataset}, "
+            f"as {st_set['username']}\n"
+        )
+        client = await self.login(st_set["username"], st_set["password"], connections=1)
+        st = bench_st.SillyTavernClient(url) if url else None
+        if st:
+            await st.start()
+        chats = {ch["title"]: ch for ch in st_set["chats"]}
+        bench_character = info.get("bench_character", {})
+        avatar = bench_character.get("avatar", "")
+
+        def rp_get(path: str):
+            async def step():
+                sample, _ = await self._timed(client, "GET", path)
+                return sample.ms, sample.size
+
+            return step
+
+        def st_post(path: str, payload: dict | bytes):
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+            async def step():
+                return await st.post(path, body=body)
+
+            return step
+
+        async def row(op: str, size: int, steps: dict, st_what: str) -> None:
+            if not st:
+                steps.pop("sillytavern", None)
+            timings = await bench_st.interleaved(steps, requests=c.requests, warmup=c.warmup)
+            st_timing, source = timings.pop("sillytavern", None), "live" if st else ""
+            if st_timing is None and (op, size) in bench_st.REFERENCE:
+                med, p95 = bench_st.REFERENCE[(op, size)]
+                st_timing, source = bench_st.Timing(med, p95 or med, 0, 0), "reference"
+            result = bench_st.SideRow(op, size, dataset, st_timing, source, st_what, timings)
+            self.side_rows.append(result)
+            cells = "  ".join(f"{k} {v.median_ms:8.2f}" for k, v in timings.items())
+            st_cell = f"{st_timing.median_ms:8.2f} ({source})" if st_timing else "-"
+            self.write(f"  {result.label:<44} SillyTavern {st_cell}  rpchat {cells}\n")
+
+        try:
+            for chat_info in info.get("chats", []):
+                chat = chats.get(chat_info["file_name"])
+                if not chat:
+                    continue
+                get_body = {k: chat_info[k] for k in ("ch_name", "file_name", "avatar_url")}
+                await row(
+                    "open_chat",
+                    chat_info["messages"],
+                    {
+                        "sillytavern": st_post("/api/chats/get", get_body) if st else None,
+                        "html": rp_get(f"/chats/{chat['code']}/"),
+                        "json": rp_get(f"/api/chats/{chat['code']}/messages/"),
+                    },
+                    "POST /api/chats/get (the whole chat)",
+                )
+            await row(
+                "list_characters",
+                info["characters_count"],
+                {
+                    "sillytavern": st_post("/api/characters/all", {}) if st else None,
+                    "html": rp_get("/characters/"),
+                    "json": rp_get("/api/characters/"),
+                },
+                "POST /api/characters/all (every card)",
+            )
+            if avatar and st_set["chats"]:
+                await row(
+                    "list_chats",
+                    len(st_set["chats"]),
+                    {
+                        "sillytavern": st_post("/api/characters/chats", {"avatar_url": avatar})
+                        if st
+                        else None,
+                        "html": rp_get("/chats/"),
+                        "json": rp_get("/api/chats/"),
+                    },
+                    "POST /api/characters/chats",
+                )
+            for chat_info in info.get("chats", []):
+                chat = chats.get(chat_info["file_name"])
+                if not chat or chat_info["messages"] not in (
+                    min(s["messages"] for s in info["chats"]),
+                    max(s["messages"] for s in info["chats"]),
+                ):
+                    continue
+                steps = {}
+                if st:
+                    steps["sillytavern"] = self._st_save_step(st, st_set, chat_info)
+                steps["edit"] = self._edit_step(client, chat)
+                steps["send"] = self._send_step(client, chat)
+                await row(
+                    "write",
+                    chat_info["messages"],
+                    steps,
+                    "POST /api/chats/save (the whole chat, as its browser sends after each message)",
+                )
+        finally:
+            await client.aclose()
+            if st:
+                await st.aclose()
+
+    def _st_save_step(self, st, st_set: dict, chat_info: dict):
+        """SillyTavern's write: the whole chat posted back, one message changed (bodies encoded
+        before the clock starts, two of them in turn so each save changes the file)."""
+        folder = bench_st.user_folder(st_set["data_dir"], st_set["manifest"])
+        path = folder / "chats" / chat_info["ch_name"] / f"{chat_info['file_name']}.jsonl"
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        bodies = []
+        for n in range(2):
+            lines[-1] = {**lines[-1], "mes": f"{lines[-1].get('mes', '')[:300]} (edit {n})"}
+            bodies.append(
+                json.dumps(
+                    {
+                        "ch_name": chat_info["ch_name"],
+                        "file_name": chat_info["file_name"],
+                        "avatar_url": chat_info["avatar_url"],
+                        "chat": lines,
+                    }
+                ).encode()
+            )
+        count = iter(range(10**9))
+
+        async def step():
+            return await st.post("/api/chats/save", body=bodies[next(count) % 2])
+
+        return step
+
+    def _edit_step(self, client: httpx.AsyncClient, chat: dict):
+        state = {"version": chat["edit_version"], "n": 0}
+
+        async def step():
+            state["n"] += 1
+            sample, response = await self._timed(
+                client,
+                "POST",
+                f"/chats/{chat['code']}/messages/{chat['edit_seq']}/edit/",
+                data={"content": f"Edited by the benchmark ({state['n']}).", "version": state["version"]},
+                headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
+            )
+            # The version the edit left, from the message's new HTML.
+            state["version"] = int(_VERSION.search(response.json()["html"]).group(1))
+            self._last_sample = sample
+            return sample.ms, sample.size
+
+        return step
+
+    def _send_step(self, client: httpx.AsyncClient, chat: dict):
+        async def step():
+            sample = await self._send_one(client, chat["code"], "Benchmark message: the lantern flickers.")
+            return sample.ms, sample.size
+
+        return step
 
     # --- the report -----------------------------------------------------------------------------
 
-    def report(self, data: dict, profile: dict, imported: dict) -> dict:
+    def report(self, data: dict, profile: dict) -> dict:
         by = {(r.op, r.size): r for r in self.results}
         for r in self.results:
-            floor = by.get(("floor", r.size)) if r.unit == "messages" and r.op != "floor" else None
-            if floor is None and r.op not in ("floor",):
-                floors = [x for x in self.results if x.op == "floor"]
+            # Writes against the bare UPDATE, reads against the bare SELECT, of the same chat.
+            kind = "floor_write" if r.op in WRITES else "floor"
+            floor = by.get((kind, r.size)) if r.unit == "messages" and r.op not in FLOORS else None
+            if floor is None and r.op not in FLOORS:
+                floors = [x for x in self.results if x.op == kind]
                 floor = floors[-1] if floors else None
-            if floor is not None and r.op != "floor":
+            if floor is not None and r.op not in FLOORS:
                 r.ratio_to_floor = round(r.median_ms / floor.median_ms, 2) if floor.median_ms else None
         flatness = {}
         for op in sorted({r.op for r in self.results}):
@@ -619,7 +786,7 @@ class Bench:
             "flatness": flatness,
             "targets": targets,
             "profile": profile,
-            "sillytavern": SILLYTAVERN if imported else None,
+            "side_by_side": bench_st.rows_as_dicts(self.side_rows),
             "notes": self.notes,
         }
 
@@ -669,6 +836,17 @@ def terminal(report: dict) -> str:
     for t in report["targets"]:
         mark = "met" if t["met"] else ("MISSED" if t["value"] is not None else "not measured")
         lines.append(f"[{mark}] {t['target']}: {_fmt(t['value'])}x (limit {t['limit']}x) {t['detail']}")
+    if report.get("side_by_side"):
+        rows = bench_st.table(report["side_by_side"])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        live = any(r["st_source"] == "live" for r in report["side_by_side"])
+        lines += [
+            "",
+            "Beside SillyTavern, the same data, interleaved"
+            if live
+            else "Beside SillyTavern (ref. = " + bench_st.REFERENCE_SOURCE + "):",
+        ]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
@@ -710,31 +888,22 @@ def markdown(report: dict) -> str:
         for name, p in report["profile"].items():
             shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in p["share"].items() if v >= 0.01)
             out.append(f"- **{name}** ({p['per_request_ms']} ms a request): {shares}. Profile: `{p['html']}`")
-    if report.get("sillytavern"):
+    if report.get("side_by_side"):
+        live = any(r["st_source"] == "live" for r in report["side_by_side"])
         out += [
             "",
-            "## Beside SillyTavern 1.12.6 (shared/bench/SILLYTAVERN-REFERENCE.md)",
+            "## Beside SillyTavern, the same data and operations"
+            + (" (measured live, interleaved)" if live else ""),
             "",
-            "| operation | size | SillyTavern median (p95) ms | rpchat median (p95) ms |",
-            "|---|---:|---:|---:|",
         ]
-        st = report["sillytavern"]
-        for r in report["operations"]:
-            if r["op"] == "st_open_chat" and r["size"] in st["open_chat"]:
-                med, p95 = st["open_chat"][r["size"]]
-                out.append(
-                    f"| open a chat | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
-                )
-            if r["op"] == "st_gallery":
-                for cards, (med, p95) in st["list_characters"].items():
-                    out.append(
-                        f"| list characters (SillyTavern: {cards:,} cards) | {r['size']:,} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
-                    )
-            if r["op"] == "st_chat_list":
-                med, p95 = st["list_chats"][4]
-                out.append(
-                    f"| list one character's chats | {r['size']} | {med} ({p95}) | {r['median_ms']} ({r['p95_ms']}) |"
-                )
+        if not live:
+            out += [f"SillyTavern's column: {bench_st.REFERENCE_SOURCE}.", ""]
+        rows = bench_st.table(report["side_by_side"])
+        out += ["| " + " | ".join(rows[0]) + " |", "|---|" + "---:|" * (len(rows[0]) - 2) + "---|"]
+        out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+        whats = {r["op"]: r["st_what"] for r in report["side_by_side"] if r["st_what"]}
+        if whats:
+            out += ["", "SillyTavern's requests: " + "; ".join(f"{k}: {v}" for k, v in whats.items()) + "."]
     if report["notes"]:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(out) + "\n"
@@ -761,14 +930,19 @@ def plot(report: dict, path: Path) -> None:
         rows = sorted((r for r in report["operations"] if r["op"] == op), key=lambda r: r["size"])
         if rows:
             left.plot([r["size"] for r in rows], [r["median_ms"] for r in rows], marker="o", label=LABELS[op])
-    st = SILLYTAVERN["open_chat"]
+    live = sorted(
+        (r["size"], r["sillytavern"]["median_ms"])
+        for r in report.get("side_by_side", [])
+        if r["op"] == "open_chat" and r["st_source"] == "live"
+    )
+    st = live or sorted((size, v[0]) for (op, size), v in bench_st.REFERENCE.items() if op == "open_chat")
     left.plot(
-        list(st),
-        [v[0] for v in st.values()],
+        [size for size, _ in st],
+        [ms for _, ms in st],
         linestyle="--",
         color="grey",
         marker="x",
-        label="SillyTavern 1.12.6: open a chat (reference, one client)",
+        label="SillyTavern: open a chat (" + ("measured in this run" if live else "reference figures") + ")",
     )
     left.set_xscale("log")
     left.set_yscale("log")

@@ -42,7 +42,7 @@ def find_route(kind: str) -> str:
             kind == "api_chat"
             and r.startswith("api/")
             and "messages" in r
-            and "<uuid:" in r
+            and ("<uuid:" in r or "<uuidstr:" in r)
             and "search" not in r
             and r.count("<") == 1
         ):
@@ -59,6 +59,14 @@ def _nominal(session: ChatSession) -> int:
         return session.message_count
 
 
+def _newest(session: ChatSession) -> dict:
+    """The newest message's seq and version: what the benchmark's edits change."""
+    from chats.models import Message
+
+    newest = Message.objects.filter(session=session).order_by("-seq").values("seq", "version").first()
+    return {"edit_seq": newest["seq"], "edit_version": newest["version"]} if newest else {}
+
+
 def describe(*, set_passwords: bool = True) -> dict:
     """What the data set holds for the benchmark, with fresh passwords for its users."""
     User = get_user_model()
@@ -71,6 +79,7 @@ def describe(*, set_passwords: bool = True) -> dict:
                 "title": s.title,
                 "code": str(s.code),
                 "last_seq": s.last_seq,
+                **_newest(s),
             }
             for s in ChatSession.objects.filter(
                 user__username=load_data.BENCH_USER, title__startswith="Bench chat "
@@ -103,22 +112,6 @@ def describe(*, set_passwords: bool = True) -> dict:
         "passwords": passwords,
         "routes": {"api_chat": find_route("api_chat"), "search": find_route("search")},
     }
-
-
-def describe_imported(sizes: list[int]) -> dict:
-    """Chats of the given sizes that were imported (not made by generate_load_data), and their users."""
-    found = {}
-    for size in sizes:
-        chat = (
-            ChatSession.objects.filter(message_count=size, deleted_at__isnull=True)
-            .exclude(title__startswith="Bench chat ")
-            .select_related("user")
-            .order_by("-id")
-            .first()
-        )
-        if chat:
-            found[size] = {"code": str(chat.code), "last_seq": chat.last_seq, "username": chat.user.username}
-    return found
 
 
 def _stats(values: list[float]) -> dict:
@@ -255,3 +248,38 @@ def profile_pages(*, urls: dict[str, str], username: str, repeat: int, output: P
             "html": f"profile-{name}.html",
         }
     return results
+
+
+def st_user(username: str) -> dict:
+    """The user that owns one imported SillyTavern data set and nothing else (made if missing)."""
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=username)
+    if created:
+        user.set_unusable_password()
+        user.save()
+    return {"username": username, "created": created}
+
+
+def describe_st(username: str) -> dict:
+    """What one imported SillyTavern data set became for its own user, with a fresh password."""
+    user = get_user_model().objects.get(username=username)
+    chats = []
+    for s in ChatSession.objects.filter(user=user, deleted_at__isnull=True).order_by("id"):
+        chats.append(
+            {
+                "title": s.title,
+                "messages": s.message_count,
+                "code": str(s.code),
+                "last_seq": s.last_seq,
+                **_newest(s),
+            }
+        )
+    password = secrets.token_urlsafe(18)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return {
+        "username": username,
+        "password": password,
+        "characters": Character.objects.filter(owner=user, deleted_at__isnull=True).count(),
+        "chats": chats,
+    }

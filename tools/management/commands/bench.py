@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tools import bench
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--chat-sizes", default="100,1000,10000,100000")
         parser.add_argument("--big", action="store_true", help="also a chat of 1,000,000 messages")
-        parser.add_argument("--characters", default="10,1000,10000", help="sizes of the character sets")
+        parser.add_argument("--characters", default="1,10,1000,10000", help="sizes of the character sets")
         parser.add_argument("--requests", type=int, default=40, help="timed requests per figure")
         parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
         parser.add_argument("--warmup", type=int, default=3)
@@ -36,14 +36,21 @@ class Command(BaseCommand):
         parser.add_argument("--reset", action="store_true", help="rebuild the bench data from scratch")
         parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profile")
         parser.add_argument(
+            "--sillytavern-data",
             "--st-dataset",
-            default="",
-            help="a folder made by gen_st_data.py, imported with import_sillytavern",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="a SillyTavern data folder made by shared/bench/gen_st_data.py: imported for a user of its "
+            "own and timed beside SillyTavern on the same operations (repeatable)",
         )
         parser.add_argument(
-            "--st-import-args",
-            default="",
-            help="arguments for import_sillytavern (default: DIR --user bench)",
+            "--sillytavern",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="a live SillyTavern (user accounts off) serving the --sillytavern-data folder of the same "
+            "position, timed interleaved with rpchat; without it SillyTavern's column is its reference figures",
         )
         parser.add_argument(
             "--api-chat-url",
@@ -55,6 +62,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if len(options["sillytavern"]) > len(options["sillytavern_data"]):
+            raise CommandError("Give each --sillytavern URL the --sillytavern-data folder it serves.")
         var_dir = Path(options["var_dir"] or Path(settings.BASE_DIR) / "var" / "bench").resolve()
         database_url = options["database_url"]
         if not database_url:
@@ -75,8 +84,8 @@ class Command(BaseCommand):
             reset=options["reset"],
             profile=not options["no_profile"],
             redis_url=options["redis_url"],
-            st_dataset=Path(options["st_dataset"]).resolve() if options["st_dataset"] else None,
-            st_import_args=shlex.split(options["st_import_args"]),
+            st_data=[Path(d).resolve() for d in options["sillytavern_data"]],
+            st_urls=options["sillytavern"],
             api_chat_url=options["api_chat_url"],
             search_url=options["search_url"],
             command="manage.py bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])

@@ -13,20 +13,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "action", choices=["describe", "describe-imported", "prompt", "prompt-memory", "profile"]
+            "action", choices=["describe", "describe-st", "st-user", "prompt", "prompt-memory", "profile"]
         )
         parser.add_argument("--repeat", type=int, default=20)
-        parser.add_argument("--sizes", default="", help="describe-imported: message counts to look for")
         parser.add_argument("--url", action="append", default=[], help="profile: NAME=URL (repeatable)")
-        parser.add_argument("--user", default="bench", help="profile: who is logged in")
+        parser.add_argument(
+            "--user", default="bench", help="profile: who is logged in; st-user, describe-st: whose data"
+        )
         parser.add_argument("--output", default="bench-output", help="profile: where the HTML profiles go")
 
     def handle(self, *args, **options):
         action = options["action"]
         if action == "describe":
             result = bench_inside.describe()
-        elif action == "describe-imported":
-            result = bench_inside.describe_imported([int(s) for s in options["sizes"].split(",") if s])
+        elif action == "st-user":
+            result = bench_inside.st_user(options["user"])
+        elif action == "describe-st":
+            result = bench_inside.describe_st(options["user"])
         elif action == "prompt":
             result = bench_inside.time_prompts(repeat=options["repeat"])
         elif action == "prompt-memory":
