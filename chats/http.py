@@ -6,9 +6,8 @@ from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from core import ratelimit
 from core.http import once_per_request
@@ -16,7 +15,7 @@ from core.markdown import render_cached
 from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
-from . import profiles, services
+from . import fragments, profiles, services
 from .models import ChatSession, Message
 
 
@@ -29,9 +28,10 @@ def get_message(session: ChatSession, seq: int) -> Message:
     return get_object_or_404(Message.objects.for_page(), session=session, seq=seq)
 
 
-def prerender(request, session: ChatSession, messages) -> list:
+def prerender(request, session: ChatSession, messages, *, markdown: bool = True) -> list:
     """Attach what each message's partial shows: its Markdown as HTML (from the cache where
-    possible) and its links, reversed once per page rather than once per message.
+    possible; not with `markdown=False`) and its links, reversed once per page rather than once
+    per message.
 
     The cache finds a rendering by the text itself, so an edit, or an id reused after a restore,
     can never bring back another text's HTML.
@@ -46,6 +46,8 @@ def prerender(request, session: ChatSession, messages) -> list:
             if speaker.pk not in thumbs:
                 thumbs[speaker.pk] = reverse("characters:thumbnail", args=[speaker.code])
             m.thumb_url = thumbs[speaker.pk]
+    if not markdown:
+        return messages
     done = [m for m in messages if m.status != Message.Status.STREAMING]
     html = render_cached(
         {m.pk: m.content for m in done}, allow_images=SiteSettings.for_request(request).allow_external_media
@@ -55,9 +57,13 @@ def prerender(request, session: ChatSession, messages) -> list:
     return messages
 
 
+def render_messages(request, session: ChatSession, messages) -> SafeString:
+    """The messages' HTML, one `chats/message.html` each, cached per message (chats/fragments.py)."""
+    return mark_safe("".join(fragments.render_messages(request, session, messages, prerender)))  # noqa: S308
+
+
 def render_message(request, session: ChatSession, message: Message) -> str:
-    prerender(request, session, [message])
-    return render_to_string("chats/message.html", {"message": message, "session": session}, request=request)
+    return render_messages(request, session, [message])
 
 
 def chosen_speaker(request, session: ChatSession):

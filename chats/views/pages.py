@@ -20,7 +20,7 @@ from ..http import (
     engine_label,
     get_session_for_user,
     int_param,
-    prerender,
+    render_messages,
     session_for_request,
 )
 from ..models import ChatSession
@@ -63,13 +63,14 @@ def chat_detail(request, code):
     )
     # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)
-    page_messages = prerender(request, session, page.messages)
+    page_messages = page.messages
     return render(
         request,
         "chats/detail.html",
         {
             "session": session,
             "chat_messages": page_messages,
+            "chat_messages_html": render_messages(request, session, page_messages),
             "has_older": page.has_older,
             "oldest_seq": page_messages[0].seq if page_messages else 0,
             "has_newer": page.has_newer,
@@ -129,9 +130,7 @@ def _fragment(request, code, *, older: bool) -> JsonResponse:
         return JsonResponse({"error": f"Give ?{param}=<seq>."}, status=400)
     page = paging.messages_before(session, cursor) if older else paging.messages_after(session, cursor)
     html = render_to_string(
-        "chats/message_list.html",
-        {"chat_messages": prerender(request, session, page.messages), "session": session},
-        request=request,
+        "chats/message_list.html", {"chat_messages_html": render_messages(request, session, page.messages)}
     )
     edge_seq = page.messages[0 if older else -1].seq if page.messages else cursor
     return JsonResponse({"html": html, more: page.has_older if older else page.has_newer, edge: edge_seq})

@@ -1,0 +1,115 @@
+"""Each message's HTML is cached under a digest of what its partial reads (chats/fragments.py):
+the page is the same from the cache as rendered afresh, and every change a user makes shows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.cache import caches
+from django.template import engines
+from django.urls import reverse
+
+from chats import fragments
+from chats.models import Message
+from settings_app.models import SiteSettings
+from tests.factories import make_character, make_chat
+
+pytestmark = pytest.mark.django_db
+
+
+def _messages_html(html: str) -> str:
+    return html[html.index('<div class="messages"') : html.index('id="load-newer"')]
+
+
+def _article(html: str, seq: int) -> str:
+    return re.search(rf'<article [^>]*id="m{seq}".*?</article>', html, re.S).group(0)
+
+
+@pytest.fixture
+def chat(owner):
+    return make_chat(user=owner, character=make_character(name="Mira"), messages=12)
+
+
+def test_the_message_partial_stays_cacheable():
+    # A tag or filter the key cannot account for turns the cache off for the partial (every
+    # message rendered every time, as before): whoever adds one should extend chats/fragments.py.
+    found = fragments.plan()
+    assert found is not None
+    _source, paths = found
+    assert ("message", "seq") in paths and ("session", "code") in paths and ("message", "content") in paths
+
+
+def test_the_page_from_the_cache_is_the_page_rendered_afresh(owner_client, chat):
+    url = chat.get_absolute_url()
+    first = _messages_html(owner_client.get(url).content.decode())
+    assert _cached_fragments() in (12, None)
+    second = _messages_html(owner_client.get(url).content.decode())
+    caches["default"].clear()
+    fresh = _messages_html(owner_client.get(url).content.decode())
+    assert first == second == fresh
+    assert first.count("<article ") == 12
+
+
+def _cached_fragments() -> int | None:
+    """How many message fragments the local-memory cache holds (None on another backend)."""
+    store = getattr(caches["default"], "_cache", None)
+    return None if store is None else sum("msgfrag" in key for key in store)
+
+
+def test_an_edit_a_hide_and_an_error_show_on_the_next_page_load(owner_client, chat):
+    url = chat.get_absolute_url()
+    owner_client.get(url)  # cache every message
+    last = Message.objects.get(session=chat, seq=12)
+    response = owner_client.post(
+        reverse("chats:message_edit", args=[chat.code, 12]),
+        {"content": "A *new* line.", "version": last.version},
+    )
+    assert response.status_code == 200
+    owner_client.post(reverse("chats:message_hide", args=[chat.code, 11]), {"hidden": "1", "version": 1})
+    Message.objects.filter(session=chat, seq=10).update(
+        status=Message.Status.ERROR, error="The engine fell over."
+    )
+    html = owner_client.get(url).content.decode()
+    assert "A <em>new</em> line." in _article(html, 12)
+    assert "hidden-msg" in _article(html, 11) and 'data-hidden="0"' in _article(html, 11)
+    assert "The engine fell over." in _article(html, 10)
+    assert "hidden-msg" not in _article(html, 9)
+
+
+def test_the_site_setting_for_images_is_part_of_the_key(owner_client, owner):
+    chat = make_chat(user=owner, character=make_character(), messages=0)
+    Message.objects.create(
+        session=chat, seq=1, role="user", speaker="me", content="![cat](https://example.com/c.png)"
+    )
+    url = chat.get_absolute_url()
+    assert "<img" not in _article(owner_client.get(url).content.decode(), 1)
+    site = SiteSettings.load()
+    site.allow_external_media = True
+    site.save()
+    assert '<img src="https://example.com/c.png"' in _article(owner_client.get(url).content.decode(), 1)
+
+
+def test_a_streaming_message_is_never_cached(owner_client, chat):
+    Message.objects.filter(session=chat, seq=12).update(status=Message.Status.STREAMING, content="Half a")
+    html = owner_client.get(chat.get_absolute_url()).content.decode()
+    assert "is writing" in _article(html, 12)
+    Message.objects.filter(session=chat, seq=12).update(content="Half a sentence")
+    assert "Half a sentence" in _article(owner_client.get(chat.get_absolute_url()).content.decode(), 12)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{% include "chats/message.html" %}',
+        "{{ message.created_at|timesince }}",
+        "{{ request.user.username }}",
+        "{% for x in message.alternatives.all %}{{ x }}{% endfor %}",
+    ],
+)
+def test_what_the_key_cannot_account_for_makes_a_partial_uncacheable(source):
+    template = engines["django"].from_string("{% load rp %}" + source).template
+    with pytest.raises(fragments.Uncacheable):
+        for node in fragments._nodes(template.nodelist):
+            for expression in fragments._expressions(node):
+                fragments._paths(expression)
