@@ -246,6 +246,8 @@ CACHALOT_ONLY_CACHABLE_TABLES = frozenset(
     }
 )
 CACHALOT_TIMEOUT = 3600
+# Refuses a query of an uncached table before compiling its SQL for a key (core/cachalot_keys.py).
+CACHALOT_QUERY_KEYGEN = "core.cachalot_keys.query_key"
 if DATABASE_REPLICA_URL:
     # cachalot drops a table's cached results only on the database written to (the primary), so
     # results read from the replica would never be dropped: cache the primary's reads only.
