@@ -1,13 +1,18 @@
 """Project-wide middleware: per-request measurement (time, queries, database time and size, in a
 Server-Timing header, the slow-request log and /metrics), the refusal of NUL in query strings, and
-the Content-Security-Policy header."""
+the Content-Security-Policy header, and gzip."""
 
 from __future__ import annotations
+
+import re
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.middleware.gzip import GZipMiddleware
+from django.utils.cache import patch_vary_headers
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.text import compress_string
 
 from core import metrics
 from settings_app.models import SiteSettings
@@ -172,3 +177,54 @@ class ContentSecurityPolicyMiddleware:
         return "Content-Security-Policy" not in response and response.get("Content-Type", "").startswith(
             "text/html"
         )
+
+
+# Below this a response goes out as it is: the header and the CPU would cost more than they save.
+GZIP_MIN_BYTES = 1024
+_ACCEPTS_GZIP = re.compile(r"\bgzip\b")
+
+
+def _compressed(request, response):
+    """Django's GZipMiddleware, narrowed: only a finished (not streaming) answer to a GET or HEAD of
+    1 KB or more. A stream (a reply's Server-Sent Events, a file) is never wrapped, so each event
+    still reaches the browser as it is written. Only GET and HEAD: the one answer that shows a
+    secret (a new API token, shown once) answers a POST. See docs/performance.md (gzip and BREACH)."""
+    if (
+        response.streaming
+        or request.method not in ("GET", "HEAD")
+        or len(response.content) < GZIP_MIN_BYTES
+        or response.has_header("Content-Encoding")
+    ):
+        return response
+    patch_vary_headers(response, ("Accept-Encoding",))
+    if not _ACCEPTS_GZIP.search(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+        return response
+    # Up to 100 random bytes in the gzip header (Django's "Heal the BREACH" mitigation).
+    body = compress_string(response.content, max_random_bytes=GZipMiddleware.max_random_bytes)
+    if len(body) >= len(response.content):
+        return response
+    response.content = body
+    response.headers["Content-Length"] = str(len(body))
+    etag = response.get("ETag")
+    if etag and etag.startswith('"'):
+        response.headers["ETag"] = "W/" + etag  # RFC 9110 8.8.1; conditional GETs compare weakly
+    response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+@sync_and_async_middleware
+def gzip_responses(get_response):
+    """Compress pages for a browser that accepts gzip (`RPCHAT_GZIP`, on by default: `make run`
+    serves directly, with no proxy in front to do it). Inline, not through a thread like Django's
+    own GZipMiddleware in an async stack: compressing a page takes about a millisecond."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return _compressed(request, await get_response(request))
+
+    else:
+
+        def middleware(request):
+            return _compressed(request, get_response(request))
+
+    return middleware

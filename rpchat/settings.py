@@ -114,6 +114,9 @@ MIDDLEWARE = [
     # First, so it times the whole stack: Server-Timing, slow-request log, /metrics.
     "rpchat.middleware.RequestMetricsMiddleware",
     "rpchat.middleware.refuse_nul_query",
+    # Pages of 1 KB or more, gzipped for browsers that accept it; never streams (RPCHAT_GZIP=0 when a
+    # proxy in front compresses).
+    *(["rpchat.middleware.gzip_responses"] if envbool("RPCHAT_GZIP", "1") else []),
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
