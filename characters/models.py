@@ -28,18 +28,23 @@ LONG_FIELDS = (
 )
 
 
+def _seen_by(user) -> models.Q:
+    """Public, or owned by `user`, written so that cachalot caches the query (see below)."""
+    seen = models.Q(visibility=Character.Visibility.PUBLIC)
+    if user.is_authenticated:
+        # The owner column itself: a filter through the relation (owner=, even owner_id=)
+        # leaves auth_user among the query's tables, and cachalot caches no query reading it.
+        owner = Col(Character._meta.db_table, Character._meta.get_field("owner"))
+        seen |= models.Q(Exact(owner, user.pk))
+    return seen
+
+
 class TagQuerySet(models.QuerySet):
     def visible_to(self, user) -> "TagQuerySet":
         """Tags carried by a character `user` may see (the rule of CharacterQuerySet.visible_to:
         active, not deleted, public or their own), for the gallery's tag filter: another user's
         private characters and deleted ones add none."""
-        seen = models.Q(visibility=Character.Visibility.PUBLIC)
-        if user.is_authenticated:
-            # The owner column itself: a filter through the relation (owner=, even owner_id=)
-            # leaves auth_user among the query's tables, and cachalot caches no query reading it.
-            owner = Col(Character._meta.db_table, Character._meta.get_field("owner"))
-            seen |= models.Q(Exact(owner, user.pk))
-        characters = Character.objects.filter(seen, is_active=True, deleted_at__isnull=True)
+        characters = Character.objects.filter(_seen_by(user), is_active=True, deleted_at__isnull=True)
         # IN rather than EXISTS: cachalot caches the one and not the other.
         carried = Character.tags.through.objects.filter(character__in=characters).values("tag_id")
         return self.filter(pk__in=carried)
@@ -68,6 +73,17 @@ class CharacterQuerySet(models.QuerySet):
         if user.is_authenticated:
             return qs.filter(models.Q(visibility=Character.Visibility.PUBLIC) | models.Q(owner=user))
         return qs.filter(visibility=Character.Visibility.PUBLIC)
+
+    def labels_visible_to(self, user, *, limit: int = 30):
+        """The labels of the characters `user` may see, for the gallery's filter. Cached by cachalot
+        (until a character changes): it reads every visible character's label."""
+        return (
+            self.filter(_seen_by(user), is_active=True, deleted_at__isnull=True)
+            .exclude(label="")
+            .order_by("label")
+            .values_list("label", flat=True)
+            .distinct()[:limit]
+        )
 
     def for_list(self) -> "CharacterQuerySet":
         """Only the columns a gallery card needs, the description's first SUMMARY_CHARS characters
@@ -141,6 +157,18 @@ class Character(models.Model):
             models.Index(
                 fields=["name", "id"],
                 name="character_gallery_name_idx",
+                condition=models.Q(is_active=True, deleted_at__isnull=True),
+            ),
+            # The gallery's two branches (characters.search.GalleryQuery): public characters by
+            # name, and one owner's by name, each read in order and cut at the page.
+            models.Index(
+                fields=["visibility", "name", "id"],
+                name="character_public_name_idx",
+                condition=models.Q(is_active=True, deleted_at__isnull=True),
+            ),
+            models.Index(
+                fields=["owner", "name", "id"],
+                name="character_owner_name_idx",
                 condition=models.Q(is_active=True, deleted_at__isnull=True),
             ),
             # Card import skips a card already imported by this owner (content hash).

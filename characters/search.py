@@ -106,11 +106,63 @@ def clean_filters(q: str = "", tag: str = "", label: str = "") -> tuple[str, str
     return q.strip()[:100], tag.strip()[:60], label.strip()[:60]
 
 
-def gallery_characters(*, user, q: str = "", tag: str = "", label: str = ""):
+class GalleryQuery:
     """The gallery's list, by name: the characters `user` may see, filtered, with the columns a
-    card shows. The gallery page, the API and explain_queries page through this one query."""
-    characters = filter_characters(Character.objects.visible_to(user), q=q, tag=tag, label=label)
-    return characters.for_list().order_by("name", "id")
+    card shows, sliced like a queryset (`gallery[offset:offset + n]` is one query). The gallery
+    page, the API and explain_queries page through it.
+
+    "Public, or mine" ordered by name cannot be read from one index: a user who owns a few of a big
+    instance's characters, most of them other people's private ones, would walk past all of those.
+    So the page is chosen among two index-served branches, each cut to the rows the page could need:
+    the public characters by name (character_public_name_idx) and the user's own non-public ones by
+    name (character_owner_name_idx), `UNION ALL` of their ids in a subquery; the outer query reads
+    those few rows by primary key and orders them (at most 2 x (offset + n) rows, whatever the
+    instance's size).
+    """
+
+    def __init__(self, *, user, q: str = "", tag: str = "", label: str = ""):
+        self.user = user
+        self.filters = {"q": q, "tag": tag, "label": label}
+
+    def count(self) -> int:
+        """How many characters the list holds (its two branches are disjoint): for a page past
+        the end only, which must say which page is the last."""
+        return sum(branch.count() for branch in self._branches(None))
+
+    def _branches(self, limit: int | None) -> list:
+        visible = filter_characters(
+            Character.objects.filter(is_active=True, deleted_at__isnull=True), **self.filters
+        )
+        branches = [visible.filter(visibility=Character.Visibility.PUBLIC)]
+        if self.user.is_authenticated:
+            branches.append(
+                visible.filter(owner_id=self.user.pk).exclude(visibility=Character.Visibility.PUBLIC)
+            )
+        if limit is None:
+            return branches
+        return [b.order_by("name", "id").values("id")[:limit] for b in branches]
+
+    def __getitem__(self, item: slice):
+        if not isinstance(item, slice) or item.step is not None or item.stop is None:
+            raise TypeError("GalleryQuery is read a page at a time: gallery[start:stop].")
+        start = item.start or 0
+        parts, params = [], []
+        for branch in self._branches(item.stop):
+            sql, branch_params = branch.query.sql_with_params()
+            # Each branch keeps its ORDER BY and LIMIT inside a derived table: SQLite refuses them
+            # directly in a member of a compound SELECT.
+            parts.append(f"SELECT id FROM ({sql}) AS branch_{len(parts)}")  # noqa: S608 - Django's own SQL, parameters apart
+            params += branch_params
+        ids = RawSQL(" UNION ALL ".join(parts), params)  # noqa: S611 - as above
+        # The filters again on the few rows found: the same rows, and cachalot, which does not
+        # read table names inside RawSQL, sees every table the page depends on (a tag's).
+        outer = filter_characters(Character.objects.filter(pk__in=ids), **self.filters)
+        return outer.for_list().order_by("name", "id")[start : item.stop]
+
+
+def gallery_characters(*, user, q: str = "", tag: str = "", label: str = "") -> GalleryQuery:
+    """The gallery's list (GalleryQuery): slice it for a page."""
+    return GalleryQuery(user=user, q=q, tag=tag, label=label)
 
 
 def filter_characters(characters, *, q: str, tag: str, label: str):

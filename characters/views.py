@@ -61,13 +61,7 @@ def gallery(request):
         "tag": tag,
         "label": label,
         "tags": Tag.objects.visible_to(request.user).only("name")[:50],
-        "labels": (
-            Character.objects.visible_to(request.user)
-            .exclude(label="")
-            .order_by("label")
-            .values_list("label", flat=True)
-            .distinct()[:30]
-        ),
+        "labels": Character.objects.labels_visible_to(request.user),
     }
     template = (
         "characters/gallery_results.html" if request.headers.get("X-Partial") else "characters/gallery.html"

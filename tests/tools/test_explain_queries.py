@@ -67,7 +67,8 @@ def test_every_hot_query_is_served_by_an_index_on_a_large_data_set(large_data_se
         assert name in text
     assert "skipped" not in text
     assert re.search(r"\d+ hot queries checked: no full scan or sort of a big table", text)
-    assert "character_gallery_name_idx" in text and "message_session_seq_uniq" in text.replace(
+    assert "character_public_name_idx" in text and "character_owner_name_idx" in text
+    assert "message_session_seq_uniq" in text.replace(
         "sqlite_autoindex_chats_message_1", "message_session_seq_uniq"
     )
 
