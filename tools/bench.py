@@ -899,7 +899,7 @@ def markdown(report: dict) -> str:
         if not live:
             out += [f"SillyTavern's column: {bench_st.REFERENCE_SOURCE}.", ""]
         rows = bench_st.table(report["side_by_side"])
-        out += ["| " + " | ".join(rows[0]) + " |", "|---|" + "---:|" * (len(rows[0]) - 2) + "---|"]
+        out += ["| " + " | ".join(rows[0]) + " |", "|---|---|" + "---:|" * (len(rows[0]) - 3) + "---|"]
         out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
         whats = {r["op"]: r["st_what"] for r in report["side_by_side"] if r["st_what"]}
         if whats:

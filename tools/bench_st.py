@@ -153,7 +153,7 @@ async def interleaved(steps: dict[str, Step], *, requests: int, warmup: int) -> 
 
 
 def table(rows: list[dict]) -> list[list[str]]:
-    out = [["operation", "SillyTavern ms", "rpchat ms", "rpchat API ms", "rpchat vs SillyTavern"]]
+    out = [["data", "operation", "SillyTavern ms", "rpchat ms", "rpchat API ms", "rpchat vs SillyTavern"]]
     for r in rows:
         st = r["sillytavern"]
         st_cell = "–"
@@ -172,7 +172,7 @@ def table(rows: list[dict]) -> list[list[str]]:
                 verdict += " (the faster rpchat column is ahead)"
         else:
             verdict = "–"
-        out.append([r["label"], st_cell, *cells, verdict])
+        out.append([r["dataset"], r["label"], st_cell, *cells, verdict])
     return out
 
 
