@@ -378,11 +378,12 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
         raise ValueError("The message is longer than the limit.")
     _refuse_nul(content, "The message")
     tokens = estimate_tokens(content)
+    now = timezone.now()
     with transaction.atomic():
         updated = (
             Message.objects.filter(pk=message.pk, version=version)
             .exclude(status=Message.Status.STREAMING)
-            .update(content=content, token_count=tokens, version=F("version") + 1, updated_at=timezone.now())
+            .update(content=content, token_count=tokens, version=F("version") + 1, updated_at=now)
         )
         if not updated:
             raise EditConflict
@@ -391,7 +392,16 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
                 content=content, token_count=tokens
             )
         memory.mark_stale(message.session_id, message.seq, message.seq)
-    message.refresh_from_db()
+    if message.version != version:
+        message.refresh_from_db()  # it changed between reading it and this edit
+        return message
+    # The row was what `message` holds (same version), changed only by this: no second read.
+    message.content, message.token_count, message.version, message.updated_at = (
+        content,
+        tokens,
+        version + 1,
+        now,
+    )
     return message
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.test import AsyncClient
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chats.models import Message, MessageAlternative
@@ -136,3 +138,24 @@ def test_following_a_finished_reply_makes_the_same_queries_at_any_chat_length(ow
     assert body.startswith("retry: 1000") and "event: done" in body and "Message 40" in body
     add_messages(chat, 3000)
     assert _stream_queries(owner, chat, 40)[0] == 5
+
+
+def test_an_edit_makes_the_same_queries_at_any_length_and_shows_the_new_text(owner_client, owner):
+    chat = make_chat(user=owner, character=make_character(), messages=20)
+    url = reverse("chats:message_edit", args=[chat.code, 20])
+
+    def version():
+        return Message.objects.get(session=chat, seq=20).version
+
+    owner_client.post(url, {"content": "warm", "version": version()})
+    data = {"content": "A *short* chat.", "version": version()}
+    with CaptureQueriesContext(connection) as short:
+        response = owner_client.post(url, data)
+    html = response.json()["html"]
+    assert "A <em>short</em> chat." in html and f'data-version="{data["version"] + 1}"' in html
+    add_messages(chat, 3000)
+    data = {"content": "A long chat.", "version": version()}
+    with CaptureQueriesContext(connection) as long:
+        owner_client.post(url, data)
+    # the user, the chat, the message; the versioned UPDATE (in a savepoint here); no re-read
+    assert len(short) == len(long) <= 6
