@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.template import engines
 from django.urls import reverse
 
@@ -53,8 +54,10 @@ def test_the_page_from_the_cache_is_the_page_rendered_afresh(owner_client, chat)
 
 def _cached_fragments() -> int | None:
     """How many message fragments the local-memory cache holds (None on another backend)."""
-    store = getattr(caches["default"], "_cache", None)
-    return None if store is None else sum("msgfrag" in key for key in store)
+    cache = caches["default"]
+    if not isinstance(cache, LocMemCache):
+        return None
+    return sum("msgfrag" in key for key in cache._cache)
 
 
 def test_an_edit_a_hide_and_an_error_show_on_the_next_page_load(owner_client, chat):
