@@ -204,6 +204,13 @@ def chat_detail(request, code: UUID, response: HttpResponse):
     }
 
 
+# The columns _message() reads: the API's page reads only these (no speaker's card joined).
+MESSAGE_FIELDS = (
+    "id", "seq", "role", "speaker", "content", "status", "version", "hidden", "alternative_index",
+    "alternative_count", "created_at",
+)  # fmt: skip
+
+
 def _message(message: Message) -> dict:
     return {
         "seq": message.seq,
@@ -246,11 +253,12 @@ def message_list(
     if (cached := not_modified(request, response, etag=etag)) is not None:
         return cached
     url = reverse("api:messages", args=[session.code])
+    rows = Message.objects.only(*MESSAGE_FIELDS)
     if after is not None:
-        page = paging.messages_after(session, after)
+        page = paging.messages_after(session, after, rows=rows)
         messages, has_more = page.messages, page.has_newer
     else:
-        page = paging.messages_before(session, before)
+        page = paging.messages_before(session, before, rows=rows)
         messages, has_more = page.messages[::-1], page.has_older
     seqs = [m.seq for m in messages]
     oldest, newest = (min(seqs), max(seqs)) if seqs else (None, None)

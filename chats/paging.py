@@ -49,18 +49,21 @@ def page_queryset(
 
 
 def messages_before(
-    session: ChatSession, before: int | None = None, *, size: int | None = None
+    session: ChatSession, before: int | None = None, *, size: int | None = None, rows=None
 ) -> MessagePage:
-    """The newest messages (before `before` when given): one keyset query."""
+    """The newest messages (before `before` when given): one keyset query. `rows`: the messages'
+    queryset with the columns the caller needs (default: what a rendered message needs)."""
     size = size or page_size()
-    rows = list(_range(Message.objects.for_page(), session, before=before, size=size))
+    rows = list(
+        _range(Message.objects.for_page() if rows is None else rows, session, before=before, size=size)
+    )
     return MessagePage(messages=rows[:size][::-1], has_older=len(rows) > size, has_newer=before is not None)
 
 
-def messages_after(session: ChatSession, after: int, *, size: int | None = None) -> MessagePage:
-    """The messages after `after`, oldest first: one keyset query."""
+def messages_after(session: ChatSession, after: int, *, size: int | None = None, rows=None) -> MessagePage:
+    """The messages after `after`, oldest first: one keyset query (`rows` as in messages_before)."""
     size = size or page_size()
-    rows = list(_range(Message.objects.for_page(), session, after=after, size=size))
+    rows = list(_range(Message.objects.for_page() if rows is None else rows, session, after=after, size=size))
     return MessagePage(messages=rows[:size], has_older=True, has_newer=len(rows) > size)
 
 
