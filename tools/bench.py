@@ -308,6 +308,26 @@ class Bench:
         samples = await asyncio.gather(*(one() for _ in range(c.requests)))
         return self._result(op, size, unit, list(samples), time.perf_counter() - started, note)
 
+    async def round_robin(self, rows: list[tuple]) -> None:
+        """Time several operations in turns, one request each per round (one client at a time):
+        each figure then sees the same moments of the machine's load as the others, so their
+        ratios hold on a busy machine. rows: (op, size, unit, step, note); step() -> _Sample."""
+        for _ in range(self.config.warmup):
+            for *_, step, _note in rows:
+                await step()
+        samples: list[list[_Sample]] = [[] for _ in rows]
+        for _ in range(self.config.requests):
+            for i, (*_, step, _note) in enumerate(rows):
+                samples[i].append(await step())
+        for (op, size, unit, _step, note), got in zip(rows, samples, strict=True):
+            self._result(op, size, unit, got, None, note or "interleaved")
+
+    def _get(self, client: httpx.AsyncClient, url: str):
+        async def step():
+            return (await self._timed(client, "GET", url))[0]
+
+        return step
+
     async def measure_write_floor(self, client: httpx.AsyncClient, size: int, code: str) -> Result:
         samples = []
         for i in range(self.config.warmup + min(self.config.requests, 20)):
@@ -481,6 +501,9 @@ class Bench:
             for chat in data["chats"]:
                 code, last, size = chat["code"], chat["last_seq"], chat["size"]
                 self.write(f"Chat of {size:,} messages\n")
+                if self.config.concurrency == 1:
+                    await self._chat_round_robin(bench, chat, api_chat)
+                    continue
                 await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
                 await self.measure_write_floor(bench, size, code)
                 await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
@@ -522,15 +545,80 @@ class Bench:
                 )
         finally:
             await bench.aclose()
+        biggest = data["chats"][-1] if data["chats"] else None
         for chars in data["sets"]:
             client = await self.login(chars["username"], passwords[chars["username"]])
             try:
                 self.write(f"{chars['size']:,} characters\n")
-                await self.measure(client, "gallery", chars["size"], "characters", "/characters/")
+                if self.config.concurrency == 1 and biggest:
+                    # The floor in turns with the gallery, for its ratio under the same load.
+                    bench = await self.login("bench", passwords["bench"], connections=1)
+                    try:
+                        await self.round_robin(
+                            [
+                                (
+                                    "floor",
+                                    chars["size"],
+                                    "characters",
+                                    self._get(bench, f"{FLOOR_PREFIX}{biggest['code']}/"),
+                                    "",
+                                ),
+                                (
+                                    "gallery",
+                                    chars["size"],
+                                    "characters",
+                                    self._get(client, "/characters/"),
+                                    "",
+                                ),
+                            ]
+                        )
+                    finally:
+                        await bench.aclose()
+                else:
+                    await self.measure(client, "gallery", chars["size"], "characters", "/characters/")
             finally:
                 await client.aclose()
         for st_set in st_sets:
             await self.side_by_side(st_set)
+
+    async def _chat_round_robin(self, bench: httpx.AsyncClient, chat: dict, api_chat: str) -> None:
+        """One chat's reads in turns with the floor, then its writes in turns with the write floor."""
+        code, last, size = chat["code"], chat["last_seq"], chat["size"]
+        json_url = api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
+        reads = [
+            ("floor", f"{FLOOR_PREFIX}{code}/"),
+            ("open_chat", f"/chats/{code}/"),
+            ("chat_json", json_url),
+            ("older_newest", f"/chats/{code}/older/?before={last + 1}"),
+            ("older_middle", f"/chats/{code}/older/?before={max(last // 2, 2)}"),
+            ("older_start", f"/chats/{code}/older/?before={min(51, last)}"),
+        ]
+        await self.round_robin([(op, size, "messages", self._get(bench, url), "") for op, url in reads])
+        count = iter(range(10**9))
+
+        async def floor_write():
+            return (
+                await self._timed(
+                    bench, "POST", f"{FLOOR_WRITE_PREFIX}{code}/", content=f"floor {next(count)}"
+                )
+            )[0]
+
+        edit = self._edit_step(bench, chat)
+
+        async def edit_step():
+            await edit()
+            return self._last_sample
+
+        async def send():
+            return await self._send_one(bench, code, "Benchmark message: the lantern flickers.")
+
+        await self.round_robin(
+            [
+                ("floor_write", size, "messages", floor_write, ""),
+                ("edit", size, "messages", edit_step, "version-checked"),
+                ("send", size, "messages", send, "reply not generated (offline engine)"),
+            ]
+        )
 
     # --- SillyTavern's data ---------------------------------------------------------------------
 
@@ -540,10 +628,19 @@ class Bench:
         username = f"bench-st-{index + 1}"
         url = self.config.st_urls[index] if index < len(self.config.st_urls) else ""
         self.write(f"Importing {data_dir} for {username} with import_sillytavern\n")
-        self.probe("st-user", "--user", username)
-        self.manage(
-            "import_sillytavern", str(bench_st.user_folder(data_dir, info)), "--user", username, stream=True
-        )
+        made = self.probe("st-user", "--user", username)
+        if made["characters"] and made["characters"] == info.get("characters_count"):
+            # Imported by an earlier run. Not again: SillyTavern's saves in the write rows change its
+            # chat files, which would then come in a second time as new chats.
+            self.write(f"{username} has this data from an earlier run; not imported again.\n")
+        else:
+            self.manage(
+                "import_sillytavern",
+                str(bench_st.user_folder(data_dir, info)),
+                "--user",
+                username,
+                stream=True,
+            )
         described = self.probe("describe-st", "--user", username)
         if described["characters"] != info.get("characters_count"):
             raise CommandError(
@@ -557,7 +654,8 @@ class Bench:
         figures) and rpchat, interleaved request by request on one keep-alive connection each."""
         c = self.config
         info, url = st_set["manifest"], st_set["url"]
-        dataset = f"{Path(st_set['data_dir']).name} ({info['characters_count']:,} cards)"
+        cards = info["characters_count"]
+        dataset = f"{Path(st_set['data_dir']).name} ({cards:,} card{'' if cards == 1 else 's'})"
         self.write(
             f"Beside SillyTavern {'at ' + url if url else '(reference figures)'} on {dataset}, "
             f"as {st_set['username']}\n"
@@ -716,18 +814,19 @@ class Bench:
     # --- the report -----------------------------------------------------------------------------
 
     def report(self, data: dict, profile: dict) -> dict:
-        by = {(r.op, r.size): r for r in self.results}
+        by = {(r.op, r.size, r.unit): r for r in self.results}
         for r in self.results:
-            # Writes against the bare UPDATE, reads against the bare SELECT, of the same chat.
+            # Writes against the bare UPDATE, reads against the bare SELECT, of the same chat (or
+            # taken in turns with the same gallery).
             kind = "floor_write" if r.op in WRITES else "floor"
-            floor = by.get((kind, r.size)) if r.unit == "messages" and r.op not in FLOORS else None
+            floor = by.get((kind, r.size, r.unit)) if r.op not in FLOORS else None
             if floor is None and r.op not in FLOORS:
                 floors = [x for x in self.results if x.op == kind]
                 floor = floors[-1] if floors else None
             if floor is not None and r.op not in FLOORS:
                 r.ratio_to_floor = round(r.median_ms / floor.median_ms, 2) if floor.median_ms else None
         flatness = {}
-        for op in sorted({r.op for r in self.results}):
+        for op in sorted({r.op for r in self.results} - set(FLOORS)):
             rows = sorted((r for r in self.results if r.op == op), key=lambda r: r.size)
             if len(rows) >= 2 and rows[0].median_ms:
                 flatness[op] = {

@@ -257,7 +257,8 @@ def st_user(username: str) -> dict:
     if created:
         user.set_unusable_password()
         user.save()
-    return {"username": username, "created": created}
+    owned = Character.objects.filter(owner=user, deleted_at__isnull=True).count()
+    return {"username": username, "created": created, "characters": owned}
 
 
 def describe_st(username: str) -> dict:
