@@ -4,15 +4,16 @@ the Content-Security-Policy header, and gzip."""
 
 from __future__ import annotations
 
+import gzip
 import re
+import secrets
+import string
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
-from django.middleware.gzip import GZipMiddleware
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import sync_and_async_middleware
-from django.utils.text import compress_string
 
 from core import metrics
 from settings_app.models import SiteSettings
@@ -181,7 +182,20 @@ class ContentSecurityPolicyMiddleware:
 
 # Below this a response goes out as it is: the header and the CPU would cost more than they save.
 GZIP_MIN_BYTES = 1024
+# Level 1: a 90 KB chat page in about 0.5 ms instead of 3.5 ms at Django's 6, 20% larger.
+GZIP_LEVEL = 1
 _ACCEPTS_GZIP = re.compile(r"\bgzip\b")
+_FILENAME_CHARS = string.ascii_letters.encode()
+
+
+def _gzip(body: bytes) -> bytes:
+    """gzip at GZIP_LEVEL, with up to 100 random bytes as the file name in its header: the
+    "Heal the BREACH" padding Django's GZipMiddleware adds (django.utils.text.compress_string)."""
+    packed = memoryview(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+    header = bytearray(packed[:10])
+    header[3] = gzip.FNAME
+    name = bytes(secrets.choice(_FILENAME_CHARS) for _ in range(secrets.randbelow(100) + 1))
+    return bytes(header) + name + b"\x00" + bytes(packed[10:])
 
 
 def _compressed(request, response):
@@ -199,8 +213,7 @@ def _compressed(request, response):
     patch_vary_headers(response, ("Accept-Encoding",))
     if not _ACCEPTS_GZIP.search(request.META.get("HTTP_ACCEPT_ENCODING", "")):
         return response
-    # Up to 100 random bytes in the gzip header (Django's "Heal the BREACH" mitigation).
-    body = compress_string(response.content, max_random_bytes=GZipMiddleware.max_random_bytes)
+    body = _gzip(response.content)
     if len(body) >= len(response.content):
         return response
     response.content = body
