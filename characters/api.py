@@ -118,7 +118,11 @@ def _summary(character: Character, tags: list[str]) -> dict:
         "label": character.label,
         "tags": tags,
         "summary": description if len(description) <= 200 else description[:199].rstrip() + "…",
-        "thumbnail_url": _image_urls(character)["thumbnail_url"],
+        "thumbnail_url": (
+            reverse("characters:thumbnail", args=[character.code])
+            if character.thumbnail or character.avatar
+            else None
+        ),
         "updated_at": character.updated_at,
         "url": reverse("api:character", args=[character.code]),
     }

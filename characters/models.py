@@ -8,7 +8,9 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 
 # Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
-LIST_FIELDS = ("id", "code", "name", "label", "thumbnail", "owner_id", "updated_at")
+# avatar too: a card without a thumbnail links to its picture when it has an avatar, and a deferred
+# avatar would be read back one character at a time.
+LIST_FIELDS = ("id", "code", "name", "label", "thumbnail", "avatar", "owner_id", "updated_at")
 # How much of the description a list reads for a card's summary (the gallery shows 140 characters
 # of it once Markdown is dropped): a bounded prefix, never the whole text.
 SUMMARY_CHARS = 1000
