@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('characters', '0005_merge_search'),
+        ('characters', '0006_lorebook_editor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
