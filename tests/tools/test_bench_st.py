@@ -1,0 +1,63 @@
+"""The side-by-side part of `manage.py bench` (tools/bench_st.py): requests in turns, and a table
+that says which SillyTavern figures were measured in the run and which are its reference."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from django.core.management import CommandError
+
+from tools import bench_st
+
+
+def test_steps_run_in_turns_and_warm_ups_are_not_timed():
+    calls = []
+
+    def step(name, ms):
+        async def run():
+            calls.append(name)
+            return ms, 10
+
+        return run
+
+    timings = asyncio.run(
+        bench_st.interleaved({"st": step("st", 4.0), "html": step("html", 2.0)}, requests=3, warmup=2)
+    )
+    assert calls == ["st", "html"] * 5
+    assert timings["st"].requests == timings["html"].requests == 3
+    assert (timings["st"].median_ms, timings["html"].median_ms) == (4.0, 2.0)
+
+
+def _row(op, size, st, source, **rpchat):
+    return bench_st.SideRow(
+        op,
+        size,
+        "st-data-1 (1 card)",
+        bench_st.Timing(st, st, 0, 0) if st else None,
+        source,
+        "",
+        {k: bench_st.Timing(v, v, 0, 3) for k, v in rpchat.items()},
+    )
+
+
+def test_the_table_marks_reference_figures_and_compares_the_slower_rpchat_column():
+    rows = bench_st.rows_as_dicts(
+        [
+            _row("open_chat", 100, 3.2, "reference", html=9.6, json=6.4),
+            _row("list_characters", 1, 2.0, "live", html=1.0, json=0.5),
+            _row("write", 100000, 3000.0, "live", edit=30.0, send=15.0),
+        ]
+    )
+    table = bench_st.table(rows)
+    assert table[1][1:] == ["open a chat, 100 messages", "3.2 (ref.)", "9.6", "6.4", "3.0x SLOWER"]
+    assert table[2][1:] == ["list characters, 1 card", "2.0", "1.0", "0.5", "2.0x faster"]
+    assert table[3][3:] == ["30.0 (edit)", "15.0 (send)", "100.0x faster"]
+
+
+def test_a_folder_without_gen_st_datas_manifest_is_refused_with_a_clear_message(tmp_path):
+    with pytest.raises(CommandError, match=r"gen_st_data\.py"):
+        bench_st.manifest(tmp_path / "st-data")
+    (tmp_path / "st-data.manifest.json").write_text(json.dumps({"characters_count": 1}))
+    assert bench_st.manifest(tmp_path / "st-data")["characters_count"] == 1
