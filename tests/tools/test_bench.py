@@ -41,6 +41,8 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
         "older_middle",
         "older_start",
         "send",
+        "edit",
+        "floor_write",
         "prompt",
         "prompt_memory",
     ):
@@ -48,10 +50,14 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
     assert ("gallery", 10) in measured
     for r in report["operations"]:
         assert r["median_ms"] > 0 and r["p95_ms"] >= r["median_ms"]
-        if r["op"] not in ("floor", "prompt", "prompt_memory"):
+        if r["op"] not in ("floor", "floor_write", "prompt", "prompt_memory"):
             assert r["queries"] is not None and r["bytes"] > 0 and r["rss_mib"] > 0
     assert report["targets"][0]["target"].startswith("open a chat")
     assert any(t["target"].startswith("prompt with memory") and t["value"] for t in report["targets"])
+    # the sizes in a target's detail are the ones measured, not the defaults
+    gallery = next(t for t in report["targets"] if t["target"].startswith("gallery first page"))
+    assert "10,000" not in gallery["target"] + gallery["detail"]
+    assert report["side_by_side"] == []
     assert set(report["profile"]) == {"chat-html", "chat-json"}
     markdown = (tmp_path / "out" / "bench.md").read_text()
     for label in (
