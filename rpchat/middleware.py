@@ -241,3 +241,18 @@ def gzip_responses(get_response):
             return _compressed(request, get_response(request))
 
     return middleware
+
+
+def sync_from_here(get_response):
+    """Does nothing, sync-only. Django's middleware can run both ways; in an async stack (uvicorn)
+    each then calls its process_request and process_response through sync_to_async: two trips to
+    the worker thread per middleware, a dozen per request, 0.5 to 0.9 ms of every request
+    (docs/performance.md). Django runs a middleware that can do both the way the one below it
+    runs, so with this one last, sessions, CSRF, auth, messages, X-Frame-Options and the CSP header
+    run sync, in one trip, up to static files (async-only); the outer ones stay async, and async
+    views (the reply streams) still run on the event loop."""
+
+    def middleware(request):
+        return get_response(request)
+
+    return middleware

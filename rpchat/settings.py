@@ -126,6 +126,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "rpchat.middleware.ContentSecurityPolicyMiddleware",
+    # Last: sync-only, so that under ASGI everything from the sessions down runs in one thread
+    # trip instead of one per middleware and direction (see its docstring).
+    "rpchat.middleware.sync_from_here",
 ]
 
 ROOT_URLCONF = "rpchat.urls"
