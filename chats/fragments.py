@@ -55,6 +55,7 @@ PLAIN = (str, int, float, bool, type(None), decimal.Decimal, dt.date, dt.datetim
 # Attributes the page sets from others that are in the key: the Markdown of message.content.
 DERIVED = frozenset({("message", "rendered_html")})
 ROOTS = frozenset({"message", "session"})
+CONSTANTS = frozenset({"None", "True", "False"})  # every template context has these
 _MISSING = object()
 
 
@@ -110,6 +111,8 @@ def _paths(expression: FilterExpression) -> set[tuple[str, ...]]:
         variables += [arg for lookup, arg in args if lookup]
     for var in variables:
         if isinstance(var, Variable) and var.lookups is not None:
+            if var.lookups[0] in CONSTANTS:
+                continue
             if var.lookups[0] not in ROOTS:
                 raise Uncacheable(f"variable {var.var}")
             paths.add(tuple(var.lookups))
