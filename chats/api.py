@@ -205,9 +205,11 @@ def chat_detail(request, code: UUID, response: HttpResponse):
 
 
 # The columns _message() reads: the API's page reads only these (no speaker's card joined).
+# A column read below and missing here costs a query per message: the query-count guard in
+# tests/chats/test_api_chats.py says so.
 MESSAGE_FIELDS = (
-    "id", "seq", "role", "speaker", "content", "status", "version", "hidden", "alternative_index",
-    "alternative_count", "created_at",
+    "id", "seq", "role", "speaker", "content", "reasoning", "status", "version", "hidden",
+    "alternative_index", "alternative_count", "created_at",
 )  # fmt: skip
 
 
