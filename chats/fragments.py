@@ -27,7 +27,8 @@ import uuid
 from functools import lru_cache
 
 from django.core.cache import caches
-from django.template import defaulttags
+from django.middleware.csrf import get_token
+from django.template import defaulttags, loader_tags
 from django.template.base import FilterExpression, TextNode, Variable, VariableNode
 from django.template.context import make_context
 from django.template.loader import get_template
@@ -59,6 +60,18 @@ CONSTANTS = frozenset({"None", "True", "False"})  # every template context has t
 _MISSING = object()
 
 
+@lru_cache(maxsize=1)
+def csrf_placeholder() -> str:
+    """What `{% csrf_token %}` writes into a cached fragment, replaced by this response's token.
+    The same on every process (cached fragments are shared through Redis), and not guessable."""
+    from django.conf import settings
+
+    digest = hashlib.blake2b(
+        b"rpchat message fragment csrf", key=settings.SECRET_KEY.encode()[:64], digest_size=16
+    )
+    return "csrf-" + digest.hexdigest()
+
+
 class Uncacheable(Exception):
     pass
 
@@ -86,15 +99,28 @@ def _expressions(node) -> list[FilterExpression]:
         if node.asvar:
             raise Uncacheable("{% url ... as var %}")
         return [node.view_name, *node.args, *node.kwargs.values()]
-    if isinstance(node, (TextNode, defaulttags.LoadNode, defaulttags.CommentNode)):
+    if isinstance(node, (TextNode, defaulttags.LoadNode, defaulttags.CommentNode, defaulttags.CsrfTokenNode)):
+        return []  # {% csrf_token %}: a placeholder, filled per response (CSRF_PLACEHOLDER)
+    if isinstance(node, loader_tags.IncludeNode):
+        _included(node)
         return []
     raise Uncacheable(type(node).__name__)
+
+
+def _included(node):
+    """The template an `{% include "name" %}` of a constant name, with no `with`/`only`, brings in."""
+    name = node.template.var if isinstance(node.template, FilterExpression) else None
+    if not isinstance(name, str) or node.extra_context or node.isolated_context or node.template.filters:
+        raise Uncacheable("an include of a variable template or with its own context")
+    return get_template(name).template
 
 
 def _nodes(nodelist):
     for node in nodelist:
         yield node
-        if isinstance(node, defaulttags.IfNode):
+        if isinstance(node, loader_tags.IncludeNode):
+            yield from _nodes(_included(node).nodelist)
+        elif isinstance(node, defaulttags.IfNode):
             for _, sub in node.conditions_nodelists:
                 yield from _nodes(sub)
         else:
@@ -131,7 +157,12 @@ def _plan(template_id: int) -> tuple[str, tuple[tuple[str, ...], ...]] | None:
     except Uncacheable:
         return None
     paths = [*sorted(p for p in paths if p not in DERIVED), ("message", "content")]
-    source = hashlib.blake2b(template.source.encode(), digest_size=16).hexdigest()
+    sources = [template.source] + [
+        _included(node).source
+        for node in _nodes(template.nodelist)
+        if isinstance(node, loader_tags.IncludeNode)
+    ]
+    source = hashlib.blake2b("\x00".join(sources).encode(), digest_size=16).hexdigest()
     return source, tuple(paths)
 
 
@@ -188,7 +219,7 @@ def render_messages(request, session, messages, prepare) -> list[SafeString]:
     if missing:
         prepare(request, session, missing)
         template = get_template(TEMPLATE).template
-        context = make_context({"session": session}, request)
+        context = make_context({"session": session, "csrf_token": csrf_placeholder()}, request)
         with context.bind_template(template):
             for m in missing:
                 with context.push(message=m):
@@ -200,7 +231,12 @@ def render_messages(request, session, messages, prepare) -> list[SafeString]:
         if new:
             cache.set_many(new, timeout=CACHE_TIMEOUT)
         cached = {**cached, **new}
-    return [
-        mark_safe(cached[k] if k is not None and k in cached else fresh[id(m)])  # noqa: S308 - our template's output
+    html = [
+        cached[k] if k is not None and k in cached else str(fresh[id(m)])
         for m, k in zip(messages, keys, strict=True)
     ]
+    placeholder = csrf_placeholder()
+    if any(placeholder in h for h in html):
+        token = get_token(request)  # one masked token for the page, as one render would use
+        html = [h.replace(placeholder, token) for h in html]
+    return [mark_safe(h) for h in html]  # noqa: S308 - our template's output
