@@ -209,7 +209,7 @@ def chat_detail(request, code: UUID, response: HttpResponse):
 # tests/chats/test_api_chats.py says so.
 MESSAGE_FIELDS = (
     "id", "seq", "role", "speaker", "content", "reasoning", "status", "version", "hidden",
-    "alternative_index", "alternative_count", "created_at",
+    "alternative_index", "alternative_count", "model_label", "sampling_label", "created_at",
 )  # fmt: skip
 
 
