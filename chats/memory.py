@@ -528,7 +528,9 @@ def _work(session_id: int, mem: ChatMemory) -> list[tuple[int, int]]:
         return []
     todo = list(
         Memory.objects.filter(session_id=session_id, end_seq__lte=target)
-        .filter(Q(stale=True) | ~Q(status=Memory.Status.WRITTEN))
+        # A summary the user corrected by hand is never rewritten over their words: when a message
+        # it covers changes, it stays stale (out of prompts) until they save it again or delete it.
+        .filter(Q(stale=True, edited=False) | ~Q(status=Memory.Status.WRITTEN))
         .order_by("-start_seq")
         .values_list("start_seq", "end_seq")[:STRETCHES_PER_TASK]
     )

@@ -91,7 +91,7 @@ def memory_panel(request, code):
     facts = list(PinnedFact.objects.filter(session=session).only("id", "text", "seq")[: PANEL_FACTS + 1])
     summaries = list(
         Memory.objects.filter(session=session)
-        .only("id", "start_seq", "end_seq", "text", "stale", "status")
+        .only("id", "start_seq", "end_seq", "text", "stale", "edited", "status")
         .order_by("-start_seq")[:PANEL_SUMMARIES]
     )
     return render(

@@ -382,3 +382,28 @@ def test_a_task_is_queued_once_per_stretch_that_falls_out_of_the_window(owner):
     assert DBTaskResult.objects.filter(task_path="chats.tasks.write_summaries").count() == 2
     ChatMemory.objects.filter(session=chat).update(enabled=False)
     assert not memory.schedule(chat.pk, window_start=200)  # memory off: nothing is written
+
+
+def test_a_summary_corrected_by_hand_is_never_rewritten_over_the_users_words(
+    owner_client, long_chat, small_context
+):
+    send(owner_client, long_chat, "Tell me more.")
+    run_worker()
+    first = Memory.objects.get(session=long_chat, start_seq=1)
+    edit = reverse("chats:summary_edit", args=[long_chat.code, first.pk])
+    mine = "The caravan left Ostrava with the twins; Mara carries the map."
+    assert owner_client.post(edit, {"text": mine, "version": first.version}).status_code == 302
+    message = long_chat.messages.get(seq=5)
+    owner_client.post(
+        reverse("chats:message_edit", args=[long_chat.code, 5]),
+        {"content": "Changed.", "version": message.version},
+    )
+    run_worker()
+    first.refresh_from_db()
+    # Stale (out of prompts), the user's text kept, and the page says what to do.
+    assert first.stale and first.text == mine
+    page = owner_client.get(reverse("chats:memory", args=[long_chat.code])).content.decode()
+    assert "you corrected it; save it again to keep it" in page
+    assert owner_client.post(edit, {"text": mine, "version": first.version}).status_code == 302
+    first.refresh_from_db()
+    assert not first.stale and first.text == mine
