@@ -1,6 +1,7 @@
 import io
 import zipfile
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -14,8 +15,8 @@ from django.views.decorators.csrf import csrf_protect
 from core.admin_utils import EstimatedCountPaginator
 from core.uploads import LimitedUploadHandler
 
-from . import services
-from .models import Character, Lorebook, LorebookEntry, Tag
+from . import revisions, services
+from .models import LONG_FIELDS, Character, Lorebook, LorebookEntry, Revision, Tag
 
 
 class ImportPageMixin:
@@ -81,13 +82,62 @@ class ImportPageMixin:
         return TemplateResponse(request, "admin/characters/import.html", context)
 
 
+class RecordsRevisions:
+    """Admin saves are recorded as revisions too (the History page and restores stay whole)."""
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            request._revision_before = revisions.snapshot(obj)  # the saved values, before this save
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        before = getattr(request, "_revision_before", None)
+        if before is not None:
+            revisions.record(form.instance, before=before, author=request.user)
+
+
+class KeysField(forms.CharField):
+    """A list of keys edited one per line (keys may hold commas: regexes, phrases)."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("strip", False)
+        kwargs.setdefault("help_text", "One key per line.")
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class LorebookEntryForm(forms.ModelForm):
+    keys = KeysField(label="Keys")
+    secondary_keys = KeysField(label="Secondary keys")
+
+    class Meta:
+        model = LorebookEntry
+        fields = (
+            "uid", "name", "comment", "keys", "secondary_keys", "content", "enabled", "constant",
+            "selective", "selective_logic", "case_sensitive", "use_regex", "insertion_order", "priority",
+            "position", "extensions", "entry_extra",
+        )  # fmt: skip
+
+
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
 @admin.register(Character)
-class CharacterAdmin(ImportPageMixin, admin.ModelAdmin):
+class CharacterAdmin(RecordsRevisions, ImportPageMixin, admin.ModelAdmin):
     change_list_template = "admin/characters/change_list_with_import.html"
     import_title = "Import character cards"
     import_help = (
@@ -101,9 +151,8 @@ class CharacterAdmin(ImportPageMixin, admin.ModelAdmin):
     list_filter = ("is_active", "visibility")
     list_select_related = ("owner",)
     search_fields = ("name", "nickname", "creator")
-    raw_id_fields = ("owner",)
-    autocomplete_fields = ("tags",)
-    readonly_fields = ("code", "source_hash", "created_at", "updated_at")
+    autocomplete_fields = ("owner", "tags")
+    readonly_fields = ("code", "revision", "source_hash", "created_at", "updated_at")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -135,6 +184,7 @@ class CharacterAdmin(ImportPageMixin, admin.ModelAdmin):
 
 class LorebookEntryInline(admin.StackedInline):
     model = LorebookEntry
+    form = LorebookEntryForm
     extra = 0
     # RPCHAT_MAX_LOREBOOK_ENTRIES: the formset refuses more, with Django's own message.
     max_num = settings.RPCHAT["MAX_LOREBOOK_ENTRIES"]
@@ -183,7 +233,7 @@ def export_lorebook_v3(modeladmin, request, queryset):
 
 
 @admin.register(Lorebook)
-class LorebookAdmin(ImportPageMixin, admin.ModelAdmin):
+class LorebookAdmin(RecordsRevisions, ImportPageMixin, admin.ModelAdmin):
     change_list_template = "admin/characters/change_list_with_import.html"
     import_title = "Import lorebooks"
     import_help = (
@@ -194,9 +244,32 @@ class LorebookAdmin(ImportPageMixin, admin.ModelAdmin):
     actions = [export_world_info, export_lorebook_v3]
     list_display = ("__str__", "owner", "character", "token_budget", "scan_depth")
     list_select_related = ("owner", "character")
-    raw_id_fields = ("owner", "character")
+    autocomplete_fields = ("owner", "character")
+    readonly_fields = ("revision",)
     search_fields = ("name",)
     inlines = [LorebookEntryInline]
 
     def import_file(self, *, upload, owner, public):
         return services.lorebook_import(source=upload, file_name=upload.name, owner=owner)
+
+
+@admin.register(Revision)
+class RevisionAdmin(admin.ModelAdmin):
+    """Read-only: revisions are written by saves and restores, never by hand."""
+
+    list_display = ("__str__", "character", "lorebook", "author", "created_at", "summary")
+    list_select_related = ("character", "lorebook", "author")
+    raw_id_fields = ("character", "lorebook", "author")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("-id",)
+
+    def get_queryset(self, request):
+        long = [f"character__{name}" for name in LONG_FIELDS]
+        return super().get_queryset(request).defer("changes", *long, "lorebook__description")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -138,6 +138,9 @@ class Character(models.Model):
     # Made once when the avatar is set; list pages never touch the full image.
     thumbnail = models.ImageField(upload_to="thumbnails/", blank=True)
     source_hash = models.CharField(max_length=64, blank=True)
+    # The version the editor last saved (characters.revisions): a save names the version it edited
+    # and is refused when another save came first; a chat remembers the version it started with.
+    revision = models.PositiveIntegerField(default=1, editable=False)
     # Global lorebooks this character always brings into its chats.
     lorebooks = models.ManyToManyField("Lorebook", blank=True, related_name="attached_characters")
     # Soft delete: hidden everywhere at once, purged by `manage.py prune` after a grace period.
@@ -225,6 +228,8 @@ class Lorebook(models.Model):
     book_extra = models.JSONField(
         default=dict, blank=True, help_text="Unknown keys of the imported book, kept for export."
     )
+    # The version the last recorded save made (characters.revisions), for stale-save checks.
+    revision = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -284,3 +289,46 @@ class LorebookEntry(models.Model):
     def __str__(self) -> str:
         # SillyTavern shows the comment as an entry's title.
         return self.name or self.comment or ", ".join(self.keys[:3]) or f"entry {self.pk}"
+
+
+class Revision(models.Model):
+    """One recorded save of a character or a lorebook: who, when, and only what changed.
+
+    `changes` holds, for a character, {"fields": {name: [old, new]}}; for a lorebook also
+    {"entries": {"added": {id: values}, "removed": {id: values}, "changed": {id: {name: [old, new]}}}}.
+    Written and read by characters.revisions, which documents the format.
+    """
+
+    character = models.ForeignKey(
+        Character, null=True, blank=True, on_delete=models.CASCADE, related_name="revisions", db_index=False
+    )
+    lorebook = models.ForeignKey(
+        Lorebook, null=True, blank=True, on_delete=models.CASCADE, related_name="revisions", db_index=False
+    )
+    # The object's `revision` after this save.
+    number = models.PositiveIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # What the History list shows without reading `changes` ("description, 2 greetings").
+    summary = models.CharField(max_length=300, blank=True)
+    # Set when this save brought back an earlier version.
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
+    changes = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(character__isnull=True, lorebook__isnull=False)
+                | models.Q(character__isnull=False, lorebook__isnull=True),
+                name="revision_one_object",
+            ),
+            # Also the index of History pages and restores (an object's revisions by number).
+            models.UniqueConstraint(fields=["character", "number"], name="revision_character_number_uniq"),
+            models.UniqueConstraint(fields=["lorebook", "number"], name="revision_lorebook_number_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.number}"

@@ -1,4 +1,5 @@
-"""Writes on characters: avatars and thumbnails, card import and export, lorebook import and export."""
+"""Writes on characters: the editor's create, update and duplicate, avatars and thumbnails, card
+import and export, lorebook import and export."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import cards, lorekeys
+from . import cards, lorekeys, revisions
 from .cards import CardError
-from .models import Character, Lorebook, LorebookEntry, Tag
+from .models import Character, Lorebook, LorebookEntry, Revision, Tag
 
 # The gallery's picture: the card's 2:3 frame, large enough for a gallery card on a phone's
 # high-density screen, as WebP (a drawn or painted portrait is 10 to 40 KB).
@@ -110,6 +111,147 @@ def character_refresh_thumbnail(*, character: Character) -> bool:
     if old and old != character.thumbnail.name:
         character.thumbnail.storage.delete(old)
     return True
+
+
+# Pictures uploaded in the editor: these formats, cropped to the card's 2:3 frame, at most this size.
+AVATAR_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
+AVATAR_MAX_SIZE = (1024, 1536)
+
+
+def avatar_from_upload(data: bytes) -> bytes:
+    """An uploaded picture as a stored avatar: PNG, JPEG or WebP only, turned upright, cropped to
+    2:3 around its centre, scaled down to AVATAR_MAX_SIZE and re-encoded as PNG (which drops
+    whatever else the file carried, an old card's chunks included)."""
+    image = open_image(data)
+    if image.format not in AVATAR_FORMATS:
+        raise ImageRejected(
+            f"This is a {image.format or 'file of an unknown kind'}; use a PNG, JPEG or WebP picture."
+        )
+    image = ImageOps.exif_transpose(image)
+    width, height = image.size
+    if width * 3 > height * 2:  # wider than 2:3: cut the sides
+        new_width = max(1, height * 2 // 3)
+        left = (width - new_width) // 2
+        image = image.crop((left, 0, left + new_width, height))
+    else:  # taller: cut top and bottom
+        new_height = max(1, width * 3 // 2)
+        top = (height - new_height) // 2
+        image = image.crop((0, top, width, top + new_height))
+    image.thumbnail(AVATAR_MAX_SIZE)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _forget_files(character: Character) -> None:
+    for image in (character.avatar, character.thumbnail):
+        if image:
+            image.storage.delete(image.name)
+
+
+def character_create(*, owner, values: dict, avatar: bytes | None = None) -> Character:
+    """A character written in the editor: `values` are column values and "tags" (a list of names);
+    `avatar` a picture already through avatar_from_upload. Version 1, private unless told."""
+    values = dict(values)
+    tag_names = values.pop("tags", [])
+    character = Character(owner=owner, **values)
+    if avatar:
+        character_set_avatar(character=character, data=avatar, save=False)
+    try:
+        with transaction.atomic():
+            character.save()
+            if tag_names:
+                character.tags.add(*tags_for(tag_names))
+    except BaseException:
+        _forget_files(character)
+        raise
+    return character
+
+
+def character_update(
+    *, character: Character, author, values: dict, expected_revision: int | None, avatar: bytes | None = None
+) -> Revision | None:
+    """Save the editor's changed `values` (columns and "tags") and a new avatar, as one revision.
+
+    Raises revisions.StaleEdit, changing nothing, when `expected_revision` (the version the user
+    edited) is no longer the saved one; None is given back for expected_revision to overwrite.
+    Returns the revision written, or None when nothing changed.
+    """
+    values = dict(values)
+    if avatar:
+        character_set_avatar(character=character, data=avatar, save=False)
+        values["avatar"], values["thumbnail"] = character.avatar.name, character.thumbnail.name
+    try:
+        with transaction.atomic():
+            before = revisions.snapshot(character, expected=expected_revision)
+            after = revisions.Snapshot(
+                model=Character, pk=character.pk, revision=before.revision, fields=dict(before.fields)
+            )
+            tag_names = values.pop("tags", None)
+            if tag_names is not None:
+                tags = tags_for(tag_names)
+                after.fields["tags"] = revisions.sorted_tags(t.name for t in tags)
+            after.fields.update(values)
+            if revisions.changes_between(before, after):
+                Character.objects.filter(pk=character.pk).update(**values, updated_at=timezone.now())
+                if tag_names is not None and after.fields["tags"] != before.fields["tags"]:
+                    character.tags.set(tags)
+            return revisions.record(character, before=before, after=after, author=author)
+    except BaseException:
+        if avatar:
+            _forget_files(character)
+        raise
+
+
+def character_duplicate(*, character: Character, owner) -> Character:
+    """A private copy of `character` owned by `owner`: every field, the picture, tags and its own
+    lorebook; the global lorebooks it brings along only when they are `owner`'s own."""
+    name = character.name if character.owner_id != owner.pk else f"{character.name} (copy)"
+    copy = Character(
+        owner=owner,
+        visibility=Character.Visibility.PRIVATE,
+        name=name[:200],
+        label=character.label,
+        card_extra=character.card_extra,
+        **{
+            f: getattr(character, f)
+            for f in revisions.CHARACTER_FIELDS
+            if f not in ("name", "visibility", "avatar", "thumbnail")
+        },
+    )
+    if character.avatar:
+        try:
+            with character.avatar.open("rb") as fh:
+                data = fh.read()
+            character_set_avatar(character=copy, data=data, save=False)
+        except (FileNotFoundError, ImageRejected):
+            pass  # the copy goes without the picture rather than not at all
+    try:
+        with transaction.atomic():
+            copy.save()
+            copy.tags.set(character.tags.all())
+            copy.lorebooks.set(character.lorebooks.filter(owner=owner))
+            book = Lorebook.objects.filter(character=character).first()
+            if book is not None:
+                new_book = Lorebook.objects.create(
+                    owner=owner,
+                    character=copy,
+                    **{f: getattr(book, f) for f in revisions.LOREBOOK_FIELDS},
+                    book_extra={k: v for k, v in book.book_extra.items() if k != "source_hash"},
+                )
+                LorebookEntry.objects.bulk_create(
+                    (
+                        LorebookEntry(lorebook=new_book, **e)
+                        for e in book.entries.order_by("id").values(*revisions.ENTRY_FIELDS)
+                    ),
+                    batch_size=500,
+                )
+    except BaseException:
+        _forget_files(copy)
+        raise
+    return copy
 
 
 def character_soft_delete(*, character: Character) -> None:

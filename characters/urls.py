@@ -1,12 +1,23 @@
 from django.urls import path
 
-from . import lorebook_views, views
+from . import editor, lorebook_views, views
 
 app_name = "characters"
 
 urlpatterns = [
     path("", views.gallery, name="gallery"),
     path("<uuid:code>/", views.detail, name="detail"),
+    path("new/", editor.character_new, name="new"),
+    path("tokens/", editor.token_counts, name="token_counts"),
+    path("<uuid:code>/edit/", editor.character_edit, name="edit"),
+    path("<uuid:code>/duplicate/", editor.character_duplicate, name="duplicate"),
+    path("<uuid:code>/history/", editor.character_history, name="history"),
+    path("<uuid:code>/history/<int:number>/", editor.character_revision, name="revision"),
+    path(
+        "<uuid:code>/history/<int:number>/restore/",
+        editor.character_revision_restore,
+        name="revision_restore",
+    ),
     path("<uuid:code>/avatar/", views.avatar, name="avatar"),
     path("<uuid:code>/thumbnail/", views.thumbnail, name="thumbnail"),
     path("<uuid:code>/delete/", views.character_delete, name="delete"),

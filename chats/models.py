@@ -41,6 +41,9 @@ class ChatSession(models.Model):
     # No index of its own: chat_user_recent_idx starts with user.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="chats")
+    # The character's `revision` when the chat began (empty for chats older than revisions), so
+    # the chat page can say the character was edited since.
+    character_revision = models.PositiveIntegerField(null=True, blank=True)
     persona = models.ForeignKey(Persona, null=True, blank=True, on_delete=models.SET_NULL)
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

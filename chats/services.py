@@ -100,6 +100,7 @@ def chat_start(*, user, character: Character, persona: Persona | None = None) ->
         session = ChatSession.objects.create(
             user=user,
             character=character,
+            character_revision=character.revision,
             persona=persona,
             title=chat_title([character.name]),
         )
@@ -464,6 +465,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
         branch = ChatSession.objects.create(
             user=session.user,
             character=session.character,
+            character_revision=session.character_revision,
             persona=session.persona,
             title=f"{session.title or 'Chat'} (branch at #{at_seq})"[:200],
             parent=session,

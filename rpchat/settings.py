@@ -362,6 +362,8 @@ RPCHAT = {
     "MAX_CARD_JSON_BYTES": envint("RPCHAT_MAX_CARD_JSON_BYTES", str(8 * 1024 * 1024)),
     "MAX_CARD_FIELD_CHARS": envint("RPCHAT_MAX_CARD_FIELD_CHARS", "100000"),
     "MAX_CARD_TAGS": envint("RPCHAT_MAX_CARD_TAGS", "100"),
+    # A picture uploaded in the character editor, refused while it streams in past this size.
+    "MAX_AVATAR_BYTES": envint("RPCHAT_MAX_AVATAR_BYTES", str(10 * 1024 * 1024)),
     "MAX_CHAT_BYTES": envint("RPCHAT_MAX_CHAT_BYTES", str(512 * 1024 * 1024)),
     "MAX_CHAT_LINE_BYTES": envint("RPCHAT_MAX_CHAT_LINE_BYTES", str(16 * 1024 * 1024)),
     # Fernet keys for secrets stored in the database (connection profiles' API keys): the first

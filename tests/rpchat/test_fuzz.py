@@ -198,6 +198,8 @@ def _path_kwargs(name: str, entry: URLPattern, world, seq: int) -> dict:
     for param in entry.pattern.converters:
         if param == "seq":
             kwargs[param] = seq
+        elif param == "number":
+            kwargs[param] = 1
         elif param == "pk":
             kwargs[param] = world["token"].pk
         elif param == "character_code":

@@ -220,7 +220,7 @@ def _kwargs(name: str, entry: URLPattern, owned) -> dict:
     }
     kwargs = {}
     for param in entry.pattern.converters:
-        if param == "seq":
+        if param in ("seq", "number"):
             kwargs[param] = 1
         elif param == "pk" and namespace == "settings_app":
             kwargs[param] = owned["token"].pk
