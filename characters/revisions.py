@@ -306,7 +306,9 @@ def _apply_lorebook(current: Snapshot, target: Snapshot) -> None:
     Lorebook.objects.filter(pk=current.pk).update(**columns, updated_at=timezone.now())
     gone = [int(k) for k in current.entries if k not in target.entries]
     if gone:
-        LorebookEntry.objects.filter(lorebook_id=current.pk, pk__in=gone).delete()
+        # One DELETE, without the per-entry signal (it touches updated_at, done above).
+        rows = LorebookEntry.objects.filter(lorebook_id=current.pk, pk__in=gone)
+        rows._raw_delete(rows.db)
     # Entries deleted since come back under their old ids (never reused), so the history still fits.
     back = [
         LorebookEntry(id=int(k), lorebook_id=current.pk, **values)
