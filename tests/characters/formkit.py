@@ -16,6 +16,7 @@ class _FormReader(HTMLParser):
         self._text: list[str] = []
         self._select: str | None = None
         self._options: list[tuple[str, bool]] = []
+        self._multiple = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -27,13 +28,15 @@ class _FormReader(HTMLParser):
             kind = a.get("type", "text")
             if kind in ("file", "submit", "button", "image", "reset"):
                 return
-            if kind in ("checkbox", "radio") and "checked" not in a:
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.fields.append((a["name"], a.get("value") or "on"))
                 return
             self.fields.append((a["name"], a.get("value") or ""))
         elif tag == "textarea" and a.get("name"):
             self._textarea, self._text = a["name"], []
         elif tag == "select" and a.get("name"):
-            self._select, self._options = a["name"], []
+            self._select, self._options, self._multiple = a["name"], [], "multiple" in a
         elif tag == "option" and self._select is not None:
             self._options.append((a.get("value", ""), "selected" in a))
 
@@ -51,8 +54,10 @@ class _FormReader(HTMLParser):
             self.fields.append((self._textarea, text.replace("\r\n", "\n").replace("\n", "\r\n")))
             self._textarea = None
         elif tag == "select" and self._select is not None:
-            chosen = [v for v, selected in self._options if selected] or [v for v, _ in self._options[:1]]
-            self.fields.append((self._select, chosen[0] if chosen else ""))
+            chosen = [v for v, selected in self._options if selected]
+            if not self._multiple:
+                chosen = (chosen or [v for v, _ in self._options])[:1]
+            self.fields += [(self._select, value) for value in chosen]
             self._select = None
 
 
