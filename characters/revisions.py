@@ -316,13 +316,15 @@ def _apply_lorebook(current: Snapshot, target: Snapshot) -> None:
         if k not in current.entries
     ]
     LorebookEntry.objects.bulk_create(back, batch_size=500)
-    changed = [
-        LorebookEntry(id=int(k), lorebook_id=current.pk, **values)
-        for k, values in target.entries.items()
-        if k in current.entries and current.entries[k] != values
-    ]
+    changed, columns = [], set()
+    for k, values in target.entries.items():
+        now = current.entries.get(k)
+        if now is not None and now != values:
+            changed.append(LorebookEntry(id=int(k), lorebook_id=current.pk, **values))
+            columns.update(f for f in ENTRY_FIELDS if now.get(f) != values.get(f))
     if changed:
-        LorebookEntry.objects.bulk_update(changed, ENTRY_FIELDS, batch_size=500)
+        # Only the columns that differ: Django builds a CASE per column and row.
+        LorebookEntry.objects.bulk_update(changed, sorted(columns), batch_size=500)
 
 
 # --- readable diffs ---------------------------------------------------------------------------------
