@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core import ratelimit
 from core.pagination import page_number, page_of
 from core.tokens import estimate_tokens
 from core.uploads import LimitedUploadHandler
@@ -108,6 +109,12 @@ def _editor(request, code, handler):
         )
     if not form.is_valid():
         return _render(request, character, form, status=400)
+    wait = _too_fast(request)
+    if wait:
+        form.add_error(
+            None, f"Too many saves in a minute (RPCHAT_EDITS_PER_MINUTE); wait {wait} s and save again."
+        )
+        return _render(request, character, form, status=429)
     avatar = None
     upload = form.cleaned_data.get("avatar")
     if upload:
@@ -136,6 +143,14 @@ def _editor(request, code, handler):
     else:
         messages.success(request, f"Saved as version {revision.number}.")
     return redirect("characters:edit", character.code)
+
+
+def _too_fast(request) -> int | None:
+    """Seconds to wait when the user saved (or restored) characters too often: each save may keep
+    a version, so saves are limited like message edits."""
+    return ratelimit.hit(
+        "character-save", str(request.user.pk), limit=settings.RPCHAT["EDITS_PER_MINUTE"], window=60
+    )
 
 
 def _greeting_op(greetings: list[str], op: str) -> list[str]:
@@ -296,6 +311,10 @@ def character_revision_restore(request, code, number: int):
         if number != character.revision:
             raise Http404("There is no such version.")
         messages.info(request, f"Version {number} is the current version.")
+        return redirect("characters:history", character.code)
+    wait = _too_fast(request)
+    if wait:
+        messages.error(request, f"Too many saves in a minute; wait {wait} s and restore again.")
         return redirect("characters:history", character.code)
     try:
         revision = revisions.restore(character, number=number, author=request.user)

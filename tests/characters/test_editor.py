@@ -355,3 +355,25 @@ def test_the_editor_costs_the_same_queries_with_many_greetings_tags_and_revision
     )
     with django_assert_max_num_queries(4):
         assert owner_client.get(url).status_code == 200
+
+
+def test_saves_are_limited_per_minute_and_a_refused_save_keeps_the_text(
+    owner_client, owner, settings, ratelimit_clock
+):
+    settings.RPCHAT = {**settings.RPCHAT, "EDITS_PER_MINUTE": 2}
+    mara = make_character(owner=owner)
+    url = reverse("characters:edit", args=[mara.code])
+    for text in ("One.", "Two."):
+        form = editor_form(owner_client, mara)
+        form["description"] = [text]
+        assert owner_client.post(url, form).status_code == 302
+    form = editor_form(owner_client, mara)
+    form["description"] = ["Three, too soon."]
+    response = owner_client.post(url, form)
+    assert response.status_code == 429
+    assert "Too many saves in a minute" in response.content.decode()
+    assert read_form(response.content.decode())["description"] == ["Three, too soon."]
+    ratelimit_clock.now += 61
+    assert owner_client.post(url, read_form(response.content.decode())).status_code == 302
+    mara.refresh_from_db()
+    assert mara.description == "Three, too soon." and mara.revision == 4

@@ -58,7 +58,9 @@ def send(page, text: str) -> None:
     expect(reply).to_have_attribute("data-status", "complete")
 
 
-def test_write_a_character_chat_edit_it_and_see_the_edit_in_the_next_prompt(page, app, signed_up, tmp_path, shot):
+def test_write_a_character_chat_edit_it_and_see_the_edit_in_the_next_prompt(
+    page, app, signed_up, tmp_path, shot
+):
     code = write_character(page, app, tmp_path, "Keeper Ansel")
     page.get_by_role("link", name="Its page").click()
     expect(page.get_by_role("heading", name="Keeper Ansel")).to_be_visible()
@@ -90,9 +92,9 @@ def test_write_a_character_chat_edit_it_and_see_the_edit_in_the_next_prompt(page
     page.goto(f"{app.base_url}/characters/{code}/history/")
     page.get_by_role("button", name="Restore version 1").click()
     expect(page.locator(".flash")).to_contain_text("Version 1 is back, saved as version 3")
+    shot("character-history")
     page.goto(f"{app.base_url}/characters/{code}/edit/")
     expect(page.get_by_label("Description")).to_have_value("A lighthouse keeper who counts ships.")
-    shot("character-history")
 
 
 def test_another_user_gets_404_on_the_editor(page, app, signed_up, tmp_path, browser):
