@@ -100,7 +100,7 @@ def _editor(request, code, handler):
         form.errors.clear()
         return _render(request, character, form, unsaved=True)
 
-    form = CharacterForm(request.POST, request.FILES, greetings=greetings)
+    form = CharacterForm(request.POST, request.FILES, greetings=greetings, editing=character is not None)
     if handler is not None and handler.too_large:
         form.add_error(
             "avatar",

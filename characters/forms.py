@@ -149,8 +149,13 @@ class CharacterForm(forms.Form):
     )
     revision = forms.IntegerField(min_value=0, widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, greetings: list[str] | None = None, **kwargs):
+    def __init__(self, *args, greetings: list[str] | None = None, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        # An edit must name the version it edited, or a stale page could not be told apart.
+        self.fields["revision"].required = editing
+        self.fields["revision"].error_messages["required"] = (
+            "This form does not say which version it edited; reload the editor."
+        )
         self.greetings = list(greetings or [])
         self.greeting_errors: dict[int, str] = {}
 

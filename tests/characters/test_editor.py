@@ -222,6 +222,18 @@ def test_a_stale_save_is_refused_with_409_and_the_text_kept_then_overwrites_on_p
     assert ada.description == "First tab's description." and ada.revision == 3
 
 
+def test_an_edit_that_does_not_name_its_version_is_refused(owner_client, owner):
+    mara = make_character(owner=owner)
+    form = editor_form(owner_client, mara)
+    del form["revision"]
+    form["description"] = ["From a page that lost its version."]
+    response = owner_client.post(reverse("characters:edit", args=[mara.code]), form)
+    assert response.status_code == 400
+    assert "does not say which version it edited" in response.content.decode()
+    mara.refresh_from_db()
+    assert mara.description == "A test character."
+
+
 # --- who may edit ---------------------------------------------------------------------------------
 
 
