@@ -1,5 +1,5 @@
-"""The character editor's pages: write a character, edit it, duplicate it, its History (readable
-diffs, one-click restore) and the live token counts.
+"""The character editor's pages: write a character, edit it, duplicate it, the History of a character
+or a lorebook (readable diffs, one-click restore) and the live token counts.
 
 Owners edit their characters and staff edit every one; anyone else gets a 404 for the editor and
 the History of a character, even a public one they may view, chat with and duplicate.
@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,7 +24,7 @@ from core.uploads import LimitedUploadHandler
 
 from . import revisions, services
 from .forms import TEXT_FIELDS, CharacterForm
-from .models import Character, Revision
+from .models import Character, Lorebook
 
 HISTORY_PAGE_SIZE = 25
 # Sent with every prompt (the greeting is sent once, as the chat's first message).
@@ -269,58 +270,97 @@ def character_duplicate(request, code):
     return redirect("characters:edit", copy.code)
 
 
-# --- history --------------------------------------------------------------------------------------
+# --- history (characters and lorebooks) -------------------------------------------------------------
 
 
-@login_required
-@require_GET
-def character_history(request, code):
-    character = get_editable_character(request, code)
-    page = page_of(revisions.history(character), number=page_number(request), per_page=HISTORY_PAGE_SIZE)
+def get_editable_lorebook(request, code) -> Lorebook:
+    """A lorebook the user may edit (their own, or their character's own book; any, for staff), or 404."""
+    rows = Lorebook.objects.all()
+    if not request.user.is_staff:
+        rows = rows.filter(Q(owner=request.user) | Q(character__owner=request.user))
+    rows = rows.filter(Q(character__isnull=True) | Q(character__deleted_at__isnull=True))
+    # The character's name names its book when the book has none (Lorebook.__str__).
+    rows = rows.select_related("character").only(
+        "id", "code", "name", "revision", "created_at", "owner", "character__id", "character__name"
+    )
+    return get_object_or_404(rows, code=code)
+
+
+# What the History pages need to know of each kind: how to find the object, its name, its pages.
+_KINDS = {
+    "character": {
+        "get": get_editable_character,
+        "subject": lambda obj: obj.name,
+        "back": lambda obj: (reverse("characters:edit", args=[obj.code]), "Back to the editor"),
+        "history": "characters:history",
+        "revision": "characters:revision",
+        "restore": "characters:revision_restore",
+    },
+    "lorebook": {
+        "get": get_editable_lorebook,
+        "subject": str,
+        "back": lambda obj: (reverse("characters:lorebooks"), "Back to the lorebooks"),
+        "history": "characters:lorebook_history",
+        "revision": "characters:lorebook_revision",
+        "restore": "characters:lorebook_revision_restore",
+    },
+}
+
+
+def _history_context(kind: str, obj) -> dict:
+    spec = _KINDS[kind]
+    back_url, back_label = spec["back"](obj)
+    return {
+        "obj": obj,
+        "subject": spec["subject"](obj),
+        "back_url": back_url,
+        "back_label": back_label,
+        "history_url": spec["history"],
+        "revision_url": spec["revision"],
+        "restore_url": spec["restore"],
+    }
+
+
+def _history(request, code, kind: str):
+    obj = _KINDS[kind]["get"](request, code)
+    page = page_of(revisions.history(obj), number=page_number(request), per_page=HISTORY_PAGE_SIZE)
     # Version 1 (as written or imported) has no row: it closes the list on its last page.
     first_version = not page.has_next and (not page.rows or page.rows[-1].number == 2)
     return render(
         request,
         "characters/history.html",
-        {"character": character, "page": page, "first_version": first_version},
+        {**_history_context(kind, obj), "page": page, "first_version": first_version},
     )
 
 
-def _revision(character: Character, number: int) -> Revision:
-    return get_object_or_404(Revision.objects.select_related("author"), character=character, number=number)
-
-
-@login_required
-@require_GET
-def character_revision(request, code, number: int):
-    character = get_editable_character(request, code)
-    revision = _revision(character, number)
+def _revision_page(request, code, number: int, kind: str):
+    obj = _KINDS[kind]["get"](request, code)
+    revision = get_object_or_404(revisions.history(obj).defer(None).select_related("author"), number=number)
     return render(
         request,
         "characters/revision.html",
-        {"character": character, "revision": revision, "diffs": revisions.diffs(revision)},
+        {**_history_context(kind, obj), "revision": revision, "diffs": revisions.diffs(revision)},
     )
 
 
-@login_required
-@require_POST
-def character_revision_restore(request, code, number: int):
+def _restore(request, code, number: int, kind: str):
     """Bring version `number` back, as a new version (the current one stays in the History)."""
-    character = get_editable_character(request, code)
-    if number >= character.revision or number < 1:
-        if number != character.revision:
+    obj = _KINDS[kind]["get"](request, code)
+    history = reverse(_KINDS[kind]["history"], args=[obj.code])
+    if number >= obj.revision or number < 1:
+        if number != obj.revision:
             raise Http404("There is no such version.")
         messages.info(request, f"Version {number} is the current version.")
-        return redirect("characters:history", character.code)
+        return redirect(history)
     wait = _too_fast(request)
     if wait:
         messages.error(request, f"Too many saves in a minute; wait {wait} s and restore again.")
-        return redirect("characters:history", character.code)
+        return redirect(history)
     try:
-        revision = revisions.restore(character, number=number, author=request.user)
+        revision = revisions.restore(obj, number=number, author=request.user)
     except revisions.RevisionGap as exc:
         messages.error(request, f"Version {number} cannot be brought back: {exc}.")
-        return redirect("characters:history", character.code)
+        return redirect(history)
     if revision is None:
         messages.info(request, f"Version {number} is the same as the current version; nothing changed.")
     else:
@@ -329,4 +369,40 @@ def character_revision_restore(request, code, number: int):
             f"Version {number} is back, saved as version {revision.number}. "
             "The version before it stays in the History.",
         )
-    return redirect(reverse("characters:history", args=[character.code]))
+    return redirect(history)
+
+
+@login_required
+@require_GET
+def character_history(request, code):
+    return _history(request, code, "character")
+
+
+@login_required
+@require_GET
+def character_revision(request, code, number: int):
+    return _revision_page(request, code, number, "character")
+
+
+@login_required
+@require_POST
+def character_revision_restore(request, code, number: int):
+    return _restore(request, code, number, "character")
+
+
+@login_required
+@require_GET
+def lorebook_history(request, code):
+    return _history(request, code, "lorebook")
+
+
+@login_required
+@require_GET
+def lorebook_revision(request, code, number: int):
+    return _revision_page(request, code, number, "lorebook")
+
+
+@login_required
+@require_POST
+def lorebook_revision_restore(request, code, number: int):
+    return _restore(request, code, number, "lorebook")

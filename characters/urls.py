@@ -44,6 +44,13 @@ urlpatterns = [
         lorebook_views.lorebook_entry_delete,
         name="lorebook_entry_delete",
     ),
+    path("lorebooks/<uuid:code>/history/", editor.lorebook_history, name="lorebook_history"),
+    path("lorebooks/<uuid:code>/history/<int:number>/", editor.lorebook_revision, name="lorebook_revision"),
+    path(
+        "lorebooks/<uuid:code>/history/<int:number>/restore/",
+        editor.lorebook_revision_restore,
+        name="lorebook_revision_restore",
+    ),
     path(
         "lorebooks/<uuid:code>/world-info.json",
         views.lorebook_download,

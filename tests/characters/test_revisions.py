@@ -237,3 +237,40 @@ def test_the_chat_page_costs_no_extra_query_for_the_notice(
     save(owner_client, mara, description="Edited.")
     with django_assert_num_queries(n):
         assert "data-character-changed" in owner_client.get(chat.get_absolute_url()).content.decode()
+
+
+# --- lorebook history pages -------------------------------------------------------------------------
+
+
+def test_a_lorebook_history_lists_admin_saves_and_restores_a_removed_entry(
+    client, owner, other, admin_user, settings, django_assert_max_num_queries
+):
+    import json
+
+    result = services.lorebook_import(
+        source=json.dumps(cardkit.world_info()).encode(), file_name="harbor.json", owner=owner
+    )
+    book = result.object
+    gone = book.entries.order_by("id").first()
+    gone_id = gone.pk
+    with transaction.atomic():  # what the lead's lorebook editor does on a save
+        before = revisions.snapshot(book, expected=book.revision)
+        gone.delete()
+        revisions.record(book, before=before, author=owner)
+    client.force_login(owner)
+    url = reverse("characters:lorebook_history", args=[book.code])
+    settings.CACHALOT_ENABLED = False
+    client.get(url)
+    # the user, the book, one page of its revisions
+    with django_assert_max_num_queries(3):
+        html = client.get(url).content.decode()
+    assert "1 entry removed" in html and "Restore version 1" in html
+    diff = client.get(reverse("characters:lorebook_revision", args=[book.code, 2])).content.decode()
+    assert "Entry removed: The harbor" in diff and "<del>Ships come in at dawn.</del>" in diff
+    client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 1]))
+    assert book.entries.filter(pk=gone_id, content="Ships come in at dawn.").exists()
+    client.force_login(other)
+    assert client.get(url).status_code == 404
+    assert (
+        client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 2])).status_code == 404
+    )
