@@ -54,9 +54,10 @@ CHARACTER_FIELDS = (
     "creator_notes", "creator", "character_version", "extensions", "visibility", "avatar", "thumbnail",
 )  # fmt: skip
 LOREBOOK_FIELDS = ("name", "description", "scan_depth", "token_budget", "recursive_scanning", "extensions")
-# Every column of an entry but its keys to the book; new columns are tracked without a change here.
+# Every column of an entry but its keys and its edit counter (`version`, which the lorebook editor's
+# stale-form check owns and a restore only moves forward); new columns are tracked without a change here.
 ENTRY_FIELDS = tuple(
-    f.attname for f in LorebookEntry._meta.concrete_fields if f.name not in ("id", "lorebook")
+    f.attname for f in LorebookEntry._meta.concrete_fields if f.name not in ("id", "lorebook", "version")
 )
 
 LABELS = {
@@ -303,7 +304,10 @@ def _apply_character(current: Snapshot, target: Snapshot) -> None:
 
 def _apply_lorebook(current: Snapshot, target: Snapshot) -> None:
     columns = {k: v for k, v in target.fields.items() if current.fields.get(k) != v}
-    Lorebook.objects.filter(pk=current.pk).update(**columns, updated_at=timezone.now())
+    # The editor's forms opened before the restore are stale now: move their counters on.
+    Lorebook.objects.filter(pk=current.pk).update(
+        **columns, updated_at=timezone.now(), version=models.F("version") + 1
+    )
     gone = [int(k) for k in current.entries if k not in target.entries]
     if gone:
         # One DELETE, without the per-entry signal (it touches updated_at, done above).
@@ -325,6 +329,7 @@ def _apply_lorebook(current: Snapshot, target: Snapshot) -> None:
     if changed:
         # Only the columns that differ: Django builds a CASE per column and row.
         LorebookEntry.objects.bulk_update(changed, sorted(columns), batch_size=500)
+        LorebookEntry.objects.filter(pk__in=[e.pk for e in changed]).update(version=models.F("version") + 1)
 
 
 # --- readable diffs ---------------------------------------------------------------------------------

@@ -192,6 +192,15 @@ def test_a_lorebook_restore_brings_removed_entries_back_under_their_ids(owner, d
         revision = revisions.restore(book, number=1, author=owner)
     assert revision.number == 3 and revision.restored_from == 1
     assert revisions.snapshot(book).entries == snapshot_before.entries
+    # Editor forms opened before the restore are stale now (the book's and each rewritten entry's
+    # edit counter moved on), so they cannot save over what came back.
+    book.refresh_from_db()
+    assert book.version == 2
+    assert set(
+        book.entries.exclude(pk__in=[int(k) for k in snapshot_before.entries][:500]).values_list(
+            "version", flat=True
+        )
+    ) == {2}
 
 
 def test_a_stale_lorebook_save_is_refused_and_its_writes_rolled_back(owner):
