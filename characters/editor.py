@@ -299,7 +299,7 @@ _KINDS = {
     "lorebook": {
         "get": get_editable_lorebook,
         "subject": str,
-        "back": lambda obj: (reverse("characters:lorebooks"), "Back to the lorebooks"),
+        "back": lambda obj: (reverse("characters:lorebook_edit", args=[obj.code]), "Back to the lorebook"),
         "history": "characters:lorebook_history",
         "revision": "characters:lorebook_revision",
         "restore": "characters:lorebook_revision_restore",

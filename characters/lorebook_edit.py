@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import revisions
 from .models import Character, Lorebook, LorebookEntry
 
 # SillyTavern's World Info positions (the entry's `position` number, kept in extensions); the
@@ -58,8 +59,9 @@ def _touch(book: Lorebook) -> None:
 
 
 @transaction.atomic
-def book_save(*, book: Lorebook, expected_version: int | None) -> Lorebook:
-    """Create `book` (no pk) or save its settings; refused when `expected_version` is stale."""
+def book_save(*, book: Lorebook, expected_version: int | None, author=None) -> Lorebook:
+    """Create `book` (no pk) or save its settings; refused when `expected_version` is stale.
+    A change is kept as a revision (characters/revisions.py)."""
     if book.pk is None:
         book.version = 1
         book.save()
@@ -67,8 +69,10 @@ def book_save(*, book: Lorebook, expected_version: int | None) -> Lorebook:
     current = Lorebook.objects.select_for_update().values_list("version", flat=True).get(pk=book.pk)
     if expected_version != current:
         raise StaleEdit(current)
+    before = revisions.snapshot(book, entry_ids=[])
     book.version = current + 1
     book.save()
+    revisions.record(book, before=before, author=author)
     return book
 
 
@@ -116,10 +120,11 @@ def book_delete(*, book: Lorebook) -> None:
 
 
 @transaction.atomic
-def entry_save(*, entry: LorebookEntry, expected_version: int | None) -> LorebookEntry:
+def entry_save(*, entry: LorebookEntry, expected_version: int | None, author=None) -> LorebookEntry:
     """Create `entry` (no pk) or save it; refused when `expected_version` is stale or the book is
-    full."""
+    full. The change is kept as a revision of the book holding only this entry."""
     book = entry.lorebook
+    before = revisions.snapshot(book, entry_ids=[entry.pk] if entry.pk else [])
     if entry.pk is None:
         limit = settings.RPCHAT["MAX_LOREBOOK_ENTRIES"]
         if LorebookEntry.objects.filter(lorebook=book).count() >= limit:
@@ -133,13 +138,16 @@ def entry_save(*, entry: LorebookEntry, expected_version: int | None) -> Loreboo
         entry.version = current + 1
         entry.save()
     _touch(book)
+    revisions.record(book, before=before, author=author, entry_ids=[entry.pk])
     return entry
 
 
 @transaction.atomic
-def entry_delete(*, entry: LorebookEntry) -> None:
+def entry_delete(*, entry: LorebookEntry, author=None) -> None:
+    before = revisions.snapshot(entry.lorebook, entry_ids=[entry.pk])
     entry.delete()
     _touch(entry.lorebook)
+    revisions.record(entry.lorebook, before=before, author=author)
 
 
 def entries_page_queryset(book: Lorebook, *, q: str, sort: str):

@@ -124,7 +124,9 @@ def lorebook_edit(request, code):
     if not form.is_valid():
         return _editor_page(request, book, book_form=form, status=400)
     try:
-        edit.book_save(book=form.save(commit=False), expected_version=form.cleaned_data["version"])
+        edit.book_save(
+            book=form.save(commit=False), expected_version=form.cleaned_data["version"], author=request.user
+        )
     except edit.StaleEdit as stale:
         form = _stale(LorebookForm(request.POST, instance=book), stale)
         return _editor_page(request, book, book_form=form, status=409)
@@ -170,7 +172,9 @@ def lorebook_entry_save(request, code, entry_id=None):
     if not form.is_valid():
         return _editor_page(request, book, bound_entry=form, status=400)
     try:
-        entry = edit.entry_save(entry=form.save(commit=False), expected_version=form.cleaned_data["version"])
+        entry = edit.entry_save(
+            entry=form.save(commit=False), expected_version=form.cleaned_data["version"], author=request.user
+        )
     except edit.StaleEdit as stale:
         return _editor_page(request, book, bound_entry=_stale(form, stale), status=409)
     except ValueError as exc:
@@ -186,7 +190,7 @@ def lorebook_entry_delete(request, code, entry_id):
     book = _editable_book(request, code)
     entry = get_object_or_404(LorebookEntry, lorebook=book, pk=entry_id)
     entry.lorebook = book
-    edit.entry_delete(entry=entry)
+    edit.entry_delete(entry=entry, author=request.user)
     messages.success(request, f"Entry “{entry}” deleted.")
     return redirect(_book_url(book, request))
 

@@ -28,8 +28,10 @@ Usage, inside the transaction that saves the object (a lorebook editor, say):
     revisions.diffs(revision)                    # readable diffs (FieldDiff) for a template
 
 `snapshot(lorebook)` reads the book in one query and its entries in one more (a 1,000-entry book is
-two SELECTs and the revision one INSERT). Pass `entry_ids=` to both calls when a save touched only
-those entries (include the ids of entries it created). Characters go through the same functions;
+two SELECTs and the revision one INSERT). When a save touches only some entries, pass their ids:
+`snapshot(book, entry_ids=[id])` before and `record(..., entry_ids=[id, new_id])` after (with the
+ids of entries it created); `entry_ids=[]` reads the book's own fields only. The lorebook editor's
+saves (characters/lorebook_edit.py) do this. Characters go through the same functions;
 characters.services.character_update is the editor's save.
 """
 
@@ -135,6 +137,8 @@ def snapshot(obj: Character | Lorebook, *, expected: int | None = None, entry_id
     revision = row.pop("revision")
     if expected is not None and expected != revision:
         raise StaleEdit(edited=expected, current=revision)
+    # An instance saved whole after this (a ModelForm's, say) writes the number back unchanged.
+    obj.revision = revision
     snap = Snapshot(model=model, pk=obj.pk, revision=revision, fields=row)
     if model is Character:
         row["tags"] = sorted_tags(
@@ -201,15 +205,18 @@ def record(
     author=None,
     after: Snapshot | None = None,
     restored_from: int | None = None,
+    entry_ids=None,
 ) -> Revision | None:
     """Write the revision between `before` and now (or `after`, when the caller knows it).
 
-    Nothing changed: nothing written, None. Otherwise the object's `revision` moves from
+    `entry_ids`: which entries to read after the save, when `before` read only some and the save
+    created more. Nothing changed: nothing written, None. Otherwise the object's `revision` moves from
     before.revision to the next number (StaleEdit if it moved meanwhile, which rolls back the
     transaction's writes) and one Revision row is inserted. Call inside the saving transaction.
     """
     if after is None:
-        after = snapshot(obj, entry_ids=before.entry_ids)
+        # The entries read before, or `entry_ids` (those and any the save created).
+        after = snapshot(obj, entry_ids=entry_ids if entry_ids is not None else before.entry_ids)
     changes = changes_between(before, after)
     if not changes:
         return None

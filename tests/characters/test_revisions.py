@@ -283,3 +283,32 @@ def test_a_lorebook_history_lists_admin_saves_and_restores_a_removed_entry(
     assert (
         client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 2])).status_code == 404
     )
+
+
+def test_lorebook_editor_saves_are_revisions_and_any_version_comes_back(owner_client, owner):
+    from tests.characters.test_lorebook_editor import add_entry, edit_entry, new_book
+
+    book = new_book(owner_client)
+    page = owner_client.get(reverse("characters:lorebook_edit", args=[book.code])).content.decode()
+    assert reverse("characters:lorebook_history", args=[book.code]) in page
+    entry = add_entry(owner_client, book)
+    assert edit_entry(owner_client, entry, content="Ships come in at dusk.").status_code == 302
+    owner_client.post(reverse("characters:lorebook_entry_new", args=[book.code]), {})  # refused: no revision
+    book.refresh_from_db()
+    rows = list(Revision.objects.filter(lorebook=book).order_by("number"))
+    assert [(r.number, r.summary, r.author) for r in rows] == [
+        (2, "1 entry added", owner),
+        (3, "1 entry changed", owner),
+    ]
+    assert rows[1].changes["entries"]["changed"][str(entry.pk)] == {
+        "content": ["Ships come in at dawn.", "Ships come in at dusk."]
+    }
+    owner_client.post(reverse("characters:lorebook_entry_delete", args=[book.code, entry.pk]))
+    assert not book.entries.exists()
+    history = owner_client.get(reverse("characters:lorebook_history", args=[book.code])).content.decode()
+    assert "1 entry removed" in history
+    owner_client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 3]))
+    assert list(book.entries.values_list("pk", "content")) == [(entry.pk, "Ships come in at dusk.")]
+    owner_client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 1]))
+    assert not book.entries.exists()
+    assert Lorebook.objects.get(pk=book.pk).revision == 6
