@@ -83,6 +83,24 @@ def test_a_user_writes_a_character_from_nothing(owner_client, owner):
     assert card["data"]["alternate_greetings"] == ["Another coast, another map.", "You again!"]
     assert card["data"]["extensions"]["depth_prompt"]["prompt"] == "Mara mentions the weather."
     assert sorted(card["data"]["tags"]) == ["Fantasy", "maps"]
+    # The PNG card as SillyTavern reads it: both chunks, every field entered.
+    png = owner_client.get(reverse("characters:card_png", args=[mara.code])).content
+    for keyword, spec in (("chara", "chara_card_v2"), ("ccv3", "chara_card_v3")):
+        chunk = _chunk(png, keyword)
+        assert chunk["spec"] == spec
+        data = chunk["data"]
+        assert (data["name"], data["description"], data["first_mes"]) == (
+            "Mara the Cartographer",
+            "Maps every coast she sees.\nNever lost.",
+            "*Unrolls a map.* Where to, {{user}}?",
+        )
+        assert data["alternate_greetings"] == ["Another coast, another map.", "You again!"]
+        assert data["extensions"]["depth_prompt"] == {
+            "prompt": "Mara mentions the weather.",
+            "depth": 2,
+            "role": "user",
+        }
+        assert data["extensions"]["talkativeness"] == 0.8
 
 
 def test_an_empty_name_and_an_oversize_description_are_refused_next_to_their_fields(owner_client, settings):

@@ -139,3 +139,26 @@ def test_the_chat_page_is_usable_from_the_keyboard(page, app, signed_up):
     assert box.input_value() == "Line one\nLine two"
     box.press("Enter")
     expect(page.locator("article.message.user").last).to_contain_text("Line two")
+
+
+def test_the_character_editor_and_history_are_accessible(axe_page, app):
+    page = axe_page
+    page.goto(app.base_url + "/accounts/signup/")
+    page.get_by_label("Username").fill("card-writer")
+    page.get_by_label("Password", exact=True).fill("a-long-pass-phrase-7")
+    page.get_by_label("Password confirmation").fill("a-long-pass-phrase-7")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/characters/")
+    page.get_by_role("link", name="Write a character").click()
+    page.get_by_role("button", name="Add a greeting").click()
+    check(page, "character-new")
+    page.get_by_label("Name", exact=True).fill("Iris")
+    page.get_by_label("Description").fill("A botanist.")
+    page.get_by_role("button", name="Create the character").click()
+    page.get_by_label("Description").fill("A botanist who talks to ferns.")
+    page.get_by_role("button", name="Save").click()
+    check(page, "character-editor")
+    page.get_by_role("link", name="History").click()
+    check(page, "character-history")
+    page.get_by_role("link", name="What changed").click()
+    check(page, "character-revision")
