@@ -24,6 +24,7 @@ from core.uploads import LimitedUploadHandler
 
 from . import revisions, services
 from .forms import TEXT_FIELDS, CharacterForm
+from .lorebook_edit import editable_lorebooks
 from .models import Character, Lorebook
 
 HISTORY_PAGE_SIZE = 25
@@ -275,9 +276,7 @@ def character_duplicate(request, code):
 
 def get_editable_lorebook(request, code) -> Lorebook:
     """A lorebook the user may edit (their own, or their character's own book; any, for staff), or 404."""
-    rows = Lorebook.objects.all()
-    if not request.user.is_staff:
-        rows = rows.filter(Q(owner=request.user) | Q(character__owner=request.user))
+    rows = editable_lorebooks(request.user)
     rows = rows.filter(Q(character__isnull=True) | Q(character__deleted_at__isnull=True))
     # The character's name names its book when the book has none (Lorebook.__str__).
     rows = rows.select_related("character").only(
