@@ -247,6 +247,19 @@ def history(obj: Character | Lorebook) -> models.QuerySet:
     )
 
 
+def picture_files(character: Character) -> set[str]:
+    """The names of every picture file the character's revisions refer to (the pictures it had
+    before), for purging them with the character: one query, reading only those keys."""
+    names: set[str] = set()
+    rows = Revision.objects.filter(character=character, changes__fields__has_key="avatar").values_list(
+        "changes__fields__avatar", "changes__fields__thumbnail"
+    )
+    for pair in rows:
+        for values in pair:
+            names.update(v for v in values or () if isinstance(v, str) and v)
+    return names
+
+
 def rebuild(current: Snapshot, number: int) -> Snapshot:
     """The object as it was at version `number`, from `current` and the rows since (one query)."""
     if not 1 <= number <= current.revision:

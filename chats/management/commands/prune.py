@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from characters import revisions
 from characters.models import Character
 from chats.models import ChatSession, Message
 from chats.services import messages_delete
@@ -34,9 +35,13 @@ class Command(BaseCommand):
             messages += purge_chat(pk)
         purged_characters = 0
         for character in characters.only("pk", "avatar", "thumbnail"):
-            for image in (character.avatar, character.thumbnail):
-                if image:
-                    image.delete(save=False)
+            # Its pictures now and those its History kept.
+            names = revisions.picture_files(character) | {
+                image.name for image in (character.avatar, character.thumbnail) if image
+            }
+            storage = character.avatar.storage
+            for name in names:
+                storage.delete(name)
             character.delete()
             purged_characters += 1
         self.stdout.write(
