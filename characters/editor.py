@@ -335,10 +335,16 @@ def _history(request, code, kind: str):
 def _revision_page(request, code, number: int, kind: str):
     obj = _KINDS[kind]["get"](request, code)
     revision = get_object_or_404(revisions.history(obj).defer(None).select_related("author"), number=number)
+    ids = revisions.book_ids(revision)
+    names = {b.pk: str(b) for b in Lorebook.objects.filter(pk__in=ids).only("id", "name")} if ids else {}
     return render(
         request,
         "characters/revision.html",
-        {**_history_context(kind, obj), "revision": revision, "diffs": revisions.diffs(revision)},
+        {
+            **_history_context(kind, obj),
+            "revision": revision,
+            "diffs": revisions.diffs(revision, book_names=names),
+        },
     )
 
 

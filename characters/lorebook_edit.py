@@ -53,6 +53,16 @@ def editable_characters(user):
     return characters if user.is_staff else characters.filter(owner=user)
 
 
+@transaction.atomic
+def world_info_set(*, character: Character, books, author=None) -> None:
+    """The global books `character` brings into every chat; kept as a revision of the character."""
+    before = revisions.snapshot(character)
+    character.lorebooks.set(books)
+    # The character page is cached by its updated_at: it shows which books are attached.
+    Character.objects.filter(pk=character.pk).update(updated_at=timezone.now())
+    revisions.record(character, before=before, author=author)
+
+
 def _touch(book: Lorebook) -> None:
     # An UPDATE through the ORM, so cachalot forgets the lorebook queries cached before it.
     Lorebook.objects.filter(pk=book.pk).update(updated_at=timezone.now())

@@ -15,7 +15,6 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.pagination import page_number, page_of
@@ -275,9 +274,7 @@ def character_world_info(request, code):
         wanted = Lorebook.objects.filter(
             owner_id=owner_id, character__isnull=True, code__in=_uuids(request.POST.getlist("books"))
         )
-        character.lorebooks.set(wanted)
-        # The character page is cached by its updated_at: it shows which books are attached.
-        Character.objects.filter(pk=character.pk).update(updated_at=timezone.now())
+        edit.world_info_set(character=character, books=wanted, author=request.user)
         messages.success(request, f"World Info of {character.name} saved.")
         return redirect("characters:world_info", character.code)
     own_book = Lorebook.objects.filter(character=character).annotate(entry_count=Count("entries")).first()

@@ -49,7 +49,8 @@ from django.utils import timezone
 
 from .models import Character, Lorebook, LorebookEntry, Revision
 
-# What a character revision tracks: the card's columns, visibility, the picture, and tags.
+# What a character revision tracks: the card's columns, visibility, the picture; and (read apart)
+# its tags and World Info books.
 CHARACTER_FIELDS = (
     "name", "nickname", "description", "personality", "scenario", "first_message",
     "alternate_greetings", "example_dialogue", "system_prompt", "post_history_instructions",
@@ -80,6 +81,7 @@ LABELS = {
     "visibility": "Visibility",
     "avatar": "Picture",
     "tags": "Tags",
+    "lorebooks": "World Info (lorebooks brought into every chat)",
     "scan_depth": "Scan depth",
     "token_budget": "Token budget",
     "recursive_scanning": "Recursive scanning",
@@ -143,6 +145,12 @@ def snapshot(obj: Character | Lorebook, *, expected: int | None = None, entry_id
     if model is Character:
         row["tags"] = sorted_tags(
             Character.tags.through.objects.filter(character_id=obj.pk).values_list("tag__name", flat=True)
+        )
+        # Its World Info: the global books it brings into every chat, by id.
+        row["lorebooks"] = sorted(
+            Character.lorebooks.through.objects.filter(character_id=obj.pk).values_list(
+                "lorebook_id", flat=True
+            )
         )
     else:
         snap.entry_ids = sorted(int(i) for i in entry_ids) if entry_ids is not None else None
@@ -312,13 +320,26 @@ def restore(obj: Character | Lorebook, *, number: int, author=None) -> Revision 
 def _apply_character(current: Snapshot, target: Snapshot) -> None:
     from .services import tags_for  # services saves through this module
 
-    columns = {k: v for k, v in target.fields.items() if k != "tags" and current.fields.get(k) != v}
+    columns = {
+        k: v
+        for k, v in target.fields.items()
+        if k not in ("tags", "lorebooks") and current.fields.get(k) != v
+    }
     Character.objects.filter(pk=current.pk).update(**columns, updated_at=timezone.now())
     if target.fields["tags"] != current.fields["tags"]:
         Character.tags.through.objects.filter(character_id=current.pk).delete()
         Character.tags.through.objects.bulk_create(
             Character.tags.through(character_id=current.pk, tag_id=t.pk)
             for t in tags_for(target.fields["tags"])
+        )
+    if target.fields.get("lorebooks", []) != current.fields.get("lorebooks", []):
+        # Books deleted since stay out.
+        Character.lorebooks.through.objects.filter(character_id=current.pk).delete()
+        Character.lorebooks.through.objects.bulk_create(
+            Character.lorebooks.through(character_id=current.pk, lorebook_id=pk)
+            for pk in Lorebook.objects.filter(pk__in=target.fields.get("lorebooks", [])).values_list(
+                "pk", flat=True
+            )
         )
 
 
@@ -412,8 +433,10 @@ def text_diff(old: str, new: str) -> list[tuple[str, str]]:
     return [(op, text) for op, text in pieces if text]
 
 
-def diffs(revision: Revision) -> list[FieldDiff]:
-    """The revision's changes as readable diffs: one per field, then one per entry of a lorebook."""
+def diffs(revision: Revision, *, book_names: dict[int, str] | None = None) -> list[FieldDiff]:
+    """The revision's changes as readable diffs: one per field, then one per entry of a lorebook.
+    `book_names` names World Info books by id (see book_ids)."""
+    book_names = book_names or {}
     changes = revision.changes or {}
     out = []
     for name, (old, new) in changes.get("fields", {}).items():
@@ -423,6 +446,15 @@ def diffs(revision: Revision) -> list[FieldDiff]:
             out.append(
                 FieldDiff(LABELS["avatar"], [("ins", "A new picture.")] if new else [("del", "Removed.")])
             )
+            continue
+        if name == "lorebooks":  # a set of books: which went, which came
+            gone = [
+                ("del", f"{book_names.get(pk, f'book #{pk}')} ") for pk in old or () if pk not in (new or ())
+            ]
+            came = [
+                ("ins", f"{book_names.get(pk, f'book #{pk}')} ") for pk in new or () if pk not in (old or ())
+            ]
+            out.append(FieldDiff(LABELS[name], gone + came))
             continue
         old_text, new_text = as_text(old), as_text(new)
         out.append(FieldDiff(LABELS.get(name, name), text_diff(old_text, new_text), old_text, new_text))
@@ -443,6 +475,12 @@ def diffs(revision: Revision) -> list[FieldDiff]:
                 FieldDiff(f"Entry {key}: {name.replace('_', ' ')}", text_diff(as_text(old), as_text(new)))
             )
     return out
+
+
+def book_ids(revision: Revision) -> set[int]:
+    """The World Info books a character revision names, to look their names up in one query."""
+    old, new = (revision.changes or {}).get("fields", {}).get("lorebooks", [[], []])
+    return {pk for pk in [*(old or ()), *(new or ())] if isinstance(pk, int)}
 
 
 def _entry_title(values: dict, key: str) -> str:

@@ -312,3 +312,22 @@ def test_lorebook_editor_saves_are_revisions_and_any_version_comes_back(owner_cl
     owner_client.post(reverse("characters:lorebook_revision_restore", args=[book.code, 1]))
     assert not book.entries.exists()
     assert Lorebook.objects.get(pk=book.pk).revision == 6
+
+
+def test_a_characters_world_info_is_in_its_history_and_comes_back(owner_client, owner):
+    from tests.characters.test_lorebook_editor import new_book
+
+    mara = make_character(owner=owner)
+    harbor, woods = new_book(owner_client, "Harbor"), new_book(owner_client, "Woods")
+    url = reverse("characters:world_info", args=[mara.code])
+    owner_client.post(url, {"books": [str(harbor.code), str(woods.code)]})
+    owner_client.post(url, {"books": [str(woods.code)]})
+    mara.refresh_from_db()
+    assert mara.revision == 3
+    assert Revision.objects.get(character=mara, number=3).changes == {
+        "fields": {"lorebooks": [sorted([harbor.pk, woods.pk]), [woods.pk]]}
+    }
+    diff = owner_client.get(reverse("characters:revision", args=[mara.code, 3])).content.decode()
+    assert "World Info" in diff and "<del>Harbor </del>" in diff
+    owner_client.post(reverse("characters:revision_restore", args=[mara.code, 2]))
+    assert set(mara.lorebooks.values_list("pk", flat=True)) == {harbor.pk, woods.pk}
