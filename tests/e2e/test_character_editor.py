@@ -126,3 +126,21 @@ def test_the_editor_works_at_phone_width(page, app, signed_up, tmp_path, shot):
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.get_by_role("link", name="What changed").first.click()
     expect(page.locator(".diff ins")).to_have_text("A storm at night.")
+
+
+def test_two_tabs_the_second_save_is_refused_with_the_text_kept(page, app, signed_up, tmp_path, context):
+    code = write_character(page, app, tmp_path, "Two-Tab Ansel")
+    other = context.new_page()
+    other.goto(f"{app.base_url}/characters/{code}/edit/")
+    other.get_by_label("Scenario").fill("Written in the other tab.")
+    other.get_by_role("button", name="Save").click()
+    expect(other.locator(".flash")).to_contain_text("Saved as version 2")
+
+    page.get_by_label("Description").fill("Written in the first tab.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#stale")).to_contain_text("this character changed since you opened the editor")
+    expect(page.locator("#stale")).to_contain_text("Scenario")
+    expect(page.get_by_label("Description")).to_have_value("Written in the first tab.")
+    page.get_by_role("button", name="Overwrite with my version").click()
+    expect(page.locator(".flash")).to_contain_text("Saved as version 3")
+    expect(page.get_by_label("Description")).to_have_value("Written in the first tab.")
