@@ -5,7 +5,8 @@ names the version it edited; `snapshot(..., expected=n)` refuses it with StaleEd
 save came first, and `record` moves the number on with a compare-and-swap, so two tabs never both
 win. Each save that changes something writes one Revision row holding only the changes:
 
-    character: {"fields": {name: [old, new], ...}}        (tags as a list of names, avatar as a file name)
+    character: {"fields": {name: [old, new], ...}}   (tags as names, World Info books as ids, the
+                                                      picture as its file name)
     lorebook:  {"fields": {...},
                 "entries": {"added": {id: values}, "removed": {id: values},
                             "changed": {id: {name: [old, new]}}}}
@@ -25,14 +26,17 @@ Usage, inside the transaction that saves the object (a lorebook editor, say):
 
     revisions.history(lorebook)                  # QuerySet of Revision, newest first, no `changes`
     revisions.restore(lorebook, number=3, author=request.user)   # a new Revision (or None)
-    revisions.diffs(revision)                    # readable diffs (FieldDiff) for a template
+    revisions.diffs(revision)                    # readable diffs (FieldDiff) for a template:
+                                                 # {% include "characters/revision_diffs.html" %}
 
 `snapshot(lorebook)` reads the book in one query and its entries in one more (a 1,000-entry book is
 two SELECTs and the revision one INSERT). When a save touches only some entries, pass their ids:
 `snapshot(book, entry_ids=[id])` before and `record(..., entry_ids=[id, new_id])` after (with the
 ids of entries it created); `entry_ids=[]` reads the book's own fields only. The lorebook editor's
-saves (characters/lorebook_edit.py) do this. Characters go through the same functions;
-characters.services.character_update is the editor's save.
+saves (characters/lorebook_edit.py) do this; its own `version` counters (stale forms) are not part
+of a revision, and a restore moves them on. Characters go through the same functions:
+characters.services.character_update is the editor's save. The History pages of both are in
+characters/editor.py.
 """
 
 from __future__ import annotations
