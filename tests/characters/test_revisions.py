@@ -337,3 +337,14 @@ def test_a_characters_world_info_is_in_its_history_and_comes_back(owner_client, 
     assert "World Info" in diff and "<del>Harbor </del>" in diff
     owner_client.post(reverse("characters:revision_restore", args=[mara.code, 2]))
     assert set(mara.lorebooks.values_list("pk", flat=True)) == {harbor.pk, woods.pk}
+
+
+def test_a_branch_keeps_the_version_its_chat_began_with(owner_client, owner):
+    from chats.services import chat_branch
+
+    mara = make_character(owner=owner)
+    chat = chat_start(user=owner, character=mara)
+    save(owner_client, mara, description="Edited after the chat began.")
+    branch = chat_branch(session=chat, at_seq=1)
+    assert branch.character_revision == 1
+    assert "was edited since this chat began" in owner_client.get(branch.get_absolute_url()).content.decode()
