@@ -9,7 +9,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UsernameField
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -64,11 +64,17 @@ def preferences(request):
         preferences_save(user=request.user, theme=form.cleaned_data["theme"])
         messages.success(request, "Theme saved.")
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    # Only a path of this site; anything else (another host, a bare word, control characters)
+    # goes back to Settings. A path, never a URL name: redirect() would try to reverse "999".
+    if (
+        target.startswith("/")
+        and target.isprintable()
+        and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
-        target = "settings"
-    return redirect(target)
+        return HttpResponseRedirect(target)
+    return redirect("settings")
 
 
 class LoginView(auth_views.LoginView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -32,6 +33,23 @@ def _clear_cache() -> None:
             client.delete(*keys)
     else:
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_event_loop(request):
+    """Playwright's sync API leaves its event loop marked as running in the main thread for the rest
+    of the session, on the worker that ran the browser tests. A later test on that worker that runs
+    async code (asyncio.run, async_to_sync) would fail with "cannot be called from a running event
+    loop": outside the browser tests, the loop is set aside for the test and put back after."""
+    loop = asyncio._get_running_loop()
+    if loop is None or request.node.get_closest_marker("e2e"):
+        yield
+        return
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)
 
 
 @pytest.fixture(autouse=True)

@@ -172,7 +172,18 @@ def world(owner, client, tiny_builtin, settings):
     summary = Memory.objects.create(
         session=chat, start_seq=1, end_seq=20, text="A summary.", status="written"
     )
+    # A model server of the user's own, which staff allowed (settings_app's models/<code>/ pages).
+    from settings_app.models import ConnectionProfile, SiteSettings
+
+    site = SiteSettings.load()
+    site.allow_user_profiles = True
+    site.user_profile_hosts = "models.example.com"
+    site.save()
+    profile = ConnectionProfile.objects.create(
+        owner=owner, name="Fuzz", base_url="https://models.example.com/v1", model="fuzz", api_key="k"
+    )
     return {
+        "profile": profile,
         "preset": preset,
         "fact": chat.facts.get(),
         "summary": summary,
@@ -191,6 +202,7 @@ def _path_kwargs(name: str, entry: URLPattern, world, seq: int) -> dict:
         "characters": world["character"],
         "personas": world["persona"],
         "presets": world["preset"],
+        "settings_app": world["profile"],
         "api": world["chat"],
     }
     namespace = name.split(":", maxsplit=1)[0]
