@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import ratelimit
+from core import images, ratelimit
 from core.pagination import page_number, page_of
 from core.tokens import estimate_tokens
 from core.uploads import LimitedUploadHandler
@@ -121,8 +121,8 @@ def _editor(request, code, handler):
     upload = form.cleaned_data.get("avatar")
     if upload:
         try:
-            avatar = services.avatar_from_upload(upload.read())
-        except services.ImageRejected as exc:
+            avatar = images.portrait_from_upload(upload.read())
+        except images.ImageRejected as exc:
             form.add_error("avatar", f"{exc} Nothing was saved.")
             return _render(request, character, form, status=400)
     values = form.changed_values(character, tag_names)

@@ -17,7 +17,9 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from core.images import ImageRejected, open_image
 
 from . import cards, lorekeys, revisions
 from .cards import CardError
@@ -29,8 +31,6 @@ THUMBNAIL_SIZE = (300, 450)
 THUMBNAIL_SUFFIX = "-2x3.webp"
 # A current thumbnail's stored name (storage may add a random part before the extension).
 _CURRENT_THUMBNAIL = re.compile(r"-2x3(_[A-Za-z0-9]+)?\.webp$")
-# Pillow refuses images above this many pixels (decompression bombs) with an error.
-MAX_AVATAR_PIXELS = 4096 * 4096
 # The picture of an exported card whose character has none (SillyTavern's own size).
 PLACEHOLDER_SIZE = (400, 600)
 
@@ -39,32 +39,6 @@ ENTRY_ATTRS = (
     "selective_logic", "case_sensitive", "use_regex", "insertion_order", "priority", "position",
     "extensions",
 )  # fmt: skip
-
-
-class ImageRejected(ValueError):
-    pass
-
-
-def open_image(data: bytes, *, use: str = "an avatar") -> Image.Image:
-    """The decoded picture, or ImageRejected saying why it cannot be used as `use`."""
-    Image.MAX_IMAGE_PIXELS = MAX_AVATAR_PIXELS
-    try:
-        image = Image.open(io.BytesIO(data))
-        # Pillow only warns between one and two times MAX_IMAGE_PIXELS: refuse before decoding.
-        width, height = image.size
-        if width * height > MAX_AVATAR_PIXELS:
-            raise ImageRejected(
-                f"The image is too large to use as {use} ({width} x {height} pixels; "
-                f"at most {MAX_AVATAR_PIXELS:,} pixels)."
-            )
-        image.load()
-    except ImageRejected:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"The image is too large to use as {use} ({exc}).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected(f"The image could not be read: {exc}") from None
-    return image
 
 
 def thumbnail_of(image: Image.Image) -> bytes:
@@ -111,38 +85,6 @@ def character_refresh_thumbnail(*, character: Character) -> bool:
     if old and old != character.thumbnail.name:
         character.thumbnail.storage.delete(old)
     return True
-
-
-# Pictures uploaded in the editor: these formats, cropped to the card's 2:3 frame, at most this size.
-AVATAR_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
-AVATAR_MAX_SIZE = (1024, 1536)
-
-
-def avatar_from_upload(data: bytes) -> bytes:
-    """An uploaded picture as a stored avatar: PNG, JPEG or WebP only, turned upright, cropped to
-    2:3 around its centre, scaled down to AVATAR_MAX_SIZE and re-encoded as PNG (which drops
-    whatever else the file carried, an old card's chunks included)."""
-    image = open_image(data)
-    if image.format not in AVATAR_FORMATS:
-        raise ImageRejected(
-            f"This is a {image.format or 'file of an unknown kind'}; use a PNG, JPEG or WebP picture."
-        )
-    image = ImageOps.exif_transpose(image)
-    width, height = image.size
-    if width * 3 > height * 2:  # wider than 2:3: cut the sides
-        new_width = max(1, height * 2 // 3)
-        left = (width - new_width) // 2
-        image = image.crop((left, 0, left + new_width, height))
-    else:  # taller: cut top and bottom
-        new_height = max(1, width * 3 // 2)
-        top = (height - new_height) // 2
-        image = image.crop((0, top, width, top + new_height))
-    image.thumbnail(AVATAR_MAX_SIZE)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 def _forget_files(character: Character) -> None:

@@ -8,7 +8,7 @@ import io
 from django.core.files.base import ContentFile
 from PIL import Image, ImageOps
 
-from characters.services import ImageRejected, open_image
+from core.images import ImageRejected, open_image
 
 from .models import ChatSession
 

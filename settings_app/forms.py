@@ -12,6 +12,14 @@ MAX_OWN_PROFILES = 20
 
 
 class PersonaForm(forms.ModelForm):
+    picture = forms.FileField(
+        required=False,
+        label="Picture",
+        help_text="PNG, JPEG or WebP; cropped to the card's 2:3 frame.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+    )
+    remove_picture = forms.BooleanField(required=False, label="Remove the picture")
+
     class Meta:
         model = Persona
         fields = ["name", "description", "is_default"]

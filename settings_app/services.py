@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from . import stpresets
@@ -12,14 +13,22 @@ from .models import Persona, Preset, UserPreferences
 from .stpresets import PresetError
 
 
-def persona_save(*, persona: Persona) -> Persona:
-    """Save a persona; making it the default takes the default from the user's others."""
+def persona_save(*, persona: Persona, picture: bytes | None = None, remove_picture: bool = False) -> Persona:
+    """Save a persona; making it the default takes the default from the user's others. `picture`:
+    a portrait already checked and re-encoded (core.images.portrait_from_upload)."""
+    old = persona.avatar.name if persona.avatar else ""
+    if picture is not None:
+        persona.avatar.save(f"{persona.code}.png", ContentFile(picture), save=False)
+    elif remove_picture:
+        persona.avatar = ""
     with transaction.atomic():
         if persona.is_default:
             Persona.objects.filter(user=persona.user, is_default=True).exclude(pk=persona.pk).update(
                 is_default=False
             )
         persona.save()
+    if old and old != (persona.avatar.name if persona.avatar else ""):
+        persona.avatar.storage.delete(old)
     return persona
 
 

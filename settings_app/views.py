@@ -9,14 +9,15 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UsernameField
-from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import ratelimit
+from core import images, ratelimit
+from core.http import private_cache
 from core.pagination import page_number, page_of
 from core.uploads import LimitedUploadHandler, download_name
 
@@ -116,19 +117,63 @@ def _get_persona_for_user(request, code) -> Persona:
 
 @login_required
 def persona_list(request):
-    personas = Persona.objects.filter(user=request.user).only("code", "name", "description", "is_default")
+    personas = Persona.objects.filter(user=request.user).only(
+        "code", "name", "description", "is_default", "avatar"
+    )
     return render(request, "settings_app/personas.html", {"personas": personas})
 
 
+@csrf_exempt  # the upload limit must be in place before the CSRF check reads the body
 @login_required
+@require_http_methods(["GET", "POST"])
 def persona_edit(request, code=None):
+    handler = None
+    if request.method == "POST":
+        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_AVATAR_BYTES"])
+        request.upload_handlers.insert(0, handler)
+    return _persona_edit(request, code, handler)
+
+
+@csrf_protect
+def _persona_edit(request, code, handler):
     persona = _get_persona_for_user(request, code) if code else Persona(user=request.user)
-    form = PersonaForm(request.POST or None, instance=persona)
-    if request.method == "POST" and form.is_valid():
-        persona_save(persona=form.save(commit=False))
-        messages.success(request, f"Persona “{persona.name}” saved.")
-        return redirect("personas:list")
-    return render(request, "settings_app/persona_form.html", {"form": form, "persona": persona})
+    if request.method == "GET":
+        form = PersonaForm(instance=persona)
+        return render(request, "settings_app/persona_form.html", {"form": form, "persona": persona})
+    form = PersonaForm(request.POST, request.FILES, instance=persona)
+    if handler.too_large:
+        form.add_error(
+            "picture", "The picture is larger than the limit (RPCHAT_MAX_AVATAR_BYTES). Nothing was saved."
+        )
+    picture = None
+    if form.is_valid() and form.cleaned_data["picture"]:
+        try:
+            picture = images.portrait_from_upload(form.cleaned_data["picture"].read())
+        except images.ImageRejected as exc:
+            form.add_error("picture", f"{exc} Nothing was saved.")
+    if form.errors:
+        return render(
+            request, "settings_app/persona_form.html", {"form": form, "persona": persona}, status=400
+        )
+    persona_save(
+        persona=form.save(commit=False), picture=picture, remove_picture=form.cleaned_data["remove_picture"]
+    )
+    messages.success(request, f"Persona “{persona.name}” saved.")
+    return redirect("personas:list")
+
+
+@login_required
+@require_GET
+@private_cache()
+def persona_picture(request, code):
+    """A persona's picture, for its owner only."""
+    persona = _get_persona_for_user(request, code)
+    if not persona.avatar:
+        raise Http404("This persona has no picture.")
+    try:
+        return FileResponse(persona.avatar.open("rb"), content_type="image/png")
+    except FileNotFoundError:
+        raise Http404("The picture's file is missing.") from None
 
 
 def _get_token_for_user(request, pk) -> ApiToken:
@@ -166,6 +211,8 @@ def api_tokens(request):
 def persona_delete(request, code):
     persona = _get_persona_for_user(request, code)
     persona.delete()
+    if persona.avatar:
+        persona.avatar.storage.delete(persona.avatar.name)
     messages.success(request, f"Persona “{persona.name}” deleted. Chats that used it now use your username.")
     return redirect("personas:list")
 
