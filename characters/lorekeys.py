@@ -92,6 +92,19 @@ def _describe(exc: re2.error) -> str:
     return f"not a valid regular expression (RE2: {message})"
 
 
+# JavaScript's \W without the u flag, which SillyTavern's whole-word match uses: anything but ASCII
+# letters, digits and the underscore.
+_NOT_WORD = "[^A-Za-z0-9_]"
+
+
+def compile_word(key: str, *, case_sensitive: bool) -> CompiledKey:
+    """A plain key matched as a whole word (SillyTavern's matchWholeWords), on RE2: the key with a
+    non-word character or the text's edge on each side. Linear in the text like any other key."""
+    if len(key) > MAX_KEY_CHARS:
+        return CompiledKey(None, f"too long: {len(key):,} characters, the limit is {MAX_KEY_CHARS:,}")
+    return _compile(f"(?:^|{_NOT_WORD}){re2.escape(key)}(?:$|{_NOT_WORD})", not case_sensitive)
+
+
 def problems(entry) -> list[tuple[str, str]]:
     """(key, why) for each regex key of a LorebookEntry that its activation would skip."""
     if not entry.use_regex or entry.constant:  # a constant entry's keys never run

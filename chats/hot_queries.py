@@ -15,7 +15,7 @@ from settings_app.models import SiteSettings
 
 from . import generation, paging, profiles
 from .lore import entries_queryset
-from .models import ChatSession, Message
+from .models import ChatSession, LoreEffect, Message
 from .prompt import history_queryset
 
 
@@ -81,7 +81,18 @@ def prompt_lore():
     session = _largest_chat()
     if session is None:
         return None
-    return entries_queryset(session=session, character=session.character)
+    return entries_queryset(session=session, character=session.character, position=session.last_seq)
+
+
+@hot_query(
+    "prompt: timed lore effects a reply replaces",
+    used_by="chats.lore.effects_save, once a reply (loreeffect_session_pos_idx)",
+)
+def prompt_lore_effects():
+    session = _largest_chat()
+    if session is None:
+        return None
+    return LoreEffect.objects.filter(session=session, position__gte=session.last_seq).values("pk")[:1]
 
 
 @hot_query("admin: chats list", used_by="ChatSessionAdmin changelist")

@@ -75,6 +75,7 @@ class ChatSession(models.Model):
         max_length=10,
         choices=[
             ("mention", "Whoever is mentioned, else in turn"),
+            ("natural", "Natural order: mentioned, else by talkativeness"),
             ("list", "In list order"),
             ("manual", "I choose"),
         ],
@@ -467,3 +468,32 @@ class WitnessSpan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character_id} saw {self.start_seq}..{self.end_seq or ''} of {self.session_id}"
+
+
+class LoreEffect(models.Model):
+    """A lorebook entry's timed effect (sticky, cooldown) or first match, begun in a chat by the reply
+    whose prompt had `position` messages before it. Read with the entries (chats.lore), replaced
+    when that reply is generated again."""
+
+    # No index of its own: loreeffect_session_entry_pos_uniq starts with session.
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="+", db_index=False)
+    entry = models.ForeignKey("characters.LorebookEntry", on_delete=models.CASCADE, related_name="+")
+    # The reply that began it: deleting the reply (or everything after a message) ends it too.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            # Also the index of the entries query's "latest effect before this reply" subquery, and
+            # of the delete of a regenerated reply's effects.
+            models.UniqueConstraint(
+                fields=["session", "entry", "position"], name="loreeffect_session_entry_pos_uniq"
+            ),
+        ]
+        indexes = [
+            # Generating a reply again replaces what it began (position at or after its own).
+            models.Index(fields=["session", "position"], name="loreeffect_session_pos_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"entry {self.entry_id} in chat {self.session_id} from message {self.position}"
