@@ -38,7 +38,7 @@ from core.tokens import estimate_tokens
 from settings_app import engines
 from settings_app.models import SiteSettings
 
-from . import memory, story
+from . import lore, memory, story
 from .models import ChatSession, Message, MessageAlternative, PromptSnapshot
 from .profiles import resolve_profile
 from .prompt import build_prompt
@@ -144,6 +144,9 @@ class Runner:
 
 
 MODES = ("reply", "regenerate", "continue")
+# SillyTavern's generation type of each (lore entries may be limited to some: `triggers`); a
+# regenerate writes a new swipe.
+GENERATION_TYPES = {"reply": "normal", "regenerate": "swipe", "continue": "continue"}
 
 
 def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
@@ -209,8 +212,10 @@ def _db(fn):
     return sync_to_async(wrapped, thread_sensitive=False)
 
 
-@_db
-def _prepare(message_id: int, mode: str):
+def reply_prompt(message_id: int, mode: str = "reply"):
+    """(reply, engine config, prompt, where the model choice came from) for the reply row
+    `message_id`, recording the timed lore effects its prompt began. What a generation does before
+    it calls the engine."""
     reply = Message.objects.select_related(
         "session", "session__character", "session__persona", "session__user", "character"
     ).get(pk=message_id)
@@ -231,7 +236,16 @@ def _prepare(message_id: int, mode: str):
         before_seq=reply.seq,
         continue_text=reply.content if mode == "continue" else "",
         presets=presets,
+        generation_type=GENERATION_TYPES[mode],
     )
+    if mode != "continue":  # continuing a reply extends it: what its generation began stands
+        # The timed effects (sticky, cooldown) this reply's lore began, for the replies after it.
+        lore.effects_save(
+            session=session,
+            message_id=reply.pk,
+            position=prompt.position,
+            started=prompt.activation.started if prompt.activation else [],
+        )
     if prompt.window_start:
         # Older messages fell out of the window: their summaries are written in the background.
         try:
@@ -239,6 +253,9 @@ def _prepare(message_id: int, mode: str):
         except Exception:  # memory never stands in the way of a reply
             logger.exception("could not schedule the memory summaries of chat %s", session.pk)
     return reply, config, prompt, resolved.source
+
+
+_prepare = _db(reply_prompt)
 
 
 def model_record(config, source: str) -> dict:
@@ -289,6 +306,7 @@ def prompt_for(
     impersonate=False,
     presets=None,
     profile=None,
+    generation_type="",
 ):
     """The prompt for a reply (or an impersonation) in `session`, for the engine `config` (made
     from `profile`; None: the built-in model)."""
@@ -313,6 +331,7 @@ def prompt_for(
         impersonate=impersonate,
         members=members,
         presets=presets,
+        generation_type=generation_type,
     )
 
 

@@ -57,6 +57,12 @@ class Prompt:
     lore_skipped: list[dict] = field(default_factory=list)
     # Counted with the engine's own tokenizer (else the estimate, calibrated where it can be).
     exact: bool = False
+    # Why each entry fired or not ({"entry", "book", "fired", "why"}), and how many more found no key.
+    lore_decisions: list[dict] = field(default_factory=list)
+    lore_unmatched: int = 0
+    # The lore activation, for the caller that records its timed effects (chats.generation).
+    activation: lore.Activation | None = field(default=None, repr=False)
+    position: int = 0
     memory: dict = field(default_factory=dict)
     # The oldest message in the history window, when older ones were left out (for the summarizer).
     window_start: int | None = None
@@ -90,6 +96,8 @@ class Prompt:
             "lore_activated": self.lore_activated,
             "lore_dropped_for_budget": self.lore_dropped,
             "lore_skipped": self.lore_skipped,
+            "lore": self.lore_decisions,
+            "lore_unmatched": self.lore_unmatched,
             "parts": [p.__dict__ for p in self.parts],
             "counted_with": "the engine's tokenizer" if self.exact else "an estimate",
             "built_with": self.built_with,
@@ -130,6 +138,7 @@ def build_prompt(
     counter=None,
     presets: story.ChatPresets | None = None,
     use_memory: bool = True,
+    generation_type: str = "",
 ) -> Prompt:
     """The prompt for the reply at `before_seq`, as chat messages and, in text mode, one string.
 
@@ -169,22 +178,48 @@ def build_prompt(
     # History first (one query); its newest rows are also the lorebook's scan window.
     rows = _history_rows(session, before_seq=before_seq, budget=budget)
     recent = [row[1] for row in rows]
+    scene = _lore_scene(session, character, persona_description, rows, before_seq=before_seq, budget=budget)
+    scene.expand = macro
+    # SillyTavern's generation types, for entries limited to some (`triggers`).
+    scene.trigger = generation_type or (
+        "impersonate" if impersonate else "continue" if continue_text else "normal"
+    )
     activation = lore.activate(
-        lore.entries_for(session=session, character=character),
+        lore.entries_for(session=session, character=character, position=scene.position),
         recent=recent,
         estimate=count,
+        scene=scene,
+        estimate_many=counter.count_many if counter is not None else None,
     )
+    slot = activation.slots
+    if "system_prompt" in activation.disabled_prompts:  # a V3 @@disable_ui_prompt
+        system_prompt = ""
+    if "post_history_instructions" in activation.disabled_prompts and not impersonate:
+        post_history = ""
 
+    def lore_text(name: str) -> str:
+        return macro("\n".join(slot.get(name, [])))
+
+    personality = "\n".join(
+        filter(
+            None,
+            [
+                character.personality and f"{ctx.char}'s personality: {macro(character.personality)}",
+                lore_text("personality"),
+            ],
+        )
+    )
+    scenario = "\n".join(
+        filter(None, [character.scenario and f"Scenario: {macro(character.scenario)}", lore_text("scenario")])
+    )
     sections = [
         ("system prompt", system_prompt),
-        ("lore (before character)", macro("\n".join(activation.before_char))),
+        ("lore (before character)", lore_text("before_char")),
         ("description", macro(character.description)),
-        (
-            "personality",
-            character.personality and f"{ctx.char}'s personality: {macro(character.personality)}",
-        ),
-        ("scenario", character.scenario and f"Scenario: {macro(character.scenario)}"),
-        ("lore (after character)", macro("\n".join(activation.after_char))),
+        ("lore (after description)", lore_text("after_desc")),
+        ("personality", personality),
+        ("scenario", scenario),
+        ("lore (after character)", lore_text("after_char")),
         (
             "group",
             group
@@ -196,13 +231,23 @@ def build_prompt(
         ),
         ("persona", persona_description and f"About {ctx.user}: {macro(persona_description)}"),
     ]
-    note = macro(session.author_note) if session.author_note and _note_due(session, before_seq) else ""
+    note = ""
+    if _note_due(session, before_seq):
+        # Lore placed at the author's note's top or bottom goes with it (SillyTavern's AN top/bottom).
+        note = "\n".join(
+            filter(None, [lore_text("an_top"), macro(session.author_note), lore_text("an_bottom")])
+        )
+    injections = _injections(activation, character, macro)
+    # Lore placed at the examples' top or bottom (SillyTavern's EM top/bottom) is reserved before
+    # the history: unlike the examples themselves, it is not dropped for room.
+    em_top, em_bottom = lore_text("em_top"), lore_text("em_bottom")
     examples = split_examples(macro(character.example_dialogue))
     if counter is not None:
         # One request for every text this prompt may count (the history is counted in one more).
         counter.count_many(
             [t for _, t in sections if t]
-            + [post_history, note, continue_text, macro(preset_extra), *examples]
+            + [post_history, note, continue_text, macro(preset_extra), *examples, em_top + em_bottom]
+            + [text for _, _, text, _ in injections]
         )
     parts: list[PromptPart] = []
     system_blocks: list[str] = []
@@ -222,6 +267,13 @@ def build_prompt(
         parts.append(PromptPart("context and instruct template text", _template_tokens(presets)))
     if note:
         parts.append(PromptPart("author's note", count(note) + overhead(session.author_note_role)))
+    # Injections into the history: lore at a depth, the character's note, then the author's note.
+    for _, role, text, name in injections:
+        parts.append(PromptPart(name, count(text) + overhead(role)))
+    if note:
+        injections.append((session.author_note_depth, session.author_note_role, note, "author's note"))
+    if em_top or em_bottom:
+        parts.append(PromptPart("lore (around examples)", count(em_top + em_bottom) + 1))
     if continue_text:
         parts.append(PromptPart("reply being continued", count(continue_text) + overhead("assistant")))
     exact = bool(counter is not None and counter.exact)
@@ -268,28 +320,33 @@ def build_prompt(
         if fits:
             kept_examples.append(block)
             remaining -= cost
-    if kept_examples and not (
-        chat_preset is not None or (mode == "text" and (presets.context or presets.instruct))
-    ):
-        system_blocks.append("Example dialogue:\n" + "\n\n".join(f"<START>\n{b}" for b in kept_examples))
+    by_story = chat_preset is not None or (mode == "text" and (presets.context or presets.instruct))
+    if (kept_examples or em_top or em_bottom) and not by_story:
+        body = "\n\n".join(f"<START>\n{b}" for b in kept_examples)
+        system_blocks.append(
+            "\n".join(filter(None, [em_top, body and "Example dialogue:\n" + body, em_bottom]))
+        )
 
     messages = [{"role": "system", "content": "\n\n".join(system_blocks)}]
-    messages += [m for m, _ in history]
-    if note:
-        depth = min(session.author_note_depth, len(history))
-        messages.insert(len(messages) - depth, {"role": session.author_note_role, "content": note})
+    messages += _inject([m for m, _ in history], injections)
     if post_history:
         messages.append({"role": "system", "content": post_history})
     if continue_text:
         messages.append({"role": "assistant", "content": continue_text})
     pieces = story.Pieces(
         system=system_prompt,
-        wi_before=macro("\n".join(activation.before_char)),
-        description=macro(character.description),
-        personality=macro(character.personality),
-        scenario=macro(character.scenario),
+        wi_before=lore_text("before_char"),
+        # Lore placed after the description, in the personality or scenario, goes with them; lore
+        # around the examples goes after the character (the story renders the examples itself).
+        description="\n".join(filter(None, [macro(character.description), lore_text("after_desc")])),
+        personality="\n".join(filter(None, [macro(character.personality), lore_text("personality")])),
+        scenario="\n".join(filter(None, [macro(character.scenario), lore_text("scenario")])),
         # With presets, memory goes where lore placed after the character goes.
-        wi_after="\n\n".join(t for t in (macro("\n".join(activation.after_char)), recalled.text) if t),
+        wi_after="\n\n".join(
+            t
+            for t in ("\n".join(filter(None, [lore_text("after_char"), em_top, em_bottom])), recalled.text)
+            if t
+        ),
         persona=macro(persona_description),
         group=dict(sections).get("group") or "",
         examples=kept_examples,
@@ -319,6 +376,10 @@ def build_prompt(
         lore_activated=activation.activated,
         lore_dropped=activation.dropped_for_budget,
         lore_skipped=activation.skipped,
+        lore_decisions=activation.decisions,
+        lore_unmatched=activation.unmatched,
+        activation=activation,
+        position=scene.position,
         exact=exact,
         built_with=presets.names(mode),
         memory=recalled.as_meta(),
@@ -393,6 +454,102 @@ def _template_tokens(presets: story.ChatPresets) -> int:
             str(data.get(k) or "") for k in ("system_sequence", "last_output_sequence", "output_sequence")
         )
     return estimate_tokens(text) + 2
+
+
+def character_note(character: Character) -> tuple[str, int, str] | None:
+    """(text, depth, role) of the card's character's note (SillyTavern's extensions.depth_prompt)."""
+    note = (
+        (character.extensions or {}).get("depth_prompt") if isinstance(character.extensions, dict) else None
+    )
+    if not isinstance(note, dict):
+        return None
+    text = note.get("prompt")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    depth = note.get("depth", 4)
+    depth = depth if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0 else 4
+    role = note.get("role") if note.get("role") in ("system", "user", "assistant") else "system"
+    return text, depth, role
+
+
+def _lore_scene(
+    session: ChatSession,
+    character: Character,
+    persona_description: str,
+    rows,
+    *,
+    before_seq: int,
+    budget: int,
+) -> lore.Scene:
+    """What lore activation knows of this reply beyond the history (chats.lore.Scene)."""
+    note = character_note(character)
+    return lore.Scene(
+        # Timed effects count messages: this reply's position is the number of messages before it.
+        position=max(before_seq - 1, 0),
+        seed=str(session.code),
+        texts={
+            "persona": persona_description,
+            "description": character.description,
+            "personality": character.personality,
+            "character's note": note[0] if note else "",
+            "scenario": character.scenario,
+            "creator's notes": character.creator_notes,
+        },
+        replies=lambda: _replies_before(session, rows, before_seq=before_seq, budget=budget),
+        greeting=lambda: _greeting_index(session),
+    )
+
+
+def _injections(activation: lore.Activation, character: Character, macro) -> list[tuple[int, str, str, str]]:
+    """(depth, role, text, name) put into the history: lore at a depth (one per depth and role),
+    then the character's note; the author's note follows them where they share a depth."""
+    out = [
+        (depth, role, macro("\n".join(contents)), "lore at depth")
+        for depth, role, contents in activation.at_depth
+    ]
+    if note := character_note(character):
+        text, depth, role = note
+        out.append((depth, role, macro(text), "character's note"))
+    return out
+
+
+def _inject(history: list[dict], injections: list[tuple[int, str, str, str]]) -> list[dict]:
+    """The history with each (depth, role, text) put `depth` messages from its end (0: after the
+    last one; past the oldest: before it). At the same place, in the order given."""
+    if not injections:
+        return history
+    at: dict[int, list[dict]] = {}
+    for depth, role, text, _ in injections:
+        if text:
+            at.setdefault(len(history) - min(depth, len(history)), []).append({"role": role, "content": text})
+    out: list[dict] = []
+    for index in range(len(history) + 1):
+        out += at.get(index, [])
+        if index < len(history):
+            out.append(history[index])
+    return out
+
+
+def _replies_before(session: ChatSession, rows: list[tuple], *, before_seq: int, budget: int) -> int:
+    """Character messages before the reply (V3's @@activate_only_after/_every count them): from the
+    rows already read when they reach the chat's start, else one count."""
+    if len(rows) < min(budget // PER_MESSAGE_OVERHEAD + 1, MAX_HISTORY_ROWS):
+        return sum(1 for role, *_ in rows if role == Message.Role.ASSISTANT)
+    return (
+        Message.objects.in_prompt()
+        .filter(session=session, seq__lt=before_seq, role=Message.Role.ASSISTANT)
+        .count()
+    )
+
+
+def _greeting_index(session: ChatSession) -> int | None:
+    """Which greeting the chat began with (V3's @@is_greeting): the first message's active swipe."""
+    first = (
+        Message.objects.filter(session=session).order_by("seq").values_list("role", "alternative_index")[:1]
+    )
+    for role, index in first:
+        return index if role == Message.Role.ASSISTANT else None
+    return None
 
 
 def _note_due(session: ChatSession, before_seq: int) -> bool:
