@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
+import re
+
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Max
@@ -13,7 +17,7 @@ from core import ratelimit
 from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
-from . import generation, memory
+from . import generation, lore, memory
 from .macros import MacroContext, expand
 from .models import (
     PRESET_FIELDS,
@@ -24,6 +28,8 @@ from .models import (
     PersonaLock,
     PromptSnapshot,
 )
+
+_WORD = re.compile(r"\w+")
 
 
 class ChatBusy(Exception):
@@ -146,6 +152,8 @@ def next_speaker(session: ChatSession, *, content: str = "", chosen: Character |
         if chosen.pk not in {c.pk for c in characters}:
             raise ValueError("That character is not taking part in this chat (or is muted).")
         return chosen
+    if session.turn_strategy == "natural":
+        return _natural_speaker(session, characters, content=content)
     if session.turn_strategy == "mention" and content:
         lowered = content.lower()
         mentioned = [
@@ -274,6 +282,46 @@ def message_select_alternative(*, message: Message, index: int, version: int) ->
         memory.mark_stale(message.session_id, message.seq, message.seq)
     message.refresh_from_db()
     return message
+
+
+# SillyTavern's talkativeness when a card has none.
+TALKATIVENESS_DEFAULT = 0.5
+
+
+def talkativeness(character: Character) -> float:
+    """How likely the character speaks up unprompted in a group (0 to 1, the card's extension)."""
+    value = (
+        (character.extensions or {}).get("talkativeness") if isinstance(character.extensions, dict) else None
+    )
+    try:
+        number = float(value) if value is not None and not isinstance(value, bool) else TALKATIVENESS_DEFAULT
+    except (TypeError, ValueError):
+        return TALKATIVENESS_DEFAULT
+    return min(max(number, 0.0), 1.0) if math.isfinite(number) else TALKATIVENESS_DEFAULT
+
+
+def _natural_speaker(session: ChatSession, characters: list[Character], *, content: str) -> Character:
+    """SillyTavern's natural order, for one reply: a character named in the message, else each in a
+    shuffled order speaks up with its talkativeness, else one of the talkative ones at random. The
+    rolls are seeded by the chat and its position, so the same moment picks the same speaker.
+    Without a new message, the last speaker does not answer itself."""
+    rng = random.Random(f"{session.code}:{session.last_seq}")
+    last = None if content else _last_speaker_id(session)
+    pool = [c for c in characters if c.pk != last] or characters
+    if content:
+        # The first word of the message that is a word of a character's name (SillyTavern's rule).
+        names = [(c, set(_WORD.findall(f"{c.name} {c.display_name}".lower()))) for c in pool]
+        for word in _WORD.findall(content.lower()):
+            for character, name_words in names:
+                if word in name_words:
+                    return character
+    shuffled = pool[:]
+    rng.shuffle(shuffled)
+    for character in shuffled:
+        if talkativeness(character) >= rng.random():
+            return character
+    chatty = [c for c in pool if talkativeness(c) > 0] or pool
+    return chatty[rng.randrange(len(chatty))]
 
 
 def _ensure_idle(session: ChatSession) -> None:
@@ -487,6 +535,7 @@ def chat_branch(*, session: ChatSession, at_seq: int) -> ChatSession:
         )
         copied = _copy_messages(source=session, target=branch, up_to_seq=at_seq)
         memory.copy_for_branch(source=session, target=branch, up_to_seq=at_seq)
+        lore.effects_copy(source=session, target=branch, up_to_seq=at_seq)
         ChatSession.objects.filter(pk=branch.pk).update(
             message_count=copied, last_seq=at_seq if copied else 0, last_message_at=timezone.now()
         )

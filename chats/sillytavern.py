@@ -986,7 +986,28 @@ def _import_group(path, base, user, by_stem, report, listed, done, books, skip_b
         title = group.get("name")
         if result.status == "imported" and isinstance(title, str) and title and not unstorable_text(title):
             ChatSession.objects.filter(pk=result.object.pk).update(title=title[:200])
+        if result.status == "imported":
+            _apply_group_turns(result.object, group, avatars)
         report.add("chats", result)
+
+
+# SillyTavern's group_activation_strategy: natural, list, manual, pooled (rpchat has no pool: in turn).
+GROUP_STRATEGIES = {0: "natural", 1: "list", 2: "manual", 3: "list"}
+
+
+def _apply_group_turns(session: ChatSession, group: dict, avatars: dict) -> None:
+    """The group's turn order and its disabled (muted) members."""
+    strategy = group.get("activation_strategy")
+    if strategy in GROUP_STRATEGIES and not isinstance(strategy, bool):
+        ChatSession.objects.filter(pk=session.pk).update(turn_strategy=GROUP_STRATEGIES[strategy])
+    disabled = group.get("disabled_members")
+    muted = (
+        {avatars[m].pk for m in disabled if isinstance(m, str) and m in avatars}
+        if isinstance(disabled, list)
+        else set()
+    )
+    if muted:
+        ChatMember.objects.filter(session=session, character_id__in=muted).update(muted=True)
 
 
 def _import_personas(base: Path, user, report: FolderReport) -> None:
