@@ -87,3 +87,7 @@ def test_write_a_lorebook_attach_it_and_see_its_entry_fire(page, app, signed_up,
     expect(
         page.locator("dt", has_text="Lore activated").locator("xpath=following-sibling::dd[1]")
     ).to_contain_text("The lighthouse")
+    # The lore table says why it fired.
+    expect(page.locator("table.lore-decisions tr", has_text="The lighthouse")).to_contain_text(
+        "key matched: beacon"
+    )

@@ -65,6 +65,8 @@ def st_folder(tmp_path):
                 "members": ["Ada.png", "Bram.png"],
                 "chat_id": "1700000000001",
                 "chats": ["1700000000001"],
+                "activation_strategy": 0,
+                "disabled_members": ["Bram.png"],
             }
         )
     )
@@ -133,6 +135,11 @@ def test_a_sillytavern_folder_is_imported_for_a_user(st_folder, owner):
     assert (solo.user, solo.character.name, solo.message_count) == (owner, "Ada", 120)
     group = ChatSession.objects.get(is_group=True)
     assert group.title == "The crew"
+    # SillyTavern's natural order, and Bram disabled (muted) in the group
+    assert group.turn_strategy == "natural"
+    assert list(
+        ChatMember.objects.filter(session=group, muted=True).values_list("character__name", flat=True)
+    ) == ["Bram"]
     assert list(ChatMember.objects.filter(session=group).values_list("character__name", flat=True)) == [
         "Ada",
         "Bram",
