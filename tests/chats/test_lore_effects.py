@@ -788,6 +788,10 @@ def test_prompt_building_stays_constant_in_queries_with_timed_effect_state(owner
         entry(f"Fact {i}.", [f"k{i}"], name=f"E{i}", ext={"sticky": 2, "cooldown": 2}) for i in range(30)
     ]
     chat = start(owner, *entries)
+    # Long-term memory off: its recall of older messages has guards of its own (test_memory.py).
+    from chats.models import ChatMemory
+
+    ChatMemory.objects.create(session=chat, enabled=False)
     words = " ".join(f"k{i}" for i in range(30))
     site = SiteSettings.load()
     config = engines.resolve_engine(site)
@@ -797,8 +801,9 @@ def test_prompt_building_stays_constant_in_queries_with_timed_effect_state(owner
         row = Message.objects.select_related(
             "session", "session__character", "session__persona", "session__user"
         ).get(pk=reply.pk)
-        # the history, then the entries with each one's latest effect (a subquery, no query of its own)
-        with django_assert_num_queries(2):
+        # the history, the entries with each one's latest effect (a subquery, no query of its own),
+        # the chat's memory settings
+        with django_assert_num_queries(3):
             prompt = generation.prompt_for(
                 session=row.session,
                 character=row.session.character,
