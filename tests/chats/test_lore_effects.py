@@ -100,7 +100,7 @@ def turn(chat: ChatSession, owner, text: str):
     """Send `text`, build the reply's prompt as a generation does, and finish the reply."""
     chat = ChatSession.objects.get(pk=chat.pk)  # a fresh read: nothing carried in memory
     _, reply = message_send(session=chat, user=owner, content=text)
-    _, _, prompt = generation.reply_prompt(reply.pk)
+    _, _, prompt, _ = generation.reply_prompt(reply.pk)
     _finish(reply)
     return prompt
 
@@ -150,7 +150,7 @@ def test_a_regenerated_reply_sees_what_its_first_generation_saw(owner):
     last = Message.objects.get(session=chat, seq=5)
     for _ in range(2):  # two more swipes of the same reply
         regenerated = reply_regenerate(message=last)
-        _, _, again = generation.reply_prompt(regenerated.pk, "regenerate")
+        _, _, again, _ = generation.reply_prompt(regenerated.pk, "regenerate")
         _finish(regenerated)
         assert again.messages == second.messages
         assert why(again) == why(second)
@@ -215,7 +215,7 @@ def test_triggers_limit_an_entry_to_some_kinds_of_generation(owner):
     assert system(first) == "Ada keeps the archive.\n\nFirst take."
     assert why(first)["Swipe"] == (False, "triggers: only for swipe, not normal")
     regenerated = reply_regenerate(message=Message.objects.get(session=chat, seq=3))
-    _, _, again = generation.reply_prompt(regenerated.pk, "regenerate")
+    _, _, again, _ = generation.reply_prompt(regenerated.pk, "regenerate")
     assert system(again) == "Ada keeps the archive.\n\nAnother take.\nAsked again."
 
 
@@ -225,7 +225,7 @@ def test_continuing_a_reply_keeps_what_its_generation_began(owner):
     from chats.services import reply_continue
 
     reply = reply_continue(message=Message.objects.get(session=chat, seq=3))
-    _, _, continued = generation.reply_prompt(reply.pk, "continue")
+    _, _, continued, _ = generation.reply_prompt(reply.pk, "continue")
     assert why(continued)["Dragons sleep"] == (False, "triggers: only for normal, not continue")
     assert list(LoreEffect.objects.filter(session=chat).values_list("position", flat=True)) == [2]
 
@@ -254,7 +254,7 @@ def test_probability_is_rolled_once_per_chat_and_reply_and_a_regenerate_rolls_th
         )
         reply = Message.objects.get(session=chat, seq=3)
         regenerated = reply_regenerate(message=reply)
-        _, _, again = generation.reply_prompt(regenerated.pk, "regenerate")
+        _, _, again, _ = generation.reply_prompt(regenerated.pk, "regenerate")
         _finish(regenerated)
         assert why(again) == why(prompt)
         outcomes.append(fired)
@@ -767,12 +767,12 @@ def test_each_member_brings_its_own_book_when_it_speaks(owner):
     chat = group_chat(owner, ann, bea)
     ChatSession.objects.filter(pk=chat.pk).update(turn_strategy="manual")
     _, reply = message_send(session=chat, user=owner, content="The archive?", speaker=bea)
-    _, _, prompt = generation.reply_prompt(reply.pk)
+    _, _, prompt, _ = generation.reply_prompt(reply.pk)
     _finish(reply)
     assert system(prompt).startswith("Bea guards it.\n\nBea's secret.\n\nAlso in this chat: Ann")
     assert "Ann's secret." not in system(prompt)
     reply = reply_request(session=ChatSession.objects.get(pk=chat.pk), speaker=ann)
-    _, _, prompt = generation.reply_prompt(reply.pk)
+    _, _, prompt, _ = generation.reply_prompt(reply.pk)
     assert system(prompt).startswith("Ann keeps the archive.\n\nAnn's secret.")
     assert "Bea's secret." not in system(prompt)
 
@@ -863,7 +863,7 @@ def test_activated_entries_are_counted_in_one_batch(owner):
 def test_a_reply_whose_lore_begins_nothing_writes_nothing(owner, django_assert_num_queries):
     chat = start(owner, entry("Plain.", ["x"]), entry("Odds.", ["x"], ext={"probability": 50}))
     _, reply = message_send(session=ChatSession.objects.get(pk=chat.pk), user=owner, content="x")
-    _, _, prompt = generation.reply_prompt(reply.pk)
+    _, _, prompt, _ = generation.reply_prompt(reply.pk)
     assert prompt.activation.started == []
     with django_assert_num_queries(1):  # whether an earlier generation of it began anything: no
         lore.effects_save(session=chat, message_id=reply.pk, position=prompt.position, started=[])
