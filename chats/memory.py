@@ -599,11 +599,17 @@ class SummaryFailed(Exception):
 def engine_for(mem: ChatMemory):
     """The engine that writes this chat's summaries: its chosen profile, else the instance's."""
     from settings_app import engines
-    from settings_app.models import SiteSettings
+    from settings_app.models import ConnectionProfile, SiteSettings
 
-    profile = mem.profile if mem.profile_id else None
+    site = SiteSettings.load()
+    profile = None
+    if mem.profile_id:
+        # Still offered to the chat's user (staff may have withdrawn it since it was chosen).
+        profile = (
+            ConnectionProfile.objects.available_to(mem.session.user, site).filter(pk=mem.profile_id).first()
+        )
     if profile is None:
-        return engines.resolve_engine(SiteSettings.load())
+        return engines.resolve_engine(site)
     # Through config_for_profile: a user's own profile keeps its egress guard, and a key that
     # cannot be decrypted is a readable EngineError.
     return engines.config_for_profile(profile, SiteSettings.load())

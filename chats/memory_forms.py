@@ -18,9 +18,12 @@ class MemorySettingsForm(forms.ModelForm):
             "profile": "Summaries are written by",
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["profile"].queryset = ConnectionProfile.objects.order_by("name").only("id", "name")
+        # Only the models this user may use: never another user's own server (and its key).
+        self.fields["profile"].queryset = (
+            ConnectionProfile.objects.available_to(user).order_by("name").only("id", "name")
+        )
         self.fields["profile"].empty_label = "The chat's own model (or the built-in one)"
 
 

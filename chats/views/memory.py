@@ -55,7 +55,7 @@ def _page(request, session, *, settings_form=None, fact_form=None, edit_errors=N
         "chats/memory/page.html",
         {
             "session": session,
-            "settings_form": settings_form or MemorySettingsForm(instance=mem),
+            "settings_form": settings_form or MemorySettingsForm(instance=mem, user=request.user),
             "fact_form": fact_form or FactForm(),
             "facts": PinnedFact.objects.filter(session=session)[:200],
             "summaries": summaries,
@@ -70,7 +70,7 @@ def memory_page(request, code):
     session = get_session_for_user(request, code)
     if request.method == "POST":
         mem = ChatMemory.objects.filter(session=session).first() or ChatMemory(session=session)
-        form = MemorySettingsForm(request.POST, instance=mem)
+        form = MemorySettingsForm(request.POST, instance=mem, user=request.user)
         if form.is_valid():
             form.save()
             messages.success(request, "Memory settings saved.")

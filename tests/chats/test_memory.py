@@ -14,7 +14,7 @@ from django_tasks_db.models import DBTaskResult
 from chats import generation, memory, services
 from chats.models import ChatMemory, Memory, Message, PinnedFact, PromptSnapshot
 from chats.prompt import build_prompt
-from settings_app.models import SiteSettings
+from settings_app.models import ConnectionProfile, SiteSettings
 from tests.factories import add_messages, make_character, make_chat
 from tools.tiny_model import TINY_REPLY
 
@@ -144,6 +144,8 @@ def test_an_engine_that_is_down_fails_the_summary_which_is_retried_later(
     site = SiteSettings.load()
     site.active_profile = small_context  # replies stay on the tiny model; summaries go to `profile`
     site.save()
+    # Offered to users by staff, so the chat may have its summaries written by it.
+    ConnectionProfile.objects.filter(pk=profile.pk).update(available_to_all=True)
     ChatMemory.objects.filter(session=long_chat).update(profile=profile)
     scripted_server.mode = "http503"
     run_worker()
@@ -407,3 +409,35 @@ def test_a_summary_corrected_by_hand_is_never_rewritten_over_the_users_words(
     assert owner_client.post(edit, {"text": mine, "version": first.version}).status_code == 302
     first.refresh_from_db()
     assert not first.stale and first.text == mine
+
+
+def test_summaries_can_only_be_written_by_a_model_the_user_may_use(owner, other, owner_client):
+    from settings_app.models import ConnectionProfile, SiteSettings
+
+    site = SiteSettings.load()
+    site.allow_user_profiles = True
+    site.user_profile_hosts = "models.example.com"
+    site.save()
+    theirs = ConnectionProfile.objects.create(
+        owner=other,
+        name="Other's server",
+        base_url="https://models.example.com/v1",
+        model="m",
+        api_key="their-key",
+    )
+    offered = ConnectionProfile.objects.create(
+        name="Offered", base_url="https://models.example.com/v1", model="m", available_to_all=True
+    )
+    chat = make_chat(user=owner, character=make_character(name="Wren"))
+    url = reverse("chats:memory", args=[chat.code])
+    page = owner_client.get(url).content.decode()
+    assert "Offered" in page and "Other&#x27;s server" not in page and "Other's server" not in page
+    response = owner_client.post(url, {"enabled": "on", "share": 20, "profile": theirs.pk})
+    assert response.status_code == 400
+    assert memory.memory_settings(chat).profile_id is None
+    owner_client.post(url, {"enabled": "on", "share": 20, "profile": offered.pk})
+    assert memory.memory_settings(chat).profile_id == offered.pk
+    # Withdrawn by staff after it was chosen: summaries fall back to the instance's engine.
+    ConnectionProfile.objects.filter(pk=offered.pk).update(available_to_all=False)
+    config = memory.engine_for(memory.memory_settings(chat))
+    assert "models.example.com" not in str(getattr(config, "base_url", ""))
