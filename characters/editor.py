@@ -14,13 +14,12 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import images, ratelimit
 from core.pagination import page_number, page_of
 from core.tokens import estimate_tokens
-from core.uploads import LimitedUploadHandler
+from core.uploads import limit_uploads
 
 from . import revisions, services
 from .forms import TEXT_FIELDS, CharacterForm
@@ -52,30 +51,20 @@ def _tag_names(character: Character) -> list[str]:
 # --- the editor -----------------------------------------------------------------------------------
 
 
-def _install_upload_limit(request):
-    handler = None
-    if request.method == "POST":
-        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_AVATAR_BYTES"])
-        request.upload_handlers.insert(0, handler)
-    return handler
-
-
-@csrf_exempt  # the upload limit must be in place before the CSRF check reads the body
 @login_required
 @require_http_methods(["GET", "POST"])
-def character_new(request):
-    return _editor(request, None, _install_upload_limit(request))
+@limit_uploads("MAX_AVATAR_BYTES")
+def character_new(request, *, upload_limit):
+    return _editor(request, None, upload_limit)
 
 
-@csrf_exempt
 @login_required
 @require_http_methods(["GET", "POST"])
-def character_edit(request, code):
-    handler = _install_upload_limit(request)
-    return _editor(request, code, handler)
+@limit_uploads("MAX_AVATAR_BYTES")
+def character_edit(request, code, *, upload_limit):
+    return _editor(request, code, upload_limit)
 
 
-@csrf_protect
 def _editor(request, code, handler):
     character = get_editable_character(request, code) if code else None
     tag_names = _tag_names(character) if character else []

@@ -18,7 +18,7 @@ from django.views.decorators.http import (
 from core.http import etag_of, once_per_request, private_cache, release_stamp
 from core.pagination import page_number, page_of
 from core.routers import reads_may_lag
-from core.uploads import LimitedUploadHandler, body_larger_than, download_name
+from core.uploads import LimitedUploadHandler, body_larger_than, download_name, limit_uploads
 from settings_app.models import SiteSettings, preferences_for
 
 from . import display, lorekeys, services
@@ -309,20 +309,12 @@ def _get_lorebook_for_user(request, code) -> Lorebook:
     return get_object_or_404(Lorebook.objects.filter(owner=request.user, character__isnull=True), code=code)
 
 
-@csrf_exempt
 @login_required
 @require_http_methods(["GET", "POST"])
-def lorebook_list(request):
+@limit_uploads("MAX_CARD_BYTES")
+def lorebook_list(request, *, upload_limit):
     """The user's global lorebooks; a POST imports World Info or lorebook_v3 files."""
-    handler = None
-    if request.method == "POST":
-        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CARD_BYTES"])
-        request.upload_handlers.insert(0, handler)
-    return _lorebook_list(request, handler)
-
-
-@csrf_protect
-def _lorebook_list(request, handler):
+    handler = upload_limit
     if request.method == "POST":
         for name in handler.too_large:
             messages.error(request, f"{name}: the file is larger than {services.human_size(handler.limit)}.")

@@ -4,17 +4,20 @@ safe names for downloads."""
 
 from __future__ import annotations
 
+import functools
 import re
 
+from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 
 class LimitedUploadHandler(FileUploadHandler):
     """Skips each uploaded file once it passes `limit` bytes and remembers its name.
 
     Install it before the request body is read, which means before CSRF checks read the POST:
-    wrap the view in csrf_exempt and call a csrf_protect inner view after installing it (the
-    pattern Django's upload-handler documentation gives).
+    limit_uploads() below does (csrf_exempt outside, csrf_protect after installing it: the pattern
+    Django's upload-handler documentation gives).
     """
 
     def __init__(self, request=None, *, limit: int):
@@ -36,6 +39,28 @@ class LimitedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size):
         return None
+
+
+def limit_uploads(setting: str):
+    """Decorate a view that takes files: on a POST, a LimitedUploadHandler with the limit
+    settings.RPCHAT[setting] is installed before the CSRF check reads the body, and the view gets it
+    as `upload_limit` (None on other methods). CSRF is still checked, after the handler is in place.
+    """
+
+    def decorator(view):
+        protected = csrf_protect(view)
+
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            handler = None
+            if request.method == "POST":
+                handler = LimitedUploadHandler(request, limit=settings.RPCHAT[setting])
+                request.upload_handlers.insert(0, handler)
+            return protected(request, *args, upload_limit=handler, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorator
 
 
 def body_larger_than(request, limit: int) -> bool:

@@ -13,13 +13,13 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirec
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import images, ratelimit
 from core.http import private_cache
 from core.pagination import page_number, page_of
-from core.uploads import LimitedUploadHandler, download_name
+from core.uploads import download_name, limit_uploads
 
 from .auth import api_token_create, api_token_revoke
 from .engines import EngineError, config_for_profile, list_models
@@ -123,19 +123,11 @@ def persona_list(request):
     return render(request, "settings_app/personas.html", {"personas": personas})
 
 
-@csrf_exempt  # the upload limit must be in place before the CSRF check reads the body
 @login_required
 @require_http_methods(["GET", "POST"])
-def persona_edit(request, code=None):
-    handler = None
-    if request.method == "POST":
-        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_AVATAR_BYTES"])
-        request.upload_handlers.insert(0, handler)
-    return _persona_edit(request, code, handler)
-
-
-@csrf_protect
-def _persona_edit(request, code, handler):
+@limit_uploads("MAX_AVATAR_BYTES")
+def persona_edit(request, code=None, *, upload_limit):
+    handler = upload_limit
     persona = _get_persona_for_user(request, code) if code else Persona(user=request.user)
     if request.method == "GET":
         form = PersonaForm(instance=persona)
@@ -233,21 +225,13 @@ def _wants_json(request) -> bool:
     return request.headers.get("Accept", "").startswith("application/json")
 
 
-@csrf_exempt
 @login_required
 @require_http_methods(["GET", "POST"])
-def preset_list(request):
+@limit_uploads("MAX_CARD_JSON_BYTES")
+def preset_list(request, *, upload_limit):
     """The presets the user may use, and an import of preset files (the page's script sends one file
     a request and shows each one's result; without script the form sends them all)."""
-    handler = None
-    if request.method == "POST":
-        handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CARD_JSON_BYTES"])
-        request.upload_handlers.insert(0, handler)
-    return _preset_list(request, handler)
-
-
-@csrf_protect
-def _preset_list(request, handler):
+    handler = upload_limit
     limit = settings.RPCHAT["MAX_CARD_JSON_BYTES"]
     results = []
     if request.method == "POST":

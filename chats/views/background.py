@@ -8,29 +8,22 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import condition, require_GET, require_POST
 
 from characters.services import human_size
 from core.http import etag_of, private_cache
-from core.uploads import LimitedUploadHandler
+from core.uploads import limit_uploads
 
 from ..backgrounds import ImageRejected, chat_set_background
 from ..http import get_session_for_user, session_for_request
 
 
-@csrf_exempt
 @login_required
 @require_POST
-def chat_background(request, code):
+@limit_uploads("MAX_BACKGROUND_BYTES")
+def chat_background(request, code, *, upload_limit):
     """Upload (field `image`) or remove (`remove=1`) the chat's background; back to its settings."""
-    handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_BACKGROUND_BYTES"])
-    request.upload_handlers.insert(0, handler)
-    return _chat_background(request, code, handler)
-
-
-@csrf_protect
-def _chat_background(request, code, handler):
+    handler = upload_limit
     session = get_session_for_user(request, code)
     back = reverse("chats:settings", args=[session.code]) + "#background"
     if request.POST.get("remove") == "1":

@@ -1,19 +1,17 @@
 """SillyTavern chats in (import onto a character) and out (JSONL or plain text, streamed)."""
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import content_disposition_header
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from characters.models import Character
 from characters.services import human_size
-from core.uploads import LimitedUploadHandler, download_name
+from core.uploads import download_name, limit_uploads
 
 from .. import sillytavern
 from ..http import (
@@ -21,18 +19,12 @@ from ..http import (
 )
 
 
-@csrf_exempt
 @login_required
 @require_POST
-def chat_import(request, character_code):
+@limit_uploads("MAX_CHAT_BYTES")
+def chat_import(request, character_code, *, upload_limit):
     """Import a SillyTavern chat file (.jsonl) as a chat with this character."""
-    handler = LimitedUploadHandler(request, limit=settings.RPCHAT["MAX_CHAT_BYTES"])
-    request.upload_handlers.insert(0, handler)
-    return _chat_import(request, character_code, handler)
-
-
-@csrf_protect
-def _chat_import(request, character_code, handler):
+    handler = upload_limit
     character = get_object_or_404(Character.objects.visible_to(request.user), code=character_code)
     upload = request.FILES.get("file")
     if handler.too_large:
