@@ -196,7 +196,7 @@ def test_the_theme_is_the_accounts_on_every_device_from_the_first_paint(page, br
     page.get_by_role("button", name="Save theme").click()
     expect(page.get_by_text("Theme saved.")).to_be_visible()
     dark = "rgb(22, 23, 26)"
-    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark
+    expect(page.locator("body")).to_have_css("background-color", dark)
     context = browser.new_context(color_scheme="light")
     other = context.new_page()
     # The theme is in the HTML itself: the first paint is dark, before any script runs.
@@ -206,11 +206,13 @@ def test_the_theme_is_the_accounts_on_every_device_from_the_first_paint(page, br
     other.get_by_label("Password").fill("a-long-pass-phrase-7")
     other.get_by_role("button", name="Log in").click()
     other.wait_for_url("**/characters/")
-    assert other.evaluate("getComputedStyle(document.body).backgroundColor") == dark
+    expect(other.locator("body")).to_have_css("background-color", dark)
     context.close()
     page.get_by_label("Follow the system").check()
-    page.get_by_role("button", name="Save theme").click()
-    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(247, 246, 243)"
+    # Saving posts the form and loads the page again: wait for that page, not the old one.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save theme").click()
+    expect(page.locator("body")).to_have_css("background-color", "rgb(247, 246, 243)")
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
@@ -260,6 +262,8 @@ def test_a_chat_background_is_uploaded_and_text_stays_on_solid_bubbles(page, app
     page.get_by_role("link", name="← Back to the chat").click()
     backdrop = page.locator("img.chat-backdrop")
     expect(backdrop).to_be_attached()
+    # The picture loads after the page: wait until it has, then read its size.
+    page.wait_for_function("document.querySelector('img.chat-backdrop').complete")
     assert page.evaluate("document.querySelector('img.chat-backdrop').naturalWidth") == 1920
     bubble = page.evaluate("getComputedStyle(document.querySelector('.bubble')).backgroundColor")
     assert bubble.startswith("rgb(") and "rgba" not in bubble, bubble
