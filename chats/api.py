@@ -251,16 +251,25 @@ def message_list(
     if before is not None and after is not None:
         raise HttpError(400, "Give either before or after, not both.")
     session = _chat(request, code)
-    etag = paging.page_etag(session, "messages-json", API_VERSION, before=before, after=after)
-    if (cached := not_modified(request, response, etag=etag)) is not None:
-        return cached
+    parts = ("messages-json", API_VERSION)
+    rows = Message.objects.only(*MESSAGE_FIELDS, *paging.KEY_FIELDS)
+    if "If-None-Match" in request.headers:
+        # A revalidation: the page's keys first (no text), the page itself only when it changed.
+        etag = paging.page_etag(session, *parts, before=before, after=after)
+        if (cached := not_modified(request, response, etag=etag)) is not None:
+            return cached
+        page = None
+    else:
+        # Nothing to compare with: the page and its ETag from one read.
+        page, etag = paging.page_with_etag(session, *parts, before=before, after=after, rows=rows)
+        if (cached := not_modified(request, response, etag=etag)) is not None:
+            return cached  # an If-Match that fails
     url = reverse("api:messages", args=[session.code])
-    rows = Message.objects.only(*MESSAGE_FIELDS)
     if after is not None:
-        page = paging.messages_after(session, after, rows=rows)
+        page = page or paging.messages_after(session, after, rows=rows)
         messages, has_more = page.messages, page.has_newer
     else:
-        page = paging.messages_before(session, before, rows=rows)
+        page = page or paging.messages_before(session, before, rows=rows)
         messages, has_more = page.messages[::-1], page.has_older
     seqs = [m.seq for m in messages]
     oldest, newest = (min(seqs), max(seqs)) if seqs else (None, None)

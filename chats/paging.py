@@ -48,23 +48,60 @@ def page_queryset(
     return _range(Message.objects.for_page(), session, before=before, after=after, size=size or page_size())
 
 
+def _read(session: ChatSession, *, before: int | None, after: int | None, size: int, rows) -> list[Message]:
+    return list(
+        _range(
+            Message.objects.for_page() if rows is None else rows,
+            session,
+            before=before,
+            after=after,
+            size=size,
+        )
+    )
+
+
+def _page(read: list[Message], *, before: int | None, after: int | None, size: int) -> MessagePage:
+    if after is not None:
+        return MessagePage(messages=read[:size], has_older=True, has_newer=len(read) > size)
+    return MessagePage(messages=read[:size][::-1], has_older=len(read) > size, has_newer=before is not None)
+
+
 def messages_before(
     session: ChatSession, before: int | None = None, *, size: int | None = None, rows=None
 ) -> MessagePage:
     """The newest messages (before `before` when given): one keyset query. `rows`: the messages'
     queryset with the columns the caller needs (default: what a rendered message needs)."""
     size = size or page_size()
-    rows = list(
-        _range(Message.objects.for_page() if rows is None else rows, session, before=before, size=size)
+    return _page(
+        _read(session, before=before, after=None, size=size, rows=rows), before=before, after=None, size=size
     )
-    return MessagePage(messages=rows[:size][::-1], has_older=len(rows) > size, has_newer=before is not None)
 
 
 def messages_after(session: ChatSession, after: int, *, size: int | None = None, rows=None) -> MessagePage:
     """The messages after `after`, oldest first: one keyset query (`rows` as in messages_before)."""
     size = size or page_size()
-    rows = list(_range(Message.objects.for_page() if rows is None else rows, session, after=after, size=size))
-    return MessagePage(messages=rows[:size], has_older=True, has_newer=len(rows) > size)
+    return _page(
+        _read(session, before=None, after=after, size=size, rows=rows), before=None, after=after, size=size
+    )
+
+
+def page_with_etag(
+    session: ChatSession,
+    *parts,
+    before: int | None = None,
+    after: int | None = None,
+    size: int | None = None,
+    rows=None,
+) -> tuple[MessagePage, str]:
+    """A page (as messages_before or messages_after give it) and the ETag page_etag would give for it,
+    from the one read: for a request that sends no If-None-Match, which would read the page anyway.
+    `rows` must load KEY_FIELDS."""
+    size = size or page_size()
+    read = _read(session, before=before, after=after, size=size, rows=rows)
+    keys = [tuple(getattr(message, name) for name in KEY_FIELDS) for message in read]
+    return _page(read, before=before, after=after, size=size), etag_of(
+        session.pk, before, after, keys, *parts
+    )
 
 
 def messages_around(session: ChatSession, at: int, *, size: int | None = None) -> MessagePage:
