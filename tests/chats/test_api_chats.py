@@ -47,8 +47,9 @@ def test_the_chat_list_shows_only_the_users_chats_most_recent_first(
     make_chat(user=other, character=mira, messages=2)
     client.force_login(owner)
     url = reverse("api:chats")
-    # the user, one page of chats joined with their characters (no COUNT)
-    with django_assert_num_queries(2):
+    client.get(reverse("api:characters"))  # the session's user is cached from here on
+    # one page of chats joined with their characters (no COUNT)
+    with django_assert_num_queries(1):
         data = client.get(url).json()
     assert [c["code"] for c in data["results"]] == [str(newer.code), str(older.code)]
     assert data["results"][0]["character"] == {"code": str(wren.code), "name": "Wren"}
@@ -58,7 +59,7 @@ def test_the_chat_list_shows_only_the_users_chats_most_recent_first(
     assert client.get(url, {"character": "not-a-uuid"}).status_code == 400
     for _ in range(80):
         make_chat(user=owner, character=mira, messages=1)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         data = client.get(url).json()
     assert data["next"] == f"{url}?page=2" and data["previous"] is None
     assert len(client.get(data["next"]).json()["results"]) == 32
@@ -108,20 +109,20 @@ def test_a_message_page_makes_the_same_queries_anywhere_in_a_chat_of_any_length(
     chat = make_chat(user=owner, character=make_character(), messages=200)
     url = reverse("api:messages", args=[chat.code])
     owner_client.get(url)
-    # the user, the chat with its character, one keyset page (its ETag computed from the same rows)
+    # the chat with its character, one keyset page (its ETag computed from the same rows)
     for params in ({}, {"before": 150}, {"after": 20}):
-        with django_assert_num_queries(3):
+        with django_assert_num_queries(2):
             owner_client.get(url, params)
     add_messages(chat, 3000)
     for params in ({}, {"before": 3000}, {"before": 51}, {"after": 1500}):
-        with django_assert_num_queries(3):
+        with django_assert_num_queries(2):
             data = owner_client.get(url, params).json()
         etag = owner_client.get(url, params)["ETag"]
         # Revalidating reads the page's keys only; unchanged, that is all (a 304).
-        with django_assert_num_queries(3):
+        with django_assert_num_queries(2):
             assert owner_client.get(url, params, HTTP_IF_NONE_MATCH=etag).status_code == 304
         # Changed: the keys, then the page.
-        with django_assert_num_queries(4):
+        with django_assert_num_queries(3):
             assert owner_client.get(url, params, HTTP_IF_NONE_MATCH='"stale"').status_code == 200
     assert seqs(data) == list(range(1501, 1551))
 
@@ -196,11 +197,12 @@ def test_a_hidden_or_edited_message_shows_its_state(owner_client, owner):
 def test_the_chat_detail_makes_the_same_queries_at_any_length(owner_client, owner, django_assert_num_queries):
     chat = make_chat(user=owner, character=make_character(), messages=10)
     url = reverse("api:chat", args=[chat.code])
-    # the user, the chat joined with its character
-    with django_assert_num_queries(2):
+    owner_client.get(reverse("api:characters"))  # the session's user is cached from here on
+    # the chat joined with its character
+    with django_assert_num_queries(1):
         owner_client.get(url)
     add_messages(chat, 3000)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         assert owner_client.get(url).json()["message_count"] == 3010
 
 

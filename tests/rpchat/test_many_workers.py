@@ -66,6 +66,7 @@ def _seed(database_url: str, engine_url: str) -> str:
     with attached_database("workers", database_url) as db, cachalot_disabled():
         User.objects.using(db).create(username="root", password=encoded, is_staff=True, is_superuser=True)
         olivia = User.objects.using(db).create(username="olivia", password=encoded)
+        User.objects.using(db).create(username="dora", password=encoded)  # deactivated by a test
         wren = Character.objects.using(db).create(
             owner=olivia, name="Wren", first_message="Hello.", description="A test character."
         )
@@ -304,6 +305,21 @@ def test_a_settings_change_made_through_one_worker_shows_at_once_on_the_other(wo
     assert response.status_code == 302, _form_errors(response.text)
 
     assert _brand(root.http.get(f"{workers.b}/characters/").text) == "Night Shift"
+
+
+def test_a_user_deactivated_through_one_worker_is_logged_out_on_the_other_at_once(workers, root):
+    dora = Browser()
+    dora.login(workers.a, "dora")
+    assert dora.http.get(f"{workers.b}/accounts/settings/").status_code == 200  # B has her cached now
+    with attached_database("workers", workers.database_url) as db:
+        pk = get_user_model().objects.using(db).get(username="dora").pk
+
+    response = root.submit_admin_form(f"{workers.a}/admin/auth/user/{pk}/change/", {"is_active": ""})
+    assert response.status_code == 302, _form_errors(response.text)
+
+    response = dora.http.get(f"{workers.b}/accounts/settings/")
+    assert response.status_code == 302 and "/accounts/login/" in response.headers["location"]
+    dora.close()
 
 
 def test_a_character_renamed_through_one_worker_is_renamed_on_the_other_at_once(workers, root, olivia):
