@@ -127,11 +127,13 @@ def generation_limited(view):
 
 
 def engine_label(request, session: ChatSession) -> str:
-    """The model this chat's next reply will come from (one query: chats.profiles)."""
-    resolved = profiles.resolve_profile(
-        user=request.user, character=session.character, chat_profile_id=session.profile_id
+    """The model this chat's next reply will come from (chats.profiles: cached, else one query)."""
+    return profiles.resolved_label(
+        user=request.user,
+        character=session.character,
+        chat_profile_id=session.profile_id,
+        builtin=BUILTIN_LABEL,
     )
-    return resolved.profile.label if resolved.profile else BUILTIN_LABEL
 
 
 @once_per_request

@@ -95,10 +95,13 @@ def page_with_etag(
 ) -> tuple[MessagePage, str]:
     """A page (as messages_before or messages_after give it) and the ETag page_etag would give for it,
     from the one read: for a request that sends no If-None-Match, which would read the page anyway.
-    `rows` must load KEY_FIELDS."""
+    `rows` must load KEY_FIELDS; it may be a values() queryset (dicts)."""
     size = size or page_size()
     read = _read(session, before=before, after=after, size=size, rows=rows)
-    keys = [tuple(getattr(message, name) for name in KEY_FIELDS) for message in read]
+    if read and isinstance(read[0], dict):
+        keys = [tuple(row[name] for name in KEY_FIELDS) for row in read]
+    else:
+        keys = [tuple(getattr(message, name) for name in KEY_FIELDS) for message in read]
     return _page(read, before=before, after=after, size=size), etag_of(
         session.pk, before, after, keys, *parts
     )

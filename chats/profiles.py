@@ -10,7 +10,9 @@ used. One query answers it all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import uuid4
 
+from django.core.cache import cache
 from django.db import models
 
 from settings_app.models import ConnectionProfile, ModelDefault, SiteSettings
@@ -51,6 +53,35 @@ def resolve_profile(
         if site.profile_usable(profile):
             return Resolved(profile, SOURCES[rank])
     return Resolved(None, "the built-in model")
+
+
+# The chat page names the model the next reply will come from. That name is cached, since resolving
+# it is the page's most expensive query to build; the reply itself always resolves afresh.
+LABEL_CACHE_SECONDS = 300
+GENERATION_KEY = "model-choice-generation"
+
+
+def choices_changed(**kwargs) -> None:
+    """A profile, a default, who may use a profile or a user's groups changed: every cached label
+    is dropped (a new generation in their keys). Connected in chats.apps."""
+    cache.set(GENERATION_KEY, uuid4().hex, None)
+
+
+def resolved_label(*, user, character, chat_profile_id: int | None, builtin: str) -> str:
+    """The label of resolve_profile()'s answer (`builtin` for the built-in model), cached until any
+    model choice changes (choices_changed), the site settings change, or LABEL_CACHE_SECONDS pass."""
+    site = SiteSettings.load()
+    generation = cache.get(GENERATION_KEY)
+    if generation is None:
+        cache.add(GENERATION_KEY, uuid4().hex, None)
+        generation = cache.get(GENERATION_KEY)
+    key = f"model-label:{generation}:{site.updated_at.timestamp()}:{user.pk}:{character.pk}:{chat_profile_id}"
+    label = cache.get(key)
+    if label is None:
+        resolved = resolve_profile(user=user, character=character, chat_profile_id=chat_profile_id, site=site)
+        label = resolved.profile.label if resolved.profile else builtin
+        cache.set(key, label, LABEL_CACHE_SECONDS)
+    return label
 
 
 def candidates_queryset(*, user, character, chat_profile_id: int | None, site: SiteSettings):

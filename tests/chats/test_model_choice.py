@@ -319,3 +319,38 @@ def test_staff_offer_a_profile_to_users_and_groups_in_the_admin(
     chat_settings(owner_client, chat, profile=profile.code)
     chat.refresh_from_db()
     assert chat.profile == profile
+
+
+def test_the_chat_page_names_the_model_the_next_reply_will_use_after_every_change(
+    owner, owner_client, chat, four, scripted_server
+):
+    """The page's "Model:" line is cached (chats.profiles.resolved_label); every kind of change
+    that picks another model shows at the next page load."""
+
+    def label() -> str:
+        page = owner_client.get(chat.get_absolute_url()).content.decode()
+        return re.search(r"<span data-engine>([^<]*)</span>", page).group(1)
+
+    assert label() == "built-in demo model (SmolLM2-135M)"
+    make_active(four["site"])
+    assert label() == "model-site (Site)"
+    owner_client.post(reverse("settings_app:models"), {"profile": four["user"].code})
+    assert label() == "model-user (User)"
+    chat_settings(owner_client, chat, character_default=four["character"].code)
+    assert label() == "model-character (Character)"
+    chat_settings(owner_client, chat, profile=four["chat"].code, character_default=four["character"].code)
+    assert label() == "model-chat (Chat)"
+    # Staff rename it, then offer it to a group the user is in, then take the user out of it.
+    four["chat"].model = "model-chat-2"
+    four["chat"].save()
+    assert label() == "model-chat-2 (Chat)"
+    writers = Group.objects.create(name="writers")
+    owner.groups.add(writers)
+    four["chat"].available_to_all = False
+    four["chat"].save()
+    four["chat"].groups.add(writers)
+    assert label() == "model-chat-2 (Chat)"
+    owner.groups.remove(writers)
+    assert label() == "model-character (Character)"
+    CharacterModelDefault.objects.filter(user=owner).delete()
+    assert label() == "model-user (User)"
