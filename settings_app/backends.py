@@ -61,3 +61,16 @@ class UserBackend(ModelBackend):
             # Stored as loaded, before a request caches anything on it (permissions, say).
             cache.set(key, user, USER_CACHE_SECONDS)
         return user if self.user_can_authenticate(user) else None
+
+    async def aget_user(self, user_id):
+        # The async views' way in (reply streams): the same cache, the same row.
+        key = user_cache_key(user_id)
+        user = await cache.aget(key)
+        if user is None:
+            model = get_user_model()
+            try:
+                user = await model._default_manager.select_related("preferences").aget(pk=user_id)
+            except model.DoesNotExist:
+                return None
+            await cache.aset(key, user, USER_CACHE_SECONDS)
+        return user if self.user_can_authenticate(user) else None
