@@ -316,9 +316,11 @@ def lorebook_list(request, *, upload_limit):
     """The user's global lorebooks; a POST imports World Info or lorebook_v3 files."""
     handler = upload_limit
     if request.method == "POST":
+        # Reading the files parses the body, which is when the handler sets too-large files aside.
+        uploads = request.FILES.getlist("files")
         for name in handler.too_large:
             messages.error(request, f"{name}: the file is larger than {services.human_size(handler.limit)}.")
-        for upload in request.FILES.getlist("files"):
+        for upload in uploads:
             result = services.lorebook_import(source=upload, file_name=upload.name, owner=request.user)
             level = {"imported": messages.SUCCESS, "skipped": messages.INFO}.get(
                 result.status, messages.ERROR

@@ -235,11 +235,13 @@ def preset_list(request, *, upload_limit):
     limit = settings.RPCHAT["MAX_CARD_JSON_BYTES"]
     results = []
     if request.method == "POST":
+        # Reading the files parses the body, which is when the handler sets too-large files aside.
+        uploads = request.FILES.getlist("files")
         results = [
             PresetImportResult(name, "failed", f"the file is larger than {limit:,} bytes")
             for name in handler.too_large
         ]
-        for upload in request.FILES.getlist("files"):
+        for upload in uploads:
             results.append(preset_import(source=upload, file_name=upload.name, owner=request.user))
         if not results:
             results.append(PresetImportResult("", "failed", "no file was sent"))
