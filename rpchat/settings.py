@@ -172,6 +172,10 @@ def _database(url: str) -> dict:
     config = dj_database_url.parse(url)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+        # Kept open between requests by the request threads that opened them (rpchat/handlers.py):
+        # a new SQLite connection costs about 2 ms before its first row. Django still closes one
+        # that is broken or left in a transaction, at the start and end of every request.
+        config["CONN_MAX_AGE"] = envint("SQLITE_CONN_MAX_AGE", "600")
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # psycopg 3's pool; Django requires CONN_MAX_AGE 0 with it.
         config["CONN_MAX_AGE"] = 0

@@ -1,0 +1,35 @@
+"""Views for tests/rpchat/test_request_threads.py: which thread and database connection served a request."""
+
+import threading
+
+from django.db import connection
+from django.http import JsonResponse
+from django.urls import path
+
+# Set by the test to let a request held in `hold/` finish.
+release = threading.Event()
+held = threading.Event()
+# The connection objects the views used, by request label, so a test can look at them afterwards.
+seen: dict = {}
+
+
+def _where(request) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    seen[request.GET.get("label", "")] = connection.connection
+    return JsonResponse({"thread": threading.get_ident(), "connection": id(connection.connection)})
+
+
+def probe(request):
+    return _where(request)
+
+
+def hold(request):
+    held.set()
+    if not release.wait(timeout=30):
+        raise TimeoutError("the test never let this request go")
+    return _where(request)
+
+
+urlpatterns = [path("probe/", probe), path("hold/", hold)]

@@ -1,0 +1,137 @@
+"""rpchat.handlers: each request's sync code on a borrowed long-lived thread that keeps its database
+connection, one request at a time per thread, and a fresh thread (closed afterwards) when all are busy.
+
+Driven through the real ASGI handler and the whole middleware stack, as uvicorn calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from rpchat.handlers import PooledThreadsASGIHandler
+from tests.rpchat import request_threads_urls as views
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.rpchat.request_threads_urls")]
+
+
+async def _get(app, path: str) -> dict:
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent = []
+    requested = False
+    never = asyncio.Event()
+
+    async def receive():
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # no disconnect: the handler stops listening when the response is sent
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200, sent
+    return json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def _run(coroutine_function):
+    # A loop of its own, in a thread: browser tests may leave one running in this thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine_function()).result()
+
+
+def test_requests_one_after_another_share_a_thread_and_its_database_connection():
+    app = PooledThreadsASGIHandler(threads=2)
+
+    async def three():
+        return [await _get(app, f"/probe/?label={n}") for n in range(3)]
+
+    first, second, third = _run(three)
+    assert first["thread"] == second["thread"] == third["thread"]
+    if connection.vendor == "sqlite":
+        # Kept open (CONN_MAX_AGE): no new file, PRAGMAs and schema read per request.
+        assert first["connection"] == second["connection"] == third["connection"]
+        assert views.seen["0"] is views.seen["2"]
+
+
+def test_requests_in_flight_together_never_share_a_thread():
+    app = PooledThreadsASGIHandler(threads=2)
+    views.release.clear()
+    views.held.clear()
+
+    async def together():
+        holding = asyncio.create_task(_get(app, "/hold/?label=held"))
+        while not views.held.is_set():
+            await asyncio.sleep(0.01)
+        beside = await _get(app, "/probe/?label=beside")  # answered while the first still runs
+        views.release.set()
+        return await holding, beside
+
+    held, beside = _run(together)
+    assert held["thread"] != beside["thread"]
+    assert held["connection"] != beside["connection"]
+
+
+def test_when_every_thread_is_busy_a_fresh_one_serves_and_its_connection_is_closed_after():
+    app = PooledThreadsASGIHandler(threads=1)
+    views.release.clear()
+    views.held.clear()
+
+    async def overflow():
+        holding = asyncio.create_task(_get(app, "/hold/?label=pooled"))
+        while not views.held.is_set():
+            await asyncio.sleep(0.01)
+        extra = await _get(app, "/probe/?label=extra")
+        views.release.set()
+        pooled = await holding
+        after = await _get(app, "/probe/?label=after")  # the pool's thread is free again
+        return pooled, extra, after
+
+    pooled, extra, after = _run(overflow)
+    assert extra["thread"] != pooled["thread"]
+    assert after["thread"] == pooled["thread"]
+    # The extra thread's connection is closed once its request is over (not left to the garbage
+    # collector); the pooled thread's stays open for the next request.
+    extra_connection = views.seen["extra"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            extra_connection.cursor()
+        except Exception:  # sqlite3.ProgrammingError / psycopg's OperationalError: it is closed
+            break
+        time.sleep(0.02)
+    else:
+        if connection.vendor == "sqlite":
+            pytest.fail("the extra thread's connection was left open")
+    assert app.threads.made == 1
+
+
+def test_a_websocket_or_lifespan_scope_is_refused_as_django_refuses_it():
+    app = PooledThreadsASGIHandler(threads=1)
+
+    async def websocket():
+        await app({"type": "websocket", "path": "/"}, None, None)
+
+    with pytest.raises(ValueError, match="Django can only handle ASGI/HTTP connections"):
+        _run(websocket)
