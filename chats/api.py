@@ -34,6 +34,7 @@ from core.api import (
 )
 from core.http import etag_of
 from core.pagination import page_of
+from core.prepared import PreparedQuery
 
 from . import paging
 from .models import ChatSession, Message
@@ -212,6 +213,24 @@ MESSAGE_FIELDS = (
 )  # fmt: skip
 
 
+# Plain rows, no model instances: the page is data in, data out.
+PAGE_FIELDS = (*MESSAGE_FIELDS, *(f for f in paging.KEY_FIELDS if f not in MESSAGE_FIELDS))
+
+# The id of one of the user's chats (compiled once per connection: core.prepared).
+_CHAT_ID = PreparedQuery(
+    ChatSession,
+    lambda *, user, code: ChatSession.objects.for_user(user).filter(code=code).values_list("pk")[:1],
+)
+
+
+def _chat_id(request, code: UUID) -> int:
+    """The id of one of the user's chats, or 404: for the pages that need no more of it."""
+    rows = _CHAT_ID.rows(user=request.user.pk, code=code)
+    if not rows:
+        raise Http404
+    return rows[0][0]
+
+
 def _message(row: dict) -> dict:
     return {name: row[name] for name in MESSAGE_FIELDS}
 
@@ -235,10 +254,8 @@ def message_list(
     pages in each direction; poll `newer` for new messages. One keyset query at any chat length."""
     if before is not None and after is not None:
         raise HttpError(400, "Give either before or after, not both.")
-    session = _chat(request, code)
+    session = _chat_id(request, code)
     parts = ("messages-json", API_VERSION)
-    # Plain rows, no model instances: the page is data in, data out.
-    rows = Message.objects.values(*MESSAGE_FIELDS, *(f for f in paging.KEY_FIELDS if f not in MESSAGE_FIELDS))
     if "If-None-Match" in request.headers:
         # A revalidation: the page's keys first (no text), the page itself only when it changed.
         etag = paging.page_etag(session, *parts, before=before, after=after)
@@ -247,15 +264,15 @@ def message_list(
         page = None
     else:
         # Nothing to compare with: the page and its ETag from one read.
-        page, etag = paging.page_with_etag(session, *parts, before=before, after=after, rows=rows)
+        page, etag = paging.page_with_etag(session, *parts, before=before, after=after, fields=PAGE_FIELDS)
         if (cached := not_modified(request, response, etag=etag)) is not None:
             return cached  # an If-Match that fails
-    url = reverse("api:messages", args=[session.code])
+    url = reverse("api:messages", args=[code])
     if after is not None:
-        page = page or paging.messages_after(session, after, rows=rows)
+        page = page or paging.messages_after(session, after, fields=PAGE_FIELDS)
         messages, has_more = page.messages, page.has_newer
     else:
-        page = page or paging.messages_before(session, before, rows=rows)
+        page = page or paging.messages_before(session, before, fields=PAGE_FIELDS)
         messages, has_more = page.messages[::-1], page.has_older
     seqs = [m["seq"] for m in messages]
     oldest, newest = (min(seqs), max(seqs)) if seqs else (None, None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from core.http import etag_of
+from core.prepared import PreparedQuery
 
 from .models import ChatSession, Message
 
@@ -48,16 +49,52 @@ def page_queryset(
     return _range(Message.objects.for_page(), session, before=before, after=after, size=size or page_size())
 
 
-def _read(session: ChatSession, *, before: int | None, after: int | None, size: int, rows) -> list[Message]:
-    return list(
-        _range(
-            Message.objects.for_page() if rows is None else rows,
-            session,
-            before=before,
-            after=after,
-            size=size,
-        )
+def _values(fields: tuple, direction: str, size: int, *, session: int, cursor: int):
+    return _range(
+        Message.objects.values_list(*fields),
+        session,
+        before=cursor if direction == "before" else None,
+        after=cursor if direction == "after" else None,
+        size=size,
     )
+
+
+# The same keyset read as plain rows of some columns, compiled once per connection (core.prepared).
+_VALUES = PreparedQuery(Message, _values)
+
+
+def _id(session: ChatSession | int) -> int:
+    return session if isinstance(session, int) else session.pk
+
+
+def _read(
+    session: ChatSession | int,
+    *,
+    before: int | None,
+    after: int | None,
+    size: int,
+    fields: tuple | None = None,
+) -> list:
+    """The page's messages and one more: model instances with what a rendered message needs, or,
+    with `fields`, plain dicts of those columns."""
+    if fields is None:
+        return list(_range(Message.objects.for_page(), session, before=before, after=after, size=size))
+    return [
+        dict(zip(fields, row, strict=True))
+        for row in _value_rows(session, fields, before=before, after=after, size=size)
+    ]
+
+
+def _value_rows(
+    session: ChatSession | int, fields: tuple, *, before: int | None, after: int | None, size: int
+):
+    if after is not None:
+        direction, cursor = "after", after
+    elif before is not None:
+        direction, cursor = "before", before
+    else:
+        direction, cursor = "newest", 0
+    return _VALUES.rows(tuple(fields), direction, size, session=_id(session), cursor=cursor)
 
 
 def _page(read: list[Message], *, before: int | None, after: int | None, size: int) -> MessagePage:
@@ -67,43 +104,55 @@ def _page(read: list[Message], *, before: int | None, after: int | None, size: i
 
 
 def messages_before(
-    session: ChatSession, before: int | None = None, *, size: int | None = None, rows=None
+    session: ChatSession | int,
+    before: int | None = None,
+    *,
+    size: int | None = None,
+    fields: tuple | None = None,
 ) -> MessagePage:
-    """The newest messages (before `before` when given): one keyset query. `rows`: the messages'
-    queryset with the columns the caller needs (default: what a rendered message needs)."""
+    """The newest messages (before `before` when given): one keyset query. Model instances with
+    what a rendered message needs, or with `fields`, dicts of those columns."""
     size = size or page_size()
     return _page(
-        _read(session, before=before, after=None, size=size, rows=rows), before=before, after=None, size=size
+        _read(session, before=before, after=None, size=size, fields=fields),
+        before=before,
+        after=None,
+        size=size,
     )
 
 
-def messages_after(session: ChatSession, after: int, *, size: int | None = None, rows=None) -> MessagePage:
-    """The messages after `after`, oldest first: one keyset query (`rows` as in messages_before)."""
+def messages_after(
+    session: ChatSession | int, after: int, *, size: int | None = None, fields: tuple | None = None
+) -> MessagePage:
+    """The messages after `after`, oldest first: one keyset query (`fields` as in messages_before)."""
     size = size or page_size()
     return _page(
-        _read(session, before=None, after=after, size=size, rows=rows), before=None, after=after, size=size
+        _read(session, before=None, after=after, size=size, fields=fields),
+        before=None,
+        after=after,
+        size=size,
     )
 
 
 def page_with_etag(
-    session: ChatSession,
+    session: ChatSession | int,
     *parts,
     before: int | None = None,
     after: int | None = None,
     size: int | None = None,
-    rows=None,
+    fields: tuple | None = None,
 ) -> tuple[MessagePage, str]:
     """A page (as messages_before or messages_after give it) and the ETag page_etag would give for it,
     from the one read: for a request that sends no If-None-Match, which would read the page anyway.
-    `rows` must load KEY_FIELDS; it may be a values() queryset (dicts)."""
+    With `fields` (which must include KEY_FIELDS), the page is dicts of those columns."""
     size = size or page_size()
-    read = _read(session, before=before, after=after, size=size, rows=rows)
-    if read and isinstance(read[0], dict):
+    read = _read(session, before=before, after=after, size=size, fields=fields)
+    if fields is not None:
         keys = [tuple(row[name] for name in KEY_FIELDS) for row in read]
     else:
         keys = [tuple(getattr(message, name) for name in KEY_FIELDS) for message in read]
     return _page(read, before=before, after=after, size=size), etag_of(
-        session.pk, before, after, keys, *parts
+        _id(session), before, after, keys, *parts
     )
 
 
@@ -128,11 +177,13 @@ def messages_around(session: ChatSession, at: int, *, size: int | None = None) -
 
 
 def page_etag(
-    session: ChatSession, *parts, before: int | None = None, after: int | None = None, size: int | None = None
+    session: ChatSession | int,
+    *parts,
+    before: int | None = None,
+    after: int | None = None,
+    size: int | None = None,
 ) -> str:
     """The ETag of the page `messages_before`/`messages_after` would give: one small query."""
     size = size or page_size()
-    keys = list(
-        _range(Message.objects.values_list(*KEY_FIELDS), session, before=before, after=after, size=size)
-    )
-    return etag_of(session.pk, before, after, keys, *parts)
+    keys = _value_rows(session, KEY_FIELDS, before=before, after=after, size=size)
+    return etag_of(_id(session), before, after, keys, *parts)

@@ -1,0 +1,109 @@
+"""core.prepared: a hot query compiled once per connection gives what the ORM gives, for any values."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import datetime
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+
+from chats import paging
+from chats.models import ChatSession, Message
+from chats.sillytavern import chat_import_sillytavern
+from core.prepared import PreparedQuery
+from tests.factories import make_character
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = ("seq", "role", "speaker", "content", "hidden", "status", "version", "created_at", "updated_at")
+
+
+def _import_chat(user, character, messages: int) -> ChatSession:
+    """A chat as users bring theirs: a SillyTavern file, imported."""
+    lines = [{"user_name": "Olivia", "character_name": character.name, "create_date": "2024-10-18@20h52m17s"}]
+    for n in range(1, messages + 1):
+        lines.append(
+            {
+                "name": "Olivia" if n % 2 else character.name,
+                "is_user": bool(n % 2),
+                "send_date": f"October 18, 2024 8:{n % 60:02d}pm",
+                "mes": f"Line {n}: " + "words " * (n % 7),
+            }
+        )
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    result = chat_import_sillytavern(
+        source=io.BytesIO(data), file_name=f"{character.name}.jsonl", user=user, character=character
+    )
+    assert result.status == "imported", result
+    return result.object
+
+
+@pytest.fixture
+def chat(owner):
+    return _import_chat(owner, make_character(owner=owner, name="Ada", public=False), 130)
+
+
+def test_a_prepared_page_is_the_orms_page_in_every_direction(chat, django_assert_num_queries):
+    for before, after in [(None, None), (60, None), (3, None), (None, 0), (None, 75), (None, 500), (1, None)]:
+        orm = list(
+            paging._range(Message.objects.values_list(*FIELDS), chat, before=before, after=after, size=50)
+        )
+        with django_assert_num_queries(1):
+            prepared = paging._value_rows(chat, FIELDS, before=before, after=after, size=50)
+        assert prepared == orm, (before, after)
+        if before is after is None:
+            newest = prepared
+    assert [row[0] for row in newest] == list(range(130, 79, -1))
+    assert prepared == []  # before the first message
+    prepared = newest
+    # As the ORM converts them: aware datetimes and booleans, whatever the database stores.
+    assert isinstance(prepared[0][FIELDS.index("created_at")], datetime)
+    assert prepared[0][FIELDS.index("created_at")].tzinfo is not None
+    assert prepared[0][FIELDS.index("hidden")] is False
+
+
+def test_the_sql_is_the_orms_and_is_compiled_once_per_connection(chat, owner):
+    built = []
+
+    def build(*, user, code):
+        built.append((user, code))
+        return ChatSession.objects.for_user(user).filter(code=code).values_list("pk", "code")[:1]
+
+    query = PreparedQuery(ChatSession, build)
+    assert query.rows(user=owner.pk, code=chat.code) == [(chat.pk, chat.code)]
+    assert len(built) == 2  # compiled with two sets of example values, to find the placeholders
+    assert query.rows(user=owner.pk, code=uuid.uuid4()) == []
+    assert query.rows(user=owner.pk + 1, code=chat.code) == []  # another user's: nothing
+    assert len(built) == 2
+    orm_sql, _ = build(user=owner.pk, code=chat.code).query.get_compiler(using="default").as_sql()
+    compiled = connections["default"].__dict__["_rpchat_prepared"][(query.key, ())]
+    assert compiled.sql == orm_sql
+
+
+def test_a_value_that_changes_the_sql_is_refused_when_first_compiled(chat, owner):
+    sliced = PreparedQuery(Message, lambda *, size: Message.objects.values_list("seq")[:size])
+    with pytest.raises(ImproperlyConfigured, match="changes the SQL"):
+        sliced.rows(size=5)
+    # A value the ORM writes otherwise than an id or a UUID column would (here, a UUID as text).
+    as_text = PreparedQuery(
+        ChatSession, lambda *, code: ChatSession.objects.filter(title=str(code)).values_list("pk")
+    )
+    with pytest.raises(ImproperlyConfigured, match="is not one of"):
+        as_text.rows(code=chat.code)
+    with pytest.raises(TypeError):
+        PreparedQuery(
+            ChatSession, lambda *, title: ChatSession.objects.filter(title=title).values_list("pk")
+        ).rows(title="x")
+
+
+def test_the_api_page_reads_the_users_chat_only(client, owner, other, chat):
+    client.force_login(other)
+    assert client.get(f"/api/chats/{chat.code}/messages/").status_code == 404
+    client.force_login(owner)
+    data = client.get(f"/api/chats/{chat.code}/messages/").json()
+    assert [m["seq"] for m in data["messages"]] == list(range(130, 80, -1))
+    assert data["messages"][0]["content"].startswith("Line 130:")
