@@ -17,6 +17,22 @@ from django.db import connection, connections
 from django.db.utils import load_backend
 
 
+def unmap_sqlite_files(**kwargs) -> None:
+    """At the end of a request: a SQLite connection kept open for the next one (rpchat/handlers.py)
+    gives back the part of the database file it memory-mapped (`PRAGMA mmap_size`), as closing it
+    did. A search over a big chat maps up to SQLITE_MMAP_BYTES of the file, and a kept-open
+    connection would otherwise hold those pages in the process's resident memory until it closes.
+    The statements go to the driver directly: housekeeping, not queries of the request."""
+    size = settings.SQLITE_MMAP_BYTES
+    if not size:
+        return
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.vendor != "sqlite" or wrapper.connection is None or wrapper.in_atomic_block:
+            continue
+        wrapper.connection.execute("PRAGMA mmap_size=0")
+        wrapper.connection.execute(f"PRAGMA mmap_size={int(size)}")
+
+
 def sqlite_path(alias: str = "default") -> Path | None:
     """The file of an SQLite database alias, or None when it is another engine."""
     config = connections[alias].settings_dict

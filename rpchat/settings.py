@@ -154,6 +154,9 @@ TEMPLATES = [
 # Database: SQLite file by default. WAL lets readers run beside the writer; IMMEDIATE takes the
 # write lock at BEGIN, so read-then-write transactions queue on the busy timeout instead of failing
 # with "database is locked" half-way through.
+# Reads of the file through a memory map; given back at the end of each request by the connections
+# kept open between requests (core.databases.unmap_sqlite_files), so they do not hold on to it.
+SQLITE_MMAP_BYTES = 134217728
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": envint("SQLITE_BUSY_TIMEOUT", "20"),
@@ -162,7 +165,7 @@ SQLITE_OPTIONS = {
         "PRAGMA synchronous=NORMAL;"
         "PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY;"
-        "PRAGMA mmap_size=134217728;"
+        f"PRAGMA mmap_size={SQLITE_MMAP_BYTES};"
     ),
 }
 DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")

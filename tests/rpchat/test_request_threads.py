@@ -135,3 +135,26 @@ def test_a_websocket_or_lifespan_scope_is_refused_as_django_refuses_it():
 
     with pytest.raises(ValueError, match="Django can only handle ASGI/HTTP connections"):
         _run(websocket)
+
+
+def _file_maps(path: str) -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for line in maps if line.rstrip().endswith(path))
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
+def test_a_kept_connection_gives_back_its_map_of_the_database_file_after_each_request():
+    """Kept open between requests, a connection would otherwise keep the pages it read mapped,
+    counted in the process's resident memory (a search over a big chat: about 100 MB)."""
+    app = PooledThreadsASGIHandler(threads=1)
+    path = connection.settings_dict["NAME"]
+    before = _file_maps(str(path))
+
+    async def probe():
+        return await _get(app, "/probe/?label=mapped")
+
+    _run(probe)
+    assert views.seen["mapped"] is not None  # still open, for the next request
+    assert _file_maps(str(path)) == before
+    with views.seen["mapped"] as kept:
+        assert kept.execute("PRAGMA mmap_size").fetchone()[0] > 0  # mapped again on the next read
