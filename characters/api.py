@@ -32,10 +32,11 @@ from core.api import (
     validators_documented,
 )
 from core.http import etag_of
-from core.pagination import page_of
+from core.pagination import Page, page_of
+from core.table_cache import cached_by_tables
 
 from .models import Character
-from .search import MAX_LIMIT, clean_filters, gallery_characters, search_characters
+from .search import GALLERY_TABLES, MAX_LIMIT, clean_filters, gallery_characters, search_characters
 
 # Changes whenever the JSON shape of a character changes, so cached copies are not reused.
 API_VERSION = "1"
@@ -145,12 +146,19 @@ def character_list(
 ):
     """The gallery's list and filters, a page at a time; pages are read without counting."""
     q, tag, label = clean_filters(q, tag, label)
-    rows = page_of(
-        gallery_characters(user=request.user, q=q, tag=tag, label=label),
-        number=page,
-        per_page=settings.RPCHAT["API_PAGE_SIZE"],
+    user, per_page = request.user, settings.RPCHAT["API_PAGE_SIZE"]
+
+    def results() -> tuple[bool, list[dict]]:
+        rows = page_of(
+            gallery_characters(user=user, q=q, tag=tag, label=label), number=page, per_page=per_page
+        )
+        return rows.has_next, [_summary(c, [t.name for t in c.tags.all()]) for c in rows.rows]
+
+    # Until a character or tag changes (core.table_cache), as the gallery page.
+    has_next, summaries = cached_by_tables(
+        "api-characters", (user.pk, q, tag, label, page, per_page, API_VERSION), GALLERY_TABLES, results
     )
-    return page_of_results(request, rows, [_summary(c, [t.name for t in c.tags.all()]) for c in rows.rows])
+    return page_of_results(request, Page(rows=summaries, number=page, has_next=has_next), summaries)
 
 
 @router.get(

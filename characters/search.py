@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString
 
 from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
 
-from .models import Character
+from .models import Character, Tag
 
 FIELDS = ("name", "nickname", "creator", "description", "scenario", "creator_notes")
 # The indexed expression of character_text_fts_idx; a query must repeat it exactly.
@@ -158,6 +158,11 @@ class GalleryQuery:
         # read table names inside RawSQL, sees every table the page depends on (a tag's).
         outer = filter_characters(Character.objects.filter(pk__in=ids), **self.filters)
         return outer.for_list().order_by("name", "id")[start : item.stop]
+
+
+# The tables the gallery's cards and filters read: what they are cached by (core.table_cache), in
+# the gallery page and the API's list alike.
+GALLERY_TABLES = (Character, Tag, Character.tags.through)
 
 
 def gallery_characters(*, user, q: str = "", tag: str = "", label: str = "") -> GalleryQuery:

@@ -6,7 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.http import content_disposition_header
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import (
     condition,
@@ -18,13 +21,14 @@ from django.views.decorators.http import (
 from core.http import etag_of, once_per_request, private_cache, release_stamp
 from core.pagination import page_number, page_of
 from core.routers import reads_may_lag
+from core.table_cache import cached_by_tables
 from core.uploads import LimitedUploadHandler, body_larger_than, download_name, limit_uploads
 from settings_app.models import SiteSettings, preferences_for
 
 from . import display, lorekeys, services
 from .http import card_download_cache
 from .models import Character, Lorebook, LorebookEntry, Tag
-from .search import clean_filters, gallery_characters
+from .search import GALLERY_TABLES, clean_filters, gallery_characters
 from .services import character_restore as character_restore_service
 from .services import character_soft_delete
 
@@ -42,31 +46,52 @@ def gallery_filters(request) -> tuple[str, str, str]:
     return clean_filters(get.get("q", ""), get.get("tag", ""), get.get("label", ""))
 
 
-@login_required
-@reads_may_lag  # a character created a moment ago may show up a moment later
-def gallery(request):
-    q, tag, label = gallery_filters(request)
-    per_page = settings.RPCHAT["GALLERY_PAGE_SIZE"]
-    characters = gallery_characters(user=request.user, q=q, tag=tag, label=label)
-    page = page_of(characters, number=page_number(request), per_page=per_page)
+def _gallery_parts(user, q: str, tag: str, label: str, number: int, per_page: int) -> dict:
+    """The gallery's results (rendered) and its filters' choices, for `user`: what
+    `cached_by_tables` keeps until a character or tag changes."""
+    characters = gallery_characters(user=user, q=q, tag=tag, label=label)
+    page = page_of(characters, number=number, per_page=per_page)
     last_page = None
     if not page.rows and page.number > 1:
         # Past the end (an old link, a hand-typed ?page=99): one COUNT, on this page only, to say
         # which page is the last.
         last_page = max(1, -(-characters.count() // per_page))
+    results = render_to_string(
+        "characters/gallery_results.html",
+        {"page": page, "last_page": last_page, "q": q, "tag": tag, "label": label},
+    )
+    return {
+        "results": results,
+        "tags": [{"name": t.name} for t in Tag.objects.visible_to(user).only("name")[:50]],
+        "labels": list(Character.objects.labels_visible_to(user)),
+    }
+
+
+@login_required
+@reads_may_lag  # a character created a moment ago may show up a moment later
+def gallery(request):
+    q, tag, label = gallery_filters(request)
+    per_page = settings.RPCHAT["GALLERY_PAGE_SIZE"]
+    number = page_number(request)
+    user = request.user
+    parts = cached_by_tables(
+        "gallery",
+        (user.pk, q, tag, label, number, per_page, release_stamp(), translation.get_language()),
+        GALLERY_TABLES,
+        lambda: _gallery_parts(user, q, tag, label, number, per_page),
+    )
+    results = mark_safe(parts["results"])  # noqa: S308 - rendered by the template above, escaped there
+    if request.headers.get("X-Partial"):
+        return HttpResponse(results)
     context = {
-        "page": page,
-        "last_page": last_page,
+        "results": results,
         "q": q,
         "tag": tag,
         "label": label,
-        "tags": Tag.objects.visible_to(request.user).only("name")[:50],
-        "labels": Character.objects.labels_visible_to(request.user),
+        "tags": parts["tags"],
+        "labels": parts["labels"],
     }
-    template = (
-        "characters/gallery_results.html" if request.headers.get("X-Partial") else "characters/gallery.html"
-    )
-    return render(request, template, context)
+    return render(request, "characters/gallery.html", context)
 
 
 @once_per_request
