@@ -94,6 +94,10 @@ def _value_rows(
         direction, cursor = "before", before
     else:
         direction, cursor = "newest", 0
+    # Within a 64-bit column's range, which the database driver insists on (the ORM turns an
+    # out-of-range comparison into an empty or a full match itself): every seq is inside it, so
+    # the comparison keeps its meaning. A ?before= of 10**25 is "before everything".
+    cursor = min(max(cursor, -(2**63)), 2**63 - 1)
     return _VALUES.rows(tuple(fields), direction, size, session=_id(session), cursor=cursor)
 
 
