@@ -5,8 +5,11 @@ chat page (docs/performance.md). The partial's output depends only on what it re
 message's HTML is cached under a digest of exactly that:
 
 - every variable the template reads (found by walking the compiled template once per process:
-  `message.seq`, `session.code`, the arguments of its filters and `{% url %}` tags), resolved for
-  the message, plus the message's text;
+  `message.seq`, `session.code`, the arguments of its filters and `{% url %}` tags), as the
+  columns of the message's row it comes from (`message.get_role_display` from `role`, the
+  avatar's URL from the speaker's code and thumbnail: COMPUTED), plus the message's text. So the
+  keys of a page can be read from plain rows, with no model instances (`render_rows`): only the
+  messages whose HTML is not cached yet are loaded and rendered;
 - the template's own source (an edit of the template, on any process, makes new keys);
 - the active language and time zone, and whether the site allows external images (the Markdown
   filter reads that setting).
@@ -41,7 +44,7 @@ from settings_app.models import SiteSettings
 from .models import Message
 
 TEMPLATE = "chats/message.html"
-CACHE_PREFIX = "msgfrag:1"
+CACHE_PREFIX = "msgfrag:2"
 CACHE_TIMEOUT = 7 * 24 * 3600
 
 # Filters whose output depends only on their input (and the language or time zone, both keyed).
@@ -57,7 +60,18 @@ PLAIN = (str, int, float, bool, type(None), decimal.Decimal, dt.date, dt.datetim
 DERIVED = frozenset({("message", "rendered_html")})
 ROOTS = frozenset({"message", "session"})
 CONSTANTS = frozenset({"None", "True", "False"})  # every template context has these
-_MISSING = object()
+# The partial's variables that are not columns of the message's row, with the columns they are
+# computed from. `session.code` (in URLs) and the chat's own character (the avatar of a reply with no
+# speaker of its own) are in every key's prefix. A variable neither here nor a column leaves the
+# partial uncached (test_fragments.py fails then: add it here).
+COMPUTED = {
+    "get_role_display": ("role",),
+    "is_streaming": ("status",),
+    "reasoning_seconds": ("reasoning_ms",),
+    "prompt_url": ("seq",),
+    "pin_url": ("seq",),
+    "thumb_url": ("role", "character__code", "character__thumbnail"),
+}
 
 
 @lru_cache(maxsize=1)
@@ -171,72 +185,164 @@ def plan():
     return _plan(id(template))
 
 
-def _resolve(context: dict, path: tuple[str, ...]):
-    value = context
-    for bit in path:
-        value = value.get(bit, _MISSING) if isinstance(value, dict) else getattr(value, bit, _MISSING)
-        if value is _MISSING:
+@lru_cache(maxsize=1)
+def _row_fields() -> frozenset[str]:
+    return frozenset(f.name for f in Message._meta.concrete_fields if not f.is_relation)
+
+
+def columns() -> tuple[str, ...] | None:
+    """The message columns a key is made of (`values()` names), or None when the partial reads
+    something that is not one: it is then rendered every time."""
+    found = plan()
+    if found is None:
+        return None
+    wanted = ["seq", "status"]
+    for root, *rest in found[1]:
+        if root == "session":
+            continue  # the same for the whole page: in the prefix
+        if len(rest) != 1:
             return None
+        if rest[0] in COMPUTED:
+            wanted += COMPUTED[rest[0]]
+        elif rest[0] in _row_fields():
+            wanted.append(rest[0])
+        else:
+            return None
+    return tuple(dict.fromkeys(wanted))
+
+
+def _value(message: Message, column: str):
+    """A column of `message` as `values()` gives it: a related row's through `__`, a file's name."""
+    if column.startswith("character__"):
+        if message.character_id is None:
+            return None
+        value = getattr(message.character, column.removeprefix("character__"))
+    else:
+        value = getattr(message, column)
+    return getattr(value, "name", value) if hasattr(value, "field") else value
+
+
+def _session_value(session, path: tuple[str, ...]):
+    value = session
+    for name in path:
+        value = getattr(value, name, None)
         if callable(value) and not getattr(value, "do_not_call_in_templates", False):
             value = value()
-    if not isinstance(value, PLAIN):
-        raise Uncacheable(f"{'.'.join(path)} is a {type(value).__name__}")
     return value
 
 
-def _key(prefix: str, paths, message: Message, session) -> str | None:
-    if message.status == Message.Status.STREAMING:
+def _prefix(request, session, found) -> str | None:
+    """What every key of this page shares: the template, language, time zone, the image setting,
+    and the chat's values the partial reads (None when one is not plain data: no caching)."""
+    source, paths = found
+    page = [_session_value(session, path[1:]) for path in paths if path[0] == "session"]
+    # The avatar of a reply whose speaker is the chat's own character.
+    page += [str(session.character.code), session.character.thumbnail.name or ""]
+    if not all(isinstance(v, PLAIN) for v in page):
         return None
-    context = {"message": message, "session": session}
-    try:
-        values = tuple(_resolve(context, p) for p in paths)
-    except Uncacheable:
+    allow_images = SiteSettings.for_request(request).allow_external_media
+    digest = hashlib.blake2b(repr(page).encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+    return (
+        f"{CACHE_PREFIX}:{source}:{translation.get_language()}:"
+        f"{timezone.get_current_timezone_name()}:{int(allow_images)}:{digest}"
+    )
+
+
+def _key(prefix: str, values: tuple) -> str | None:
+    if not all(isinstance(v, PLAIN) for v in values):
         return None
     digest = hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
     return f"{prefix}:{digest}"
+
+
+def _instance_key(prefix: str, cols: tuple, message: Message) -> str | None:
+    if message.status == Message.Status.STREAMING:
+        return None
+    return _key(prefix, tuple(_value(message, c) for c in cols))
+
+
+def _row_key(prefix: str, cols: tuple, row: dict) -> str | None:
+    if row["status"] == Message.Status.STREAMING:
+        return None
+    return _key(prefix, tuple(row[c] for c in cols))
+
+
+def _render(request, session, messages, prepare) -> dict[int, str]:
+    """Each message's partial, rendered (by id(message)); csrf_token as the placeholder."""
+    prepare(request, session, messages)
+    template = get_template(TEMPLATE).template
+    context = make_context({"session": session, "csrf_token": csrf_placeholder()}, request)
+    fresh = {}
+    with context.bind_template(template):
+        for m in messages:
+            with context.push(message=m):
+                fresh[id(m)] = str(template.render(context))
+    return fresh
+
+
+def _with_token(request, html: list[str]) -> list[SafeString]:
+    placeholder = csrf_placeholder()
+    if any(placeholder in h for h in html):
+        token = get_token(request)  # one masked token for the page, as one render would use
+        html = [h.replace(placeholder, token) for h in html]
+    return [mark_safe(h) for h in html]  # noqa: S308 - our template's output
+
+
+def render_rows(request, session, rows: list[dict], load, prepare) -> list[SafeString]:
+    """The HTML of each message of a page read as plain rows (with `columns()` and `seq`), in
+    order: the cached ones found by their rows' keys, the rest loaded (`load(seqs)`: their
+    instances) and rendered. A message gone between the two reads is left out."""
+    found = plan()
+    cols = columns()
+    prefix = _prefix(request, session, found) if found is not None and cols is not None else None
+    if prefix is None:
+        return render_messages(request, session, load([r["seq"] for r in rows]), prepare)
+    keys = [_row_key(prefix, cols, r) for r in rows]
+    wanted = [k for k in keys if k]
+    cache = caches["default"]
+    cached = cache.get_many(wanted) if wanted else {}
+    missing = [r["seq"] for r, k in zip(rows, keys, strict=True) if k is None or k not in cached]
+    by_seq: dict[int, str] = {}
+    if missing:
+        messages = load(missing)
+        fresh = _render(request, session, messages, prepare)
+        new = {}
+        for m in messages:
+            by_seq[m.seq] = fresh[id(m)]
+            # Under the key of what was rendered (the row may have changed since the first read).
+            if (key := _instance_key(prefix, cols, m)) is not None:
+                new[key] = fresh[id(m)]
+        if new:
+            cache.set_many(new, timeout=CACHE_TIMEOUT)
+    html = []
+    for r, k in zip(rows, keys, strict=True):
+        if k is not None and k in cached:
+            html.append(cached[k])
+        elif r["seq"] in by_seq:
+            html.append(by_seq[r["seq"]])
+    return _with_token(request, html)
 
 
 def render_messages(request, session, messages, prepare) -> list[SafeString]:
     """Each message's HTML, in order; `prepare(request, session, messages)` attaches what the
     template reads (URLs, rendered Markdown) to the messages that have to be rendered."""
     found = plan()
+    cols = columns()
     keys: list[str | None] = [None] * len(messages)
     cached: dict[str, str] = {}
-    fresh: dict[int, SafeString] = {}
     cache = caches["default"]
-    if found is not None:
-        source, paths = found
-        allow_images = SiteSettings.for_request(request).allow_external_media
-        prefix = (
-            f"{CACHE_PREFIX}:{source}:{translation.get_language()}:"
-            f"{timezone.get_current_timezone_name()}:{int(allow_images)}"
-        )
-        prepare(request, session, messages, markdown=False)
-        keys = [_key(prefix, paths, m, session) for m in messages]
+    prefix = _prefix(request, session, found) if found is not None and cols is not None else None
+    if prefix is not None:
+        keys = [_instance_key(prefix, cols, m) for m in messages]
         wanted = [k for k in keys if k]
         cached = cache.get_many(wanted) if wanted else {}
     missing = [m for m, k in zip(messages, keys, strict=True) if k is None or k not in cached]
-    if missing:
-        prepare(request, session, missing)
-        template = get_template(TEMPLATE).template
-        context = make_context({"session": session, "csrf_token": csrf_placeholder()}, request)
-        with context.bind_template(template):
-            for m in missing:
-                with context.push(message=m):
-                    fresh[id(m)] = template.render(context)
-        new = {}
-        for m, k in zip(messages, keys, strict=True):
-            if k is not None and id(m) in fresh:
-                new[k] = str(fresh[id(m)])
-        if new:
-            cache.set_many(new, timeout=CACHE_TIMEOUT)
-        cached = {**cached, **new}
+    fresh = _render(request, session, missing, prepare) if missing else {}
+    new = {k: fresh[id(m)] for m, k in zip(messages, keys, strict=True) if k is not None and id(m) in fresh}
+    if new:
+        cache.set_many(new, timeout=CACHE_TIMEOUT)
     html = [
-        cached[k] if k is not None and k in cached else str(fresh[id(m)])
+        cached[k] if k is not None and k in cached else fresh[id(m)]
         for m, k in zip(messages, keys, strict=True)
     ]
-    placeholder = csrf_placeholder()
-    if any(placeholder in h for h in html):
-        token = get_token(request)  # one masked token for the page, as one render would use
-        html = [h.replace(placeholder, token) for h in html]
-    return [mark_safe(h) for h in html]  # noqa: S308 - our template's output
+    return _with_token(request, html)

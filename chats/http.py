@@ -62,6 +62,23 @@ def render_messages(request, session: ChatSession, messages) -> SafeString:
     return mark_safe("".join(fragments.render_messages(request, session, messages, prerender)))  # noqa: S308
 
 
+def page_fields() -> tuple | None:
+    """The columns to read a page with for `render_rows`, or None to read model instances."""
+    columns = fragments.columns()
+    return None if columns is None else tuple(dict.fromkeys(("seq", *columns)))
+
+
+def render_rows(request, session: ChatSession, rows: list[dict]) -> SafeString:
+    """The HTML of a page read as rows (`page_fields()`): the messages whose HTML is cached are
+    never loaded as model instances; the others are, in one query, and rendered."""
+
+    def load(seqs: list[int]) -> list[Message]:
+        found = {m.seq: m for m in Message.objects.for_page().filter(session=session, seq__in=seqs)}
+        return [found[seq] for seq in seqs if seq in found]
+
+    return mark_safe("".join(fragments.render_rows(request, session, rows, load, prerender)))  # noqa: S308
+
+
 def render_message(request, session: ChatSession, message: Message) -> str:
     return render_messages(request, session, [message])
 

@@ -20,7 +20,9 @@ from ..http import (
     engine_label,
     get_session_for_user,
     int_param,
+    page_fields,
     render_messages,
+    render_rows,
     session_for_request,
 )
 from ..models import ChatSession
@@ -61,20 +63,20 @@ def chat_detail(request, code):
         .defer("parent__metadata", "parent__author_note", "persona__description"),
         code=code,
     )
-    # The newest page (one keyset query), or the page around ?at=<seq> (two) from a search result.
+    # The newest page (one keyset query, as rows: only the messages whose HTML is not cached are
+    # loaded as instances), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)
-    page_messages = page.messages
+    seqs = [_seq(m) for m in page.messages]
     return render(
         request,
         "chats/detail.html",
         {
             "session": session,
-            "chat_messages": page_messages,
-            "chat_messages_html": render_messages(request, session, page_messages),
+            "chat_messages_html": _render_page(request, session, page.messages),
             "has_older": page.has_older,
-            "oldest_seq": page_messages[0].seq if page_messages else 0,
+            "oldest_seq": seqs[0] if seqs else 0,
             "has_newer": page.has_newer,
-            "newest_seq": page_messages[-1].seq if page_messages else 0,
+            "newest_seq": seqs[-1] if seqs else 0,
             "at": at,
             "engine_label": engine_label(request, session),
             "max_chars": settings.RPCHAT["MAX_MESSAGE_CHARS"],
@@ -91,8 +93,19 @@ def _opening_page(request, session: ChatSession) -> tuple[paging.MessagePage, in
     try:
         at = int(request.GET["at"])
     except (KeyError, ValueError):
-        return paging.messages_before(session), None
+        return paging.messages_before(session, fields=page_fields()), None
     return paging.messages_around(session, at), at
+
+
+def _seq(message) -> int:
+    return message["seq"] if isinstance(message, dict) else message.seq
+
+
+def _render_page(request, session: ChatSession, messages: list):
+    """A page's HTML, from rows (page_fields()) or from model instances."""
+    if messages and isinstance(messages[0], dict):
+        return render_rows(request, session, messages)
+    return render_messages(request, session, messages)
 
 
 def _fragment_etag(request, code, *, before=None, after=None) -> str:
@@ -128,11 +141,16 @@ def _fragment(request, code, *, older: bool) -> JsonResponse:
     cursor = int_param(request, param)
     if cursor is None:
         return JsonResponse({"error": f"Give ?{param}=<seq>."}, status=400)
-    page = paging.messages_before(session, cursor) if older else paging.messages_after(session, cursor)
-    html = render_to_string(
-        "chats/message_list.html", {"chat_messages_html": render_messages(request, session, page.messages)}
+    fields = page_fields()
+    page = (
+        paging.messages_before(session, cursor, fields=fields)
+        if older
+        else paging.messages_after(session, cursor, fields=fields)
     )
-    edge_seq = page.messages[0 if older else -1].seq if page.messages else cursor
+    html = render_to_string(
+        "chats/message_list.html", {"chat_messages_html": _render_page(request, session, page.messages)}
+    )
+    edge_seq = _seq(page.messages[0 if older else -1]) if page.messages else cursor
     return JsonResponse({"html": html, more: page.has_older if older else page.has_newer, edge: edge_seq})
 
 

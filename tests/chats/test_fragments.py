@@ -42,6 +42,28 @@ def test_the_message_partial_stays_cacheable():
     assert found is not None
     _source, paths = found
     assert ("message", "seq") in paths and ("session", "code") in paths and ("message", "content") in paths
+    # And every variable it reads comes from a column of the message's row (fragments.COMPUTED),
+    # so a page's keys are read without model instances.
+    assert {"seq", "content", "version", "status", "role"} <= set(fragments.columns())
+
+
+def test_a_page_from_rows_is_the_page_from_model_instances(rf, owner, chat, django_assert_num_queries):
+    from chats import paging
+    from chats.http import page_fields, render_messages, render_rows
+
+    Message.objects.filter(session=chat, seq=4).update(hidden=True)
+    request = rf.get(chat.get_absolute_url())
+    request.user = owner
+    by_rows = paging.messages_before(chat, fields=page_fields())
+    by_instances = paging.messages_before(chat)
+    csrf = re.compile(r'value="[^"]*"')
+    cold = csrf.sub("", render_rows(request, chat, by_rows.messages))  # rendered from instances it loads
+    with django_assert_num_queries(0):  # every message from the cache: no instances loaded
+        warm = csrf.sub("", render_rows(request, chat, by_rows.messages))
+    clear_environment()
+    direct = csrf.sub("", render_messages(request, chat, by_instances.messages))
+    assert cold == warm == direct
+    assert direct.count("<article ") == 12 and "hidden-msg" in direct
 
 
 def test_the_page_from_the_cache_is_the_page_rendered_afresh(owner_client, chat):

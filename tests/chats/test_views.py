@@ -64,13 +64,17 @@ def test_an_older_page_makes_the_same_queries_anywhere_in_the_chat(
     chat = make_chat(user=owner, character=make_character(), messages=200)
     url = reverse("chats:older", args=[chat.code])
     owner_client.get(url, {"before": 150})
-    # the chat, the page's ETag keys (seq, version, ...; no text), one keyset page
+    # the chat, the page's ETag keys (seq, version, ...; no text), one keyset page as rows (each
+    # message's HTML from the cache, by its row)
     with django_assert_num_queries(3):
         owner_client.get(url, {"before": 150})
     add_messages(chat, 3000)
     owner_client.get(url, {"before": 3000})
     with django_assert_num_queries(3):
         owner_client.get(url, {"before": 3000})
+    # A page never shown yet: its messages are loaded as instances to be rendered, one query more.
+    with django_assert_num_queries(4):
+        assert seqs(owner_client.get(url, {"before": 51}).json()["html"]) == list(range(1, 51))
     with django_assert_num_queries(3):
         assert seqs(owner_client.get(url, {"before": 51}).json()["html"]) == list(range(1, 51))
 
