@@ -1,5 +1,6 @@
 """What the chat views share: scoped lookups, rendering a message, and the answers their actions give."""
 
+import uuid
 from functools import wraps
 
 from django.conf import settings
@@ -12,16 +13,34 @@ from django.utils.safestring import SafeString, mark_safe
 from core import ratelimit
 from core.http import once_per_request
 from core.markdown import render_cached
+from core.prepared import PreparedQuery
 from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
 from . import fragments, profiles, services
 from .models import ChatSession, Message
 
+# Compiled once per connection (core.prepared): every chat page and action starts with it.
+_USERS_CHAT = PreparedQuery(
+    ChatSession, lambda *, user, code: ChatSession.objects.for_user(user).with_character().filter(code=code)
+)
+
 
 def get_session_for_user(request, code) -> ChatSession:
     """The user's own chat, or 404: another user's chat does not exist for them."""
-    return get_object_or_404(ChatSession.objects.for_user(request.user).with_character(), code=code)
+    found = _USERS_CHAT.instances(user=request.user.pk, code=_uuid(code))
+    if not found:
+        raise Http404("No ChatSession matches the given query.")
+    return found[0]
+
+
+def _uuid(code) -> uuid.UUID:
+    if isinstance(code, uuid.UUID):
+        return code
+    try:
+        return uuid.UUID(str(code))
+    except ValueError:
+        raise Http404("No ChatSession matches the given query.") from None
 
 
 def get_message(session: ChatSession, seq: int) -> Message:

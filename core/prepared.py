@@ -31,6 +31,7 @@ from itertools import count
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
+from django.db.models.query import get_related_populators
 
 _ATTRIBUTE = "_rpchat_prepared"
 _serial = count()
@@ -78,6 +79,10 @@ class PreparedQuery:
         compiled = []
         for examples in (first, second):
             queryset = self.build(*shape, **examples)
+            if queryset._prefetch_related_lookups or queryset._known_related_objects:
+                raise ImproperlyConfigured(
+                    f"{self.name}: prefetch_related() and related managers are not prepared."
+                )
             compiler = queryset.query.get_compiler(using=alias)
             sql, query_params = compiler.as_sql()
             compiled.append((sql, tuple(query_params), compiler))
@@ -98,8 +103,7 @@ class PreparedQuery:
         converters = compiler.get_converters([column for column, _sql, _alias in compiler.select])
         return _Compiled(sql, one, tuple(slots), compiler, converters)
 
-    def rows(self, *shape, **params) -> list[tuple]:
-        """The query's rows for `params` (tuples, converted as the ORM converts them)."""
+    def _run(self, shape: tuple, params: dict) -> tuple[_Compiled, list, str]:
         alias = router.db_for_read(self.model) or "default"
         connection = connections[alias]
         cache = connection.__dict__.setdefault(_ATTRIBUTE, {})
@@ -115,4 +119,29 @@ class PreparedQuery:
             rows = cursor.fetchall()
         if compiled.converters:
             rows = [tuple(row) for row in compiled.compiler.apply_converters(rows, compiled.converters)]
-        return rows
+        return compiled, rows, alias
+
+    def rows(self, *shape, **params) -> list[tuple]:
+        """The query's rows for `params` (tuples, converted as the ORM converts them)."""
+        return self._run(shape, params)[1]
+
+    def instances(self, *shape, **params) -> list:
+        """The query's model instances for `params`, with their select_related() rows attached and
+        their deferred fields deferred, as iterating the queryset gives them (for a queryset that
+        is not values()). Related managers' and prefetch_related() extras are not supported."""
+        compiled, rows, alias = self._run(shape, params)
+        compiler = compiled.compiler
+        select, klass_info = compiler.select, compiler.klass_info
+        model = klass_info["model"]
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        populators = get_related_populators(klass_info, select, alias)
+        instances = []
+        for row in rows:
+            instance = model.from_db(alias, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, instance)
+            for name, position in compiler.annotation_col_map.items():
+                setattr(instance, name, row[position])
+            instances.append(instance)
+        return instances

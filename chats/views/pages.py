@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
@@ -13,6 +13,7 @@ from django.views.decorators.http import condition, require_GET, require_POST
 from characters.models import Character
 from core.http import private_cache, release_stamp
 from core.pagination import page_number, page_of
+from core.prepared import PreparedQuery
 from settings_app.models import SiteSettings
 
 from .. import forms, paging, services
@@ -52,17 +53,28 @@ def chat_new(request, character_code):
     return redirect(session)
 
 
+# The chat with what its page shows of its character, persona and parent (core.prepared: compiled
+# once per connection).
+_CHAT_PAGE = PreparedQuery(
+    ChatSession,
+    lambda *, user, code: (
+        ChatSession.objects.for_user(user)
+        .with_character()
+        .select_related("persona", "parent")
+        .defer("parent__metadata", "parent__author_note", "persona__description")
+        .filter(code=code)
+    ),
+)
+
+
 @login_required
 @require_GET
 @never_cache  # a live page: Back (from the prompt inspector, say) must not show the copy first loaded
 def chat_detail(request, code):
-    session = get_object_or_404(
-        ChatSession.objects.for_user(request.user)
-        .with_character()
-        .select_related("persona", "parent")
-        .defer("parent__metadata", "parent__author_note", "persona__description"),
-        code=code,
-    )
+    found = _CHAT_PAGE.instances(user=request.user.pk, code=code)
+    if not found:
+        raise Http404("No ChatSession matches the given query.")
+    session = found[0]
     # The newest page (one keyset query, as rows: only the messages whose HTML is not cached are
     # loaded as instances), or the page around ?at=<seq> (two) from a search result.
     page, at = _opening_page(request, session)

@@ -118,3 +118,31 @@ def test_a_cursor_beyond_a_64_bit_column_means_what_it_says(chat):
     ]
     assert paging._value_rows(chat, ("seq",), before=None, after=huge, size=50) == []
     assert paging._value_rows(chat, ("seq",), before=-huge, after=None, size=50) == []
+
+
+def test_prepared_instances_are_the_orms_with_their_related_rows_and_deferrals(chat, owner, other):
+    def build(*, user, code):
+        return (
+            ChatSession.objects.for_user(user)
+            .with_character()
+            .select_related("persona", "parent")
+            .defer("parent__metadata", "persona__description")
+            .filter(code=code)
+        )
+
+    query = PreparedQuery(ChatSession, build)
+    (prepared,) = query.instances(user=owner.pk, code=chat.code)
+    orm = build(user=owner.pk, code=chat.code).get()
+    names = [f.attname for f in ChatSession._meta.concrete_fields]
+    assert [getattr(prepared, n) for n in names] == [getattr(orm, n) for n in names]
+    assert prepared.get_deferred_fields() == orm.get_deferred_fields()
+    # The character came with it, its long fields deferred as with_character() defers them.
+    assert ChatSession.character.is_cached(prepared) and prepared.character.name == "Ada"
+    assert prepared.character.get_deferred_fields() == orm.character.get_deferred_fields()
+    assert prepared.persona is None and prepared.parent is None  # joined, and empty
+    assert prepared._state.db == "default" and not prepared._state.adding
+    assert query.instances(user=other.pk, code=chat.code) == []  # another user's chat: none
+    with pytest.raises(ImproperlyConfigured, match="prefetch_related"):
+        PreparedQuery(
+            ChatSession, lambda *, user: ChatSession.objects.filter(user=user).prefetch_related("members")
+        ).instances(user=owner.pk)
