@@ -14,6 +14,7 @@ from core.hot_queries import admin_changelist_queryset, hot_query
 from settings_app.models import SiteSettings
 
 from . import generation, paging, profiles
+from .http import page_fields
 from .lore import entries_queryset
 from .models import ChatSession, LoreEffect, Message
 from .prompt import history_queryset
@@ -35,12 +36,26 @@ def chat_list():
     return ChatSession.objects.for_list(user)[: size + 1]
 
 
-@hot_query("chat page: newest messages", used_by="chats.views.chat_detail (message_session_seq_uniq)")
+@hot_query(
+    "chat page: newest messages", used_by="chats.views.chat_detail, as rows (message_session_seq_uniq)"
+)
 def chat_newest():
     session = _largest_chat()
     if session is None:
         return None
-    return paging.page_queryset(session)
+    return paging.page_queryset(session, fields=page_fields())
+
+
+@hot_query(
+    "chat page: the messages to render",
+    used_by="chats.http.render_rows: a page's messages whose HTML is not cached yet",
+)
+def chat_to_render():
+    session = _largest_chat()
+    if session is None:
+        return None
+    seqs = range(max(session.last_seq - 49, 1), session.last_seq + 1)
+    return Message.objects.for_page().filter(session=session, seq__in=list(seqs))
 
 
 @hot_query(
@@ -64,7 +79,7 @@ def chat_older_middle():
     if session is None:
         return None
     before = max(session.last_seq // 2, 1)
-    return paging.page_queryset(session, before=before)
+    return paging.page_queryset(session, before=before, fields=page_fields())
 
 
 @hot_query("prompt: history read", used_by="chats.prompt._history")

@@ -43,10 +43,19 @@ def _range(rows, session: ChatSession, *, before: int | None = None, after: int 
 
 
 def page_queryset(
-    session: ChatSession, *, before: int | None = None, after: int | None = None, size: int | None = None
+    session: ChatSession,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    size: int | None = None,
+    fields: tuple | None = None,
 ):
-    """The keyset query behind a page, one row past it (what explain_queries checks)."""
-    return _range(Message.objects.for_page(), session, before=before, after=after, size=size or page_size())
+    """The keyset query behind a page, one row past it (what explain_queries checks): model
+    instances, or with `fields` the rows the prepared read runs (the same SQL)."""
+    size = size or page_size()
+    if fields is None:
+        return _range(Message.objects.for_page(), session, before=before, after=after, size=size)
+    return _range(Message.objects.values_list(*fields), session, before=before, after=after, size=size)
 
 
 def _values(fields: tuple, direction: str, size: int, *, session: int, cursor: int):
