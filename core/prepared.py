@@ -56,12 +56,14 @@ def _db_value(value, connection):
 
 
 def _examples(params: dict, offset: int) -> dict:
-    """Values of the same types as `params`, unlike any a query holds otherwise."""
+    """Values of the same types as `params`, unlike any a query holds otherwise. Positive and
+    within a 32-bit column's range: the ORM drops a comparison with a value outside its column's
+    range from the SQL (PostgreSQL's `integer` columns), which would leave no placeholder to fill."""
     examples = {}
     for position, (name, value) in enumerate(sorted(params.items())):
         if not isinstance(value, (int, uuid.UUID)) or isinstance(value, bool):
             raise TypeError(f"A prepared query's parameters are ints or UUIDs, not {type(value).__name__}.")
-        serial = 7_340_000_000_000 + offset * 1_000 + position
+        serial = 2_013_000_000 + offset * 10_000 + position
         examples[name] = uuid.UUID(int=serial) if isinstance(value, uuid.UUID) else serial
     return examples
 
