@@ -75,18 +75,23 @@ def test_requests_one_after_another_share_a_thread_and_its_database_connection()
         assert views.seen["0"] is views.seen["2"]
 
 
-def test_requests_in_flight_together_never_share_a_thread():
-    app = PooledThreadsASGIHandler(threads=2)
+async def _beside_a_held_request(app, label: str) -> tuple[dict, dict]:
+    """A probe answered while another request is held inside its view; both answers."""
     views.release.clear()
     views.held.clear()
+    holding = asyncio.create_task(_get(app, f"/hold/?label={label}"))
+    while not views.held.is_set():
+        await asyncio.sleep(0.01)
+    beside = await _get(app, "/probe/?label=beside")  # answered while the first still runs
+    views.release.set()
+    return await holding, beside
+
+
+def test_requests_in_flight_together_never_share_a_thread():
+    app = PooledThreadsASGIHandler(threads=2)
 
     async def together():
-        holding = asyncio.create_task(_get(app, "/hold/?label=held"))
-        while not views.held.is_set():
-            await asyncio.sleep(0.01)
-        beside = await _get(app, "/probe/?label=beside")  # answered while the first still runs
-        views.release.set()
-        return await holding, beside
+        return await _beside_a_held_request(app, "held")
 
     held, beside = _run(together)
     assert held["thread"] != beside["thread"]
@@ -95,16 +100,9 @@ def test_requests_in_flight_together_never_share_a_thread():
 
 def test_when_every_thread_is_busy_a_fresh_one_serves_and_its_connection_is_closed_after():
     app = PooledThreadsASGIHandler(threads=1)
-    views.release.clear()
-    views.held.clear()
 
     async def overflow():
-        holding = asyncio.create_task(_get(app, "/hold/?label=pooled"))
-        while not views.held.is_set():
-            await asyncio.sleep(0.01)
-        extra = await _get(app, "/probe/?label=extra")
-        views.release.set()
-        pooled = await holding
+        pooled, extra = await _beside_a_held_request(app, "pooled")
         after = await _get(app, "/probe/?label=after")  # the pool's thread is free again
         return pooled, extra, after
 
@@ -113,7 +111,7 @@ def test_when_every_thread_is_busy_a_fresh_one_serves_and_its_connection_is_clos
     assert after["thread"] == pooled["thread"]
     # The extra thread's connection is closed once its request is over (not left to the garbage
     # collector); the pooled thread's stays open for the next request.
-    extra_connection = views.seen["extra"]
+    extra_connection = views.seen["beside"]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
