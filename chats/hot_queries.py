@@ -54,8 +54,7 @@ def chat_to_render():
     session = _largest_chat()
     if session is None:
         return None
-    seqs = range(max(session.last_seq - 49, 1), session.last_seq + 1)
-    return Message.objects.for_page().filter(session=session, seq__in=list(seqs))
+    return paging.messages_by_seq(session, list(range(max(session.last_seq - 49, 1), session.last_seq + 1)))
 
 
 @hot_query(

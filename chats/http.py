@@ -17,7 +17,7 @@ from core.prepared import PreparedQuery
 from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
-from . import fragments, profiles, services
+from . import fragments, paging, profiles, services
 from .models import ChatSession, Message
 
 # Compiled once per connection (core.prepared): every chat page and action starts with it.
@@ -92,7 +92,7 @@ def render_rows(request, session: ChatSession, rows: list[dict]) -> SafeString:
     never loaded as model instances; the others are, in one query, and rendered."""
 
     def load(seqs: list[int]) -> list[Message]:
-        found = {m.seq: m for m in Message.objects.for_page().filter(session=session, seq__in=seqs)}
+        found = {m.seq: m for m in paging.messages_by_seq(session, seqs)}
         return [found[seq] for seq in seqs if seq in found]
 
     return mark_safe("".join(fragments.render_rows(request, session, rows, load, prerender)))  # noqa: S308

@@ -169,6 +169,12 @@ def page_with_etag(
     )
 
 
+def messages_by_seq(session: ChatSession, seqs: list[int]):
+    """Some messages of a chat, by seq, with what a rendered message needs: the ones of a page read
+    as rows whose HTML is not cached yet (chats.http.render_rows)."""
+    return Message.objects.for_page().filter(session=session, seq__in=seqs)
+
+
 def messages_around(session: ChatSession, at: int, *, size: int | None = None) -> MessagePage:
     """A page with message `at` in it and about a third of the page after it (more when the chat
     starts soon before it): two keyset queries."""
