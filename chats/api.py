@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
+import orjson
 from django.conf import settings
+from django.core.cache import caches
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -206,15 +208,17 @@ def chat_detail(request, code: UUID, response: HttpResponse):
 
 
 # A message as the API gives it: the API's page reads only these columns, as plain rows (no model
-# instances, no speaker's card joined).
+# instances, no speaker's card joined), data in, data out.
 MESSAGE_FIELDS = (
     "seq", "role", "speaker", "content", "reasoning", "status", "version", "hidden",
     "alternative_index", "alternative_count", "model_label", "sampling_label", "created_at",
 )  # fmt: skip
 
 
-# Plain rows, no model instances: the page is data in, data out.
-PAGE_FIELDS = (*MESSAGE_FIELDS, *(f for f in paging.KEY_FIELDS if f not in MESSAGE_FIELDS))
+# A message page's JSON, by its ETag (which names the chat, the cursor and every message's version):
+# never stale, only unused once a message of it changes.
+PAGE_CACHE_PREFIX = f"apipage:{API_VERSION}"
+PAGE_CACHE_TIMEOUT = 3600
 
 # The id of one of the user's chats (compiled once per connection: core.prepared).
 _CHAT_ID = PreparedQuery(
@@ -229,10 +233,6 @@ def _chat_id(request, code: UUID) -> int:
     if not rows:
         raise Http404
     return rows[0][0]
-
-
-def _message(row: dict) -> dict:
-    return {name: row[name] for name in MESSAGE_FIELDS}
 
 
 @router.get(
@@ -256,23 +256,34 @@ def message_list(
         raise HttpError(400, "Give either before or after, not both.")
     session = _chat_id(request, code)
     parts = ("messages-json", API_VERSION)
-    if "If-None-Match" in request.headers:
-        # A revalidation: the page's keys first (no text), the page itself only when it changed.
-        etag = paging.page_etag(session, *parts, before=before, after=after)
-        if (cached := not_modified(request, response, etag=etag)) is not None:
-            return cached
-        page = None
-    else:
-        # Nothing to compare with: the page and its ETag from one read.
-        page, etag = paging.page_with_etag(session, *parts, before=before, after=after, fields=PAGE_FIELDS)
-        if (cached := not_modified(request, response, etag=etag)) is not None:
-            return cached  # an If-Match that fails
-    url = reverse("api:messages", args=[code])
+    # The page's keys first (no text): enough for a revalidation's 304, and the ETag names the body,
+    # so a page asked for again (a client polling, a chat opened again) is a cache read.
+    etag = paging.page_etag(session, *parts, before=before, after=after)
+    if (cached := not_modified(request, response, etag=etag)) is not None:
+        return cached
+    cache = caches["default"]
+    body = cache.get(f"{PAGE_CACHE_PREFIX}:{etag}")
+    if body is None:
+        # Read after the keys: a write in between makes this body newer than the ETag it is kept
+        # under, never older, and that ETag cannot come back (versions and times only go up).
+        if after is not None:
+            page = paging.messages_after(session, after, fields=MESSAGE_FIELDS)
+        else:
+            page = paging.messages_before(session, before, fields=MESSAGE_FIELDS)
+        body = orjson.dumps(
+            _page_body(reverse("api:messages", args=[code]), page, before=before, after=after)
+        )
+        cache.set(f"{PAGE_CACHE_PREFIX}:{etag}", body, PAGE_CACHE_TIMEOUT)
+    response.content = body
+    return response
+
+
+def _page_body(url: str, page: paging.MessagePage, *, before: int | None, after: int | None) -> dict:
+    """What message_list answers for a page read as rows (MessagePage, checked against it in tests:
+    this is written by orjson, not validated by ninja on the way out)."""
     if after is not None:
-        page = page or paging.messages_after(session, after, fields=PAGE_FIELDS)
         messages, has_more = page.messages, page.has_newer
     else:
-        page = page or paging.messages_before(session, before, fields=PAGE_FIELDS)
         messages, has_more = page.messages[::-1], page.has_older
     seqs = [m["seq"] for m in messages]
     oldest, newest = (min(seqs), max(seqs)) if seqs else (None, None)
@@ -280,7 +291,7 @@ def message_list(
     # "newer" is always there: polling it is how a client learns of new messages.
     newer_than = newest if newest is not None else (after if after is not None else max((before or 1) - 1, 0))
     return {
-        "messages": [_message(m) for m in messages],
+        "messages": messages,
         "has_more": has_more,
         "older": f"{url}?before={oldest}" if has_older else None,
         "newer": f"{url}?after={newer_than}",

@@ -95,7 +95,13 @@ def _read(
 
 
 def _value_rows(
-    session: ChatSession | int, fields: tuple, *, before: int | None, after: int | None, size: int
+    session: ChatSession | int,
+    fields: tuple,
+    *,
+    before: int | None,
+    after: int | None,
+    size: int,
+    raw: bool = False,
 ):
     if after is not None:
         direction, cursor = "after", after
@@ -107,7 +113,8 @@ def _value_rows(
     # out-of-range comparison into an empty or a full match itself): every seq is inside it, so
     # the comparison keeps its meaning. A ?before= of 10**25 is "before everything".
     cursor = min(max(cursor, -(2**63)), 2**63 - 1)
-    return _VALUES.rows(tuple(fields), direction, size, session=_id(session), cursor=cursor)
+    read = _VALUES.raw_rows if raw else _VALUES.rows
+    return read(tuple(fields), direction, size, session=_id(session), cursor=cursor)
 
 
 def _page(read: list[Message], *, before: int | None, after: int | None, size: int) -> MessagePage:
@@ -147,28 +154,6 @@ def messages_after(
     )
 
 
-def page_with_etag(
-    session: ChatSession | int,
-    *parts,
-    before: int | None = None,
-    after: int | None = None,
-    size: int | None = None,
-    fields: tuple | None = None,
-) -> tuple[MessagePage, str]:
-    """A page (as messages_before or messages_after give it) and the ETag page_etag would give for it,
-    from the one read: for a request that sends no If-None-Match, which would read the page anyway.
-    With `fields` (which must include KEY_FIELDS), the page is dicts of those columns."""
-    size = size or page_size()
-    read = _read(session, before=before, after=after, size=size, fields=fields)
-    if fields is not None:
-        keys = [tuple(row[name] for name in KEY_FIELDS) for row in read]
-    else:
-        keys = [tuple(getattr(message, name) for name in KEY_FIELDS) for message in read]
-    return _page(read, before=before, after=after, size=size), etag_of(
-        _id(session), before, after, keys, *parts
-    )
-
-
 def messages_by_seq(session: ChatSession, seqs: list[int]):
     """Some messages of a chat, by seq, with what a rendered message needs: the ones of a page read
     as rows whose HTML is not cached yet (chats.http.render_rows)."""
@@ -202,7 +187,8 @@ def page_etag(
     after: int | None = None,
     size: int | None = None,
 ) -> str:
-    """The ETag of the page `messages_before`/`messages_after` would give: one small query."""
+    """The ETag of the page `messages_before`/`messages_after` would give: one small query, its
+    rows hashed as the driver gives them."""
     size = size or page_size()
-    keys = _value_rows(session, KEY_FIELDS, before=before, after=after, size=size)
+    keys = _value_rows(session, KEY_FIELDS, before=before, after=after, size=size, raw=True)
     return etag_of(_id(session), before, after, keys, *parts)

@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
@@ -47,8 +48,15 @@ def once_per_request(func):
 
 
 def etag_of(*parts) -> str:
-    """A strong ETag value (without quotes; Django adds them) for the given parts."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    """A strong ETag value (without quotes; Django adds them) for the given parts.
+
+    The parts are written by orjson (a page's keys are fifty rows with a datetime each: repr() of
+    them took 0.2 ms); anything orjson does not write is written by repr(), as before."""
+    try:
+        data = orjson.dumps(parts, default=repr)
+    except orjson.JSONEncodeError:  # an int past 64 bits
+        data = repr(parts).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def private_revalidate(response, *, vary=("Cookie",)):

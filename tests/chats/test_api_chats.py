@@ -4,8 +4,11 @@ a client needs, constant queries, owner scoping and JSON errors."""
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.urls import reverse
 
+from chats import generation, services
+from chats.api import MessagePage
 from chats.models import Message
 from settings_app.auth import api_token_create
 from tests.factories import add_messages, make_character, make_chat
@@ -108,23 +111,62 @@ def test_a_message_page_makes_the_same_queries_anywhere_in_a_chat_of_any_length(
 ):
     chat = make_chat(user=owner, character=make_character(), messages=200)
     url = reverse("api:messages", args=[chat.code])
-    owner_client.get(url)
-    # the chat with its character, one keyset page (its ETag computed from the same rows)
+    owner_client.get(reverse("api:chat", args=[chat.code]))  # the session's user is cached from here on
+    # First time: the chat's id, the page's keys (its ETag), the page; asked again, the body
+    # comes from the cache under that ETag.
     for params in ({}, {"before": 150}, {"after": 20}):
+        with django_assert_num_queries(3):
+            first = owner_client.get(url, params).content
         with django_assert_num_queries(2):
-            owner_client.get(url, params)
+            assert owner_client.get(url, params).content == first
     add_messages(chat, 3000)
     for params in ({}, {"before": 3000}, {"before": 51}, {"after": 1500}):
-        with django_assert_num_queries(2):
+        with django_assert_num_queries(3):
             data = owner_client.get(url, params).json()
-        etag = owner_client.get(url, params)["ETag"]
+        with django_assert_num_queries(2):
+            etag = owner_client.get(url, params)["ETag"]
         # Revalidating reads the page's keys only; unchanged, that is all (a 304).
         with django_assert_num_queries(2):
             assert owner_client.get(url, params, HTTP_IF_NONE_MATCH=etag).status_code == 304
-        # Changed: the keys, then the page.
-        with django_assert_num_queries(3):
-            assert owner_client.get(url, params, HTTP_IF_NONE_MATCH='"stale"').status_code == 200
+        # An ETag that is not the page's: the keys, and the body from the cache.
+        with django_assert_num_queries(2):
+            assert owner_client.get(url, params, HTTP_IF_NONE_MATCH='"stale"').json() == data
     assert seqs(data) == list(range(1501, 1551))
+
+
+def test_a_page_body_is_what_the_documented_schema_gives(owner_client, owner):
+    """The page is written by orjson, not by ninja's validation pass: it must still be exactly what
+    the MessagePage schema documents, datetimes as the API has always written them."""
+    chat = make_chat(user=owner, character=make_character(), messages=60)
+    url = reverse("api:messages", args=[chat.code])
+    for params in ({}, {"before": 20}, {"after": 55}):
+        data = owner_client.get(url, params).json()
+        assert MessagePage.model_validate(data).model_dump(mode="json") == data
+        newest = Message.objects.get(session=chat, seq=data["messages"][0]["seq"])
+        assert data["messages"][0]["created_at"] == newest.created_at.isoformat()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_page_never_outlives_an_edit_a_reply_in_progress_or_a_delete(owner_client, owner):
+    chat = make_chat(user=owner, character=make_character(), messages=60)
+    url = reverse("api:messages", args=[chat.code])
+
+    def text_of(seq):
+        return {m["seq"]: m["content"] for m in owner_client.get(url).json()["messages"]}.get(seq)
+
+    owner_client.get(url)
+    newest = Message.objects.get(session=chat, seq=60)
+    services.message_edit(message=newest, content="Edited by hand.", version=newest.version)
+    assert text_of(60) == "Edited by hand."
+    Message.objects.filter(pk=newest.pk).update(status=Message.Status.STREAMING)
+    owner_client.get(url)
+    # As a reply being written saves its progress, from the generation loop's own thread.
+    async_to_sync(generation._save_progress)(newest.pk, "Half a repl", "")
+    assert text_of(60) == "Half a repl"
+    async_to_sync(generation._save_progress)(newest.pk, "Half a reply, then all of it.", "")
+    assert text_of(60) == "Half a reply, then all of it."
+    services.message_delete(message=Message.objects.get(session=chat, seq=59))
+    assert text_of(59) is None
 
 
 def test_the_chat_detail_gives_counts_and_links(owner_client, long_chat):

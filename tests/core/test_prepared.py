@@ -66,6 +66,20 @@ def test_a_prepared_page_is_the_orms_page_in_every_direction(chat, django_assert
     assert prepared[0][FIELDS.index("hidden")] is False
 
 
+def test_raw_rows_are_the_same_rows_without_the_orms_conversions(chat):
+    converted = paging._value_rows(chat, FIELDS, before=None, after=None, size=50)
+    raw = paging._value_rows(chat, FIELDS, before=None, after=None, size=50, raw=True)
+    assert len(raw) == len(converted) == 51
+    created, hidden = FIELDS.index("created_at"), FIELDS.index("hidden")
+    for raw_row, row in zip(raw, converted, strict=True):
+        assert raw_row[:hidden] == row[:hidden]  # seq, role, speaker, content: nothing to convert
+        assert bool(raw_row[hidden]) is row[hidden]
+        # The same instant; only the ORM's time zone (SQLite stores none) is missing or not.
+        assert raw_row[created].replace(tzinfo=None) == row[created].replace(tzinfo=None)
+    if connections["default"].vendor == "sqlite":
+        assert raw[0][hidden] == 0 and raw[0][created].tzinfo is None
+
+
 def test_the_sql_is_the_orms_and_is_compiled_once_per_connection(chat, owner):
     built = []
 
