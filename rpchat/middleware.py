@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import re
 import secrets
-import string
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -185,7 +184,6 @@ GZIP_MIN_BYTES = 1024
 # Level 1: a 90 KB chat page in about 0.5 ms instead of 3.5 ms at Django's 6, 20% larger.
 GZIP_LEVEL = 1
 _ACCEPTS_GZIP = re.compile(r"\bgzip\b")
-_FILENAME_CHARS = string.ascii_letters.encode()
 
 
 def _gzip(body: bytes) -> bytes:
@@ -194,7 +192,7 @@ def _gzip(body: bytes) -> bytes:
     packed = memoryview(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
     header = bytearray(packed[:10])
     header[3] = gzip.FNAME
-    name = bytes(secrets.choice(_FILENAME_CHARS) for _ in range(secrets.randbelow(100) + 1))
+    name = secrets.token_urlsafe(75)[: secrets.randbelow(100) + 1].encode()  # one call, not one a byte
     return bytes(header) + name + b"\x00" + bytes(packed[10:])
 
 
