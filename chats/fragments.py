@@ -29,6 +29,7 @@ import hashlib
 import uuid
 from functools import lru_cache
 
+import orjson
 from django.core.cache import caches
 from django.middleware.csrf import get_token
 from django.template import defaulttags, loader_tags
@@ -44,7 +45,7 @@ from settings_app.models import SiteSettings
 from .models import Message
 
 TEMPLATE = "chats/message.html"
-CACHE_PREFIX = "msgfrag:2"
+CACHE_PREFIX = "msgfrag:3"
 CACHE_TIMEOUT = 7 * 24 * 3600
 
 # Filters whose output depends only on their input (and the language or time zone, both keyed).
@@ -251,7 +252,11 @@ def _prefix(request, session, found) -> str | None:
 def _key(prefix: str, values: tuple) -> str | None:
     if not all(isinstance(v, PLAIN) for v in values):
         return None
-    digest = hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+    try:
+        data = orjson.dumps(values, default=repr)  # half the time of repr() on a message's text
+    except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits
+        data = repr(values).encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(data, digest_size=20).hexdigest()
     return f"{prefix}:{digest}"
 
 
