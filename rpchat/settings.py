@@ -147,6 +147,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "settings_app.context_processors.site",
             ],
+            # {% url %} reversed once per process (core/templatetags/cached_urls.py).
+            "builtins": ["core.templatetags.cached_urls"],
         },
     },
 ]

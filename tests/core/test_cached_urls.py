@@ -1,0 +1,78 @@
+"""core/templatetags/cached_urls.py: every `{% url %}` in every template, reversed once per process,
+gives what Django's own tag gives, under any script prefix, and still fails as Django's does."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.template import Context, Template, engines
+from django.test import override_settings
+from django.urls import NoReverseMatch, reverse, set_script_prefix
+
+from core.templatetags import cached_urls
+
+CODE = uuid.UUID("63c6c2fc-8197-44b2-8d17-b5bf269c8ab7")
+
+
+def render(source: str, **context) -> str:
+    return engines["django"].from_string(source).render(context)
+
+
+def test_the_tag_is_every_templates_url_tag():
+    node = Template("{% url 'chats:detail' code %}").nodelist[0]
+    assert isinstance(node, cached_urls.CachedURLNode)
+
+
+def test_a_url_is_reversed_once_and_is_what_django_gives():
+    cached_urls._reversed.cache_clear()
+    source = "{% url 'chats:send' code %}|{% url 'chats:older' code=code %}|{% url 'characters:gallery' %}"
+    first = render(source, code=CODE)
+    assert first == "|".join(
+        [
+            reverse("chats:send", args=[CODE]),
+            reverse("chats:older", kwargs={"code": CODE}),
+            reverse("characters:gallery"),
+        ]
+    )
+    misses = cached_urls._reversed.cache_info().misses
+    assert render(source, code=CODE) == first
+    assert cached_urls._reversed.cache_info().misses == misses  # all three from the cache
+    other = uuid.uuid4()
+    assert render("{% url 'chats:send' code %}", code=other) == reverse("chats:send", args=[other])
+
+
+def test_the_script_prefix_is_part_of_the_answer():
+    try:
+        set_script_prefix("/rp/")
+        assert render("{% url 'chats:send' code %}", code=CODE) == f"/rp/chats/{CODE}/send/"
+    finally:
+        set_script_prefix("/")
+    assert render("{% url 'chats:send' code %}", code=CODE) == f"/chats/{CODE}/send/"
+
+
+def test_a_name_that_does_not_reverse_fails_every_time_and_as_var_still_works():
+    for _ in range(2):
+        with pytest.raises(NoReverseMatch):
+            render("{% url 'chats:no-such-page' %}")
+    assert render("{% url 'chats:no-such-page' as missing %}[{{ missing }}]") == "[]"
+    assert render("{% url 'chats:send' code as here %}{{ here }}", code=CODE) == reverse(
+        "chats:send", args=[CODE]
+    )
+
+
+def test_an_argument_that_cannot_be_a_key_goes_through_djangos_tag():
+    assert render("{% url 'chats:send' codes.0 %}", codes=[CODE]) == reverse("chats:send", args=[CODE])
+    with pytest.raises(NoReverseMatch):
+        render("{% url 'chats:send' codes %}", codes=[CODE, CODE])
+
+
+def test_the_output_is_escaped_as_djangos_is():
+    context = Context({"q": "a&b"})
+    assert Template("{% url 'characters:gallery' %}?q={{ q }}").render(context).endswith("?q=a&amp;b")
+
+
+@override_settings(ROOT_URLCONF="tests.rpchat.request_threads_urls")
+def test_a_changed_urlconf_is_not_answered_from_the_cache():
+    with pytest.raises(NoReverseMatch):
+        render("{% url 'characters:gallery' %}")
