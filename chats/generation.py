@@ -32,7 +32,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from core import metrics
+from core import after_response, metrics
 from core.databases import release_connection
 from core.tokens import estimate_tokens
 from settings_app import engines
@@ -167,7 +167,14 @@ def start_generation(message_id: int, *, mode: str = "reply") -> LiveReply:
         # asgiref keeps the request's executor in a context variable.
         live.task = loop.create_task(_generate(live, mode), context=contextvars.Context())
 
-    loop.call_soon_threadsafe(spawn, context=contextvars.Context())
+    def schedule():
+        loop.call_soon_threadsafe(spawn, context=contextvars.Context())
+
+    # Inside a request: once its response is sent, so building the prompt does not hold the GIL
+    # while the request renders its answer (core.after_response). Registered in Runner.live now,
+    # so the page that follows the reply finds it either way.
+    if not after_response.defer(schedule):
+        schedule()
     return live
 
 

@@ -16,6 +16,9 @@ inside a transaction is closed as it always was. A thread serves one request at 
 isolation of per-request threads is kept. When every pooled thread is busy (long reply streams
 hold theirs), the request gets a fresh thread as Django would give it, and that thread's
 connections are closed when the request ends.
+
+It also runs what a request deferred until its response was sent (core.after_response: the
+generation of a reply it started).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
+
+from core import after_response
 
 DEFAULT_THREADS = 8
 
@@ -76,8 +81,11 @@ class PooledThreadsASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)  # Django's own refusal
         executor, pooled = self.threads.borrow()
+        deferred, token = after_response.collect()
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
         finally:
             self.threads.give_back(executor, pooled)
+            # Sent (or the request ended without a response): what it deferred starts now.
+            after_response.run(deferred, token)

@@ -6,6 +6,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
 
+from core import after_response
+
 # Set by the test to let a request held in `hold/` finish.
 release = threading.Event()
 held = threading.Event()
@@ -32,4 +34,17 @@ def hold(request):
     return _where(request)
 
 
-urlpatterns = [path("probe/", probe), path("hold/", hold)]
+# What happened, in order, as the views and the test's ASGI `send` saw it (test_request_threads.py).
+events: list = []
+
+
+def defer(request):
+    """Queues work for after the response (core.after_response), as starting a reply does."""
+    after_response.defer(lambda: events.append("deferred work"))
+    if request.GET.get("fail"):
+        raise RuntimeError("the view failed after deferring")
+    events.append("view returned")
+    return JsonResponse({"deferred": True})
+
+
+urlpatterns = [path("probe/", probe), path("hold/", hold), path("defer/", defer)]

@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
+from core import after_response
 from rpchat.handlers import PooledThreadsASGIHandler
 from tests.rpchat import request_threads_urls as views
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.rpchat.request_threads_urls")]
 
 
-async def _get(app, path: str) -> dict:
+async def _get(app, path: str, *, on_send=None) -> dict:
     path, _, query = path.partition("?")
     scope = {
         "type": "http",
@@ -49,6 +50,8 @@ async def _get(app, path: str) -> dict:
 
     async def send(message):
         sent.append(message)
+        if on_send is not None:
+            on_send(message)
 
     await app(scope, receive, send)
     assert sent[0]["status"] == 200, sent
@@ -156,3 +159,49 @@ def test_a_kept_connection_gives_back_its_map_of_the_database_file_after_each_re
     assert _file_maps(str(path)) == before
     with views.seen["mapped"] as kept:
         assert kept.execute("PRAGMA mmap_size").fetchone()[0] > 0  # mapped again on the next read
+
+
+def test_work_a_request_defers_runs_once_its_response_is_sent():
+    """A reply's generation starts after the answer to the send is out (core.after_response)."""
+    app = PooledThreadsASGIHandler(threads=2)
+    views.events.clear()
+
+    def on_send(message):
+        views.events.append(message["type"])
+
+    assert _run(lambda: _get(app, "/defer/", on_send=on_send)) == {"deferred": True}
+    assert views.events == [
+        "view returned",
+        "http.response.start",
+        "http.response.body",
+        "deferred work",
+    ]
+
+
+def test_deferred_work_still_runs_when_the_view_fails_or_the_connection_drops():
+    app = PooledThreadsASGIHandler(threads=2)
+    views.events.clear()
+
+    async def failing_view():
+        with pytest.raises(AssertionError):  # the 500
+            await _get(app, "/defer/?fail=1")
+
+    _run(failing_view)
+    assert views.events == ["deferred work"]
+    views.events.clear()
+
+    def drop(message):
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    with pytest.raises(OSError):
+        _run(lambda: _get(app, "/defer/", on_send=drop))
+    assert views.events == ["view returned", "deferred work"]
+
+
+def test_outside_an_asgi_request_nothing_is_deferred(client):
+    """WSGI, the test client, commands: the caller does its work at once."""
+    assert after_response.defer(lambda: None) is False
+    views.events.clear()
+    assert client.get("/defer/").json() == {"deferred": True}
+    assert views.events == ["view returned"]
