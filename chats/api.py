@@ -35,7 +35,7 @@ from core.api import (
     validators_documented,
 )
 from core.http import etag_of
-from core.pagination import page_of
+from core.pagination import Page, page_of
 from core.prepared import PreparedQuery
 
 from . import paging
@@ -161,16 +161,32 @@ def chat_list(
     character: Annotated[UUID | None, Query(description="Only chats with this character.")] = None,
     page: PageNumber = 1,
 ):
+    per_page = settings.RPCHAT["API_PAGE_SIZE"]
+    if page == 1:  # the one nearly every client asks for: compiled once per connection
+        by = {} if character is None else {"character": character}
+        found = _FIRST_CHATS.instances(per_page + 1, character is not None, user=request.user.pk, **by)
+        rows = Page(rows=found[:per_page], number=1, has_next=len(found) > per_page)
+    else:
+        rows = page_of(_chats(request.user.pk, character), number=page, per_page=per_page)
+    return page_of_results(request, rows, [_chat_summary(s) for s in rows.rows])
+
+
+def _chats(user, character: UUID | None = None):
+    """The user's chats, not archived, most recent first (with one character's only)."""
     sessions = (
-        ChatSession.objects.for_user(request.user)
+        ChatSession.objects.for_user(user)
         .filter(archived_at__isnull=True)
         .with_character()
         .order_by("-last_message_at", "-id")
     )
-    if character is not None:
-        sessions = sessions.filter(character__code=character)
-    rows = page_of(sessions, number=page, per_page=settings.RPCHAT["API_PAGE_SIZE"])
-    return page_of_results(request, rows, [_chat_summary(s) for s in rows.rows])
+    return sessions if character is None else sessions.filter(character__code=character)
+
+
+# The first page of _chats() (core.prepared: every other page's offset would be a query of its own).
+# Whether a character is given is part of the shape: it adds a filter to the SQL.
+_FIRST_CHATS = PreparedQuery(
+    ChatSession, lambda size, by_character, *, user, character=None: _chats(user, character)[:size]
+)
 
 
 @router.get(

@@ -242,8 +242,13 @@ def test_another_users_persona_cannot_be_chosen(owner_client, other, chat):
 
 
 def test_archive_and_delete_a_chat(owner_client, chat):
+    newest = Message.objects.filter(session=chat).order_by("-seq").first()
+    listed = owner_client.get(reverse("chats:list")).content.decode()
+    assert str(chat.code) in listed and newest.content[:40] in listed  # with its preview
+    assert str(chat.code) not in owner_client.get(reverse("chats:list"), {"archived": "1"}).content.decode()
     owner_client.post(url("archive", chat), {"archived": "1"})
     assert str(chat.code) not in owner_client.get(reverse("chats:list")).content.decode()
+    assert str(chat.code) in owner_client.get(reverse("chats:list"), {"archived": "1"}).content.decode()
     assert "Delete" in owner_client.get(url("delete", chat)).content.decode()
     owner_client.post(url("delete", chat))
     assert owner_client.get(chat.get_absolute_url()).status_code == 404
