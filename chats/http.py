@@ -6,7 +6,6 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
@@ -43,8 +42,24 @@ def _uuid(code) -> uuid.UUID:
         raise Http404("No ChatSession matches the given query.") from None
 
 
+# The largest seq a message can have on every database (a PositiveIntegerField is a 32-bit integer
+# on PostgreSQL): a larger one in a URL is a 404, never a driver's overflow error.
+MAX_SEQ = 2**31 - 1
+
+# One message of a chat with what its partial shows (core.prepared: every message action reads it).
+_MESSAGE = PreparedQuery(
+    Message, lambda *, session, seq: Message.objects.for_page().filter(session=session, seq=seq)
+)
+
+
 def get_message(session: ChatSession, seq: int) -> Message:
-    return get_object_or_404(Message.objects.for_page(), session=session, seq=seq)
+    """Message `seq` of the chat, or 404 (the chat is already the user's: get_session_for_user)."""
+    if not 0 <= seq <= MAX_SEQ:  # the URL's <int:seq> has no upper bound; the column has
+        raise Http404("No Message matches the given query.")
+    found = _MESSAGE.instances(session=session.pk, seq=seq)
+    if not found:
+        raise Http404("No Message matches the given query.")
+    return found[0]
 
 
 def prerender(request, session: ChatSession, messages, *, markdown: bool = True) -> list:

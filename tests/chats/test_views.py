@@ -187,3 +187,14 @@ def test_a_cached_rendering_is_found_by_its_text_not_by_the_label_asking_for_it(
     assert "<em>a secret</em>" in render_cached({"7.1": "*a secret*"})["7.1"]
     html = render_cached({"7.1": "Bob says hi"})["7.1"]
     assert "Bob says hi" in html and "secret" not in html
+
+
+def test_a_message_number_past_any_column_is_a_404_not_a_database_error(owner_client, long_chat):
+    for seq in (2**31, 2**63, 10**30):
+        for action in ("message_edit", "message_swipe", "message_delete"):
+            url = reverse(f"chats:{action}", args=[long_chat.code, seq])
+            assert owner_client.post(url, {"content": "x", "index": 0, "version": 1}).status_code == 404
+    url = reverse("chats:message_edit", args=[long_chat.code, 120])
+    version = Message.objects.get(session=long_chat, seq=120).version
+    assert owner_client.post(url, {"content": "Still editable.", "version": version}).status_code == 200
+    assert Message.objects.get(session=long_chat, seq=120).content == "Still editable."
