@@ -205,3 +205,14 @@ def test_outside_an_asgi_request_nothing_is_deferred(client):
     views.events.clear()
     assert client.get("/defer/").json() == {"deferred": True}
     assert views.events == ["view returned"]
+
+
+def test_work_deferred_after_the_request_ended_runs_at_once():
+    """A view still running on its thread after Django stopped waiting for it (the client left)."""
+    done = []
+    deferred = after_response.Deferred()
+    deferred.add(lambda: done.append("queued"))
+    assert done == []
+    deferred.run()
+    deferred.add(lambda: done.append("late"))
+    assert done == ["queued", "late"]
