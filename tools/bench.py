@@ -874,7 +874,7 @@ class Bench:
                 "database": data.get("vendor"),
                 "database_url": redact(c.database_url),
                 "cache": "redis" if c.redis_url else "local memory",
-                "server": "uvicorn, one process, loopback",
+                "server": "uvicorn, one process, loopback, MALLOC_ARENA_MAX=2 as make run",
                 "requests": c.requests,
                 "concurrency": c.concurrency,
                 "warmup": c.warmup,

@@ -77,6 +77,7 @@ def uvicorn_process(
     """A uvicorn process serving `app` on a free loopback port, up once /healthz answers 200."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    env = {"MALLOC_ARENA_MAX": "2", **env}  # as `make run` serves (docs/operations.md)
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
