@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
-from django.utils.http import urlencode
+from django.urls import get_script_prefix, reverse
+from django.utils.http import quote_etag, urlencode
 from ninja import Field, Query, Router
 from ninja.errors import HttpError
 
@@ -232,9 +232,16 @@ MESSAGE_FIELDS = (
 
 
 # A message page's JSON, by its ETag (which names the chat, the cursor and every message's version):
-# never stale, only unused once a message of it changes.
+# never stale, only unused once a message of it changes. In the `pages` cache (a few hundred entries
+# in local memory: settings.CACHES), and only bodies up to PAGE_CACHE_MAX_BYTES (a page of fifty
+# ordinary messages is 15 to 20 KB).
 PAGE_CACHE_PREFIX = f"apipage:{API_VERSION}"
 PAGE_CACHE_TIMEOUT = 3600
+PAGE_CACHE_MAX_BYTES = 64 * 1024
+
+# The columns the page reads: the message's, and the last of its keys (the ETag hashes the keys of
+# the rows the body is made of).
+PAGE_FIELDS = (*MESSAGE_FIELDS, *(f for f in paging.KEY_FIELDS if f not in MESSAGE_FIELDS))
 
 # The id of one of the user's chats (compiled once per connection: core.prepared).
 _CHAT_ID = PreparedQuery(
@@ -277,19 +284,27 @@ def message_list(
     etag = paging.page_etag(session, *parts, before=before, after=after)
     if (cached := not_modified(request, response, etag=etag)) is not None:
         return cached
-    cache = caches["default"]
-    body = cache.get(f"{PAGE_CACHE_PREFIX}:{etag}")
+    cache = caches["pages"]
+    # The links in a body carry the script prefix the page was asked under.
+    key = f"{PAGE_CACHE_PREFIX}:{get_script_prefix()}:{etag}"
+    body = cache.get(key)
     if body is None:
-        # Read after the keys: a write in between makes this body newer than the ETag it is kept
-        # under, never older, and that ETag cannot come back (versions and times only go up).
-        if after is not None:
-            page = paging.messages_after(session, after, fields=MESSAGE_FIELDS)
-        else:
-            page = paging.messages_before(session, before, fields=MESSAGE_FIELDS)
+        # The body and its ETag from one read: kept under an ETag, a body must be the very rows it
+        # hashes (read after the keys, it could hold messages a later delete takes away, under keys
+        # that then come back).
+        page, read_etag = paging.page_with_etag(
+            session, *parts, fields=PAGE_FIELDS, before=before, after=after
+        )
         body = orjson.dumps(
             _page_body(reverse("api:messages", args=[code]), page, before=before, after=after)
         )
-        cache.set(f"{PAGE_CACHE_PREFIX}:{etag}", body, PAGE_CACHE_TIMEOUT)
+        streaming = any(m["status"] == Message.Status.STREAMING for m in page.messages)
+        # Not a page with a reply being written (its text changes twice a second: each body would be
+        # read once), nor a very long one (the cache holds pages, not books).
+        if not streaming and len(body) <= PAGE_CACHE_MAX_BYTES:
+            cache.set(f"{PAGE_CACHE_PREFIX}:{get_script_prefix()}:{read_etag}", body, PAGE_CACHE_TIMEOUT)
+        if read_etag != etag:
+            response["ETag"] = quote_etag(read_etag)
     response.content = body
     return response
 
@@ -307,7 +322,7 @@ def _page_body(url: str, page: paging.MessagePage, *, before: int | None, after:
     # "newer" is always there: polling it is how a client learns of new messages.
     newer_than = newest if newest is not None else (after if after is not None else max((before or 1) - 1, 0))
     return {
-        "messages": messages,
+        "messages": [{name: m[name] for name in MESSAGE_FIELDS} for m in messages],
         "has_more": has_more,
         "older": f"{url}?before={oldest}" if has_older else None,
         "newer": f"{url}?after={newer_than}",

@@ -103,18 +103,24 @@ def _value_rows(
     size: int,
     raw: bool = False,
 ):
+    read = _VALUES.raw_rows if raw else _VALUES.rows
+    return read(
+        tuple(fields), *_shape(before, after, size), session=_id(session), cursor=_cursor(before, after)
+    )
+
+
+def _shape(before: int | None, after: int | None, size: int) -> tuple[str, int]:
     if after is not None:
-        direction, cursor = "after", after
-    elif before is not None:
-        direction, cursor = "before", before
-    else:
-        direction, cursor = "newest", 0
+        return "after", size
+    return ("before" if before is not None else "newest"), size
+
+
+def _cursor(before: int | None, after: int | None) -> int:
     # Within a 64-bit column's range, which the database driver insists on (the ORM turns an
     # out-of-range comparison into an empty or a full match itself): every seq is inside it, so
     # the comparison keeps its meaning. A ?before= of 10**25 is "before everything".
-    cursor = min(max(cursor, -(2**63)), 2**63 - 1)
-    read = _VALUES.raw_rows if raw else _VALUES.rows
-    return read(tuple(fields), direction, size, session=_id(session), cursor=cursor)
+    cursor = after if after is not None else (before if before is not None else 0)
+    return min(max(cursor, -(2**63)), 2**63 - 1)
 
 
 def _page(read: list[Message], *, before: int | None, after: int | None, size: int) -> MessagePage:
@@ -151,6 +157,30 @@ def messages_after(
         before=None,
         after=after,
         size=size,
+    )
+
+
+def page_with_etag(
+    session: ChatSession | int,
+    *parts,
+    fields: tuple,
+    before: int | None = None,
+    after: int | None = None,
+    size: int | None = None,
+) -> tuple[MessagePage, str]:
+    """A page as dicts of `fields` (which must include KEY_FIELDS), and the ETag page_etag gives for
+    exactly those rows, from one read: a body kept under its ETag must be the rows that ETag hashes
+    (a body read after the keys could show messages a later delete takes away, under keys that
+    come back)."""
+    size = size or page_size()
+    positions = [fields.index(name) for name in KEY_FIELDS]
+    raw, rows = _VALUES.both(
+        tuple(fields), *_shape(before, after, size), session=_id(session), cursor=_cursor(before, after)
+    )
+    keys = [tuple(row[i] for i in positions) for row in raw]
+    read = [dict(zip(fields, row, strict=True)) for row in rows]
+    return _page(read, before=before, after=after, size=size), etag_of(
+        _id(session), before, after, keys, *parts
     )
 
 

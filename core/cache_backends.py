@@ -66,7 +66,10 @@ def clear_environment(alias: str = "default") -> None:
 
     cache = caches[alias]
     if not isinstance(cache, RedisCache):
-        cache.clear()
+        from django.conf import settings
+
+        for name in settings.CACHES:  # each local-memory store (the API's pages have one of their own)
+            caches[name].clear()
         return
     client = cache._cache.get_client(write=True)
     # The prefix is the operator's text: escape glob characters so it matches only itself.

@@ -143,6 +143,15 @@ class PreparedQuery:
         compared or hashed, such as a page's keys in its ETag, where converting is wasted work."""
         return self._run(shape, params, convert=False)[1]
 
+    def both(self, *shape, **params) -> tuple[list[tuple], list[tuple]]:
+        """One read's rows twice: as the driver gave them (raw_rows) and converted (rows). For a page
+        whose ETag must hash the very rows its body shows."""
+        compiled, raw, _alias = self._run(shape, params, convert=False)
+        if not compiled.converters:
+            return raw, raw
+        converted = [tuple(row) for row in compiled.compiler.apply_converters(raw, compiled.converters)]
+        return raw, converted
+
     def instances(self, *shape, **params) -> list:
         """The query's model instances for `params`, with their select_related() rows attached and
         their deferred fields deferred, as iterating the queryset gives them (for a queryset that

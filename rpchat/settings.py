@@ -239,6 +239,13 @@ else:
 CACHES = {
     "default": {**_cache, "METRICS_LABEL": "default"},
     "cachalot": {**_cache, "METRICS_LABEL": "cachalot"},
+    # The API's message pages (chats/api.py), up to 64 KB each: in local memory a store of their own
+    # with few entries, so they never push out fragments and query results nor grow the process.
+    "pages": {
+        **_cache,
+        "METRICS_LABEL": "pages",
+        **({} if REDIS_URL else {"LOCATION": f"{CACHE_KEY_PREFIX}-pages", "OPTIONS": {"MAX_ENTRIES": 300}}),
+    },
 }
 CACHALOT_CACHE = "cachalot"
 # cachalot recognises backends by their dotted path; ours are Django's own plus two counters.

@@ -32,7 +32,10 @@ def _clear_cache() -> None:
         if keys:
             client.delete(*keys)
     else:
-        cache.clear()
+        from django.core.cache import caches
+
+        for name in settings.CACHES:
+            caches[name].clear()
 
 
 @pytest.fixture(autouse=True)

@@ -6,13 +6,15 @@ asgiref's thread-and-task locals. The chat page has 21 `{% url %}` tags, the gal
 card, so reversing was a sixth of the chat page's time. What a URL reverses to depends only on the
 view name, its arguments, the application instance (current_app) and the script prefix, never on
 the request otherwise: rpchat has no per-request URLconf and no language prefix in its URLs. So the
-answer is kept under exactly those (and the thread's URLConf), in a bounded LRU. An argument that cannot be a key (a list, a
-lazy object) and `{% url ... as var %}` go through Django's own tag unchanged, and a name that does
-not reverse raises NoReverseMatch every time, as before (errors are not cached).
+answer is kept under exactly those (and the thread's URLConf), in a bounded LRU. Arguments other
+than plain strings, ints and UUIDs (a bool, a float, a model instance, a lazy string) and
+`{% url ... as var %}` go through Django's own tag unchanged, and a name that does not reverse
+raises NoReverseMatch every time, as before (errors are not cached).
 """
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 
 from django import template
@@ -24,6 +26,9 @@ from django.utils.html import conditional_escape
 
 register = template.Library()
 
+# The arguments kept as keys: exactly these types (True, 1 and 1.0 are equal keys but not equal
+# URLs; a model instance or a lazy string goes through Django's tag).
+_KEYS = frozenset({str, int, uuid.UUID})
 # A chat's own URLs are about fifteen; this holds those of a few hundred chats and every page's.
 MAX_URLS = 8192
 
@@ -57,12 +62,9 @@ class CachedURLNode(defaulttags.URLNode):
         view_name = self.view_name.resolve(context)
         args = tuple(arg.resolve(context) for arg in self.args)
         kwargs = tuple(sorted((name, value.resolve(context)) for name, value in self.kwargs.items()))
-        try:
-            url = _reversed(
-                view_name, args, kwargs, _current_app(context), get_urlconf(), get_script_prefix()
-            )
-        except TypeError:  # an unhashable argument
+        if type(view_name) is not str or not all(type(v) in _KEYS for v in (*args, *(v for _, v in kwargs))):
             return super().render(context)
+        url = _reversed(view_name, args, kwargs, _current_app(context), get_urlconf(), get_script_prefix())
         return conditional_escape(url) if context.autoescape else url
 
 

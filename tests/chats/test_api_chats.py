@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.urls import reverse
 
-from chats import generation, services
+from chats import generation, paging, services
 from chats.api import MessagePage
 from chats.models import Message
 from settings_app.auth import api_token_create
@@ -280,3 +280,33 @@ def test_an_empty_parameter_counts_as_not_given(owner_client, owner):
     assert [c["code"] for c in data["results"]] == [str(chat.code)]
     messages = reverse("api:messages", args=[chat.code])
     assert seqs(owner_client.get(messages, {"before": "", "after": ""}).json()) == [3, 2, 1]
+
+
+def test_a_page_read_while_messages_arrive_is_kept_under_its_own_rows(owner_client, owner, monkeypatch):
+    """A send commits between the page's keys and its body; the two new messages are then deleted,
+    so the keys are those of the first read again. The page must not bring them back."""
+    chat = make_chat(user=owner, character=make_character(), messages=60)
+    url = reverse("api:messages", args=[chat.code])
+    page_etag = paging.page_etag
+
+    def keys_then_a_send(*args, **kwargs):
+        etag = page_etag(*args, **kwargs)
+        add_messages(chat, 2)
+        return etag
+
+    monkeypatch.setattr(paging, "page_etag", keys_then_a_send)
+    assert seqs(owner_client.get(url, {"after": 58}).json()) == [59, 60, 61, 62]
+    monkeypatch.setattr(paging, "page_etag", page_etag)
+    services.message_delete(message=Message.objects.get(session=chat, seq=61), and_after=True)
+    assert seqs(owner_client.get(url, {"after": 58}).json()) == [59, 60]
+    assert seqs(owner_client.get(url).json())[:2] == [60, 59]
+
+
+def test_a_page_with_a_reply_being_written_is_not_kept(owner_client, owner, django_assert_num_queries):
+    chat = make_chat(user=owner, character=make_character(), messages=10)
+    Message.objects.filter(session=chat, seq=10).update(status=Message.Status.STREAMING)
+    url = reverse("api:messages", args=[chat.code])
+    owner_client.get(reverse("api:chat", args=[chat.code]))
+    for _ in range(2):
+        with django_assert_num_queries(3):  # the id, the keys, the page: never from the cache
+            owner_client.get(url)

@@ -76,3 +76,10 @@ def test_the_output_is_escaped_as_djangos_is():
 def test_a_changed_urlconf_is_not_answered_from_the_cache():
     with pytest.raises(NoReverseMatch):
         render("{% url 'characters:gallery' %}")
+
+
+def test_equal_arguments_of_other_types_are_not_answered_from_the_cache():
+    source = "{% url 'chats:message_edit' code seq %}"
+    assert render(source, code=CODE, seq=1) == reverse("chats:message_edit", args=[CODE, 1])
+    with pytest.raises(NoReverseMatch):  # Django writes True as "True", which is no seq
+        render(source, code=CODE, seq=True)
