@@ -285,9 +285,7 @@ def message_list(
     if (cached := not_modified(request, response, etag=etag)) is not None:
         return cached
     cache = caches["pages"]
-    # The links in a body carry the script prefix the page was asked under.
-    key = f"{PAGE_CACHE_PREFIX}:{get_script_prefix()}:{etag}"
-    body = cache.get(key)
+    body = cache.get(_page_key(etag))
     if body is None:
         # The body and its ETag from one read: kept under an ETag, a body must be the very rows it
         # hashes (read after the keys, it could hold messages a later delete takes away, under keys
@@ -302,11 +300,16 @@ def message_list(
         # Not a page with a reply being written (its text changes twice a second: each body would be
         # read once), nor a very long one (the cache holds pages, not books).
         if not streaming and len(body) <= PAGE_CACHE_MAX_BYTES:
-            cache.set(f"{PAGE_CACHE_PREFIX}:{get_script_prefix()}:{read_etag}", body, PAGE_CACHE_TIMEOUT)
+            cache.set(_page_key(read_etag), body, PAGE_CACHE_TIMEOUT)
         if read_etag != etag:
             response["ETag"] = quote_etag(read_etag)
     response.content = body
     return response
+
+
+def _page_key(etag: str) -> str:
+    # The links in a body carry the script prefix the page was asked under.
+    return f"{PAGE_CACHE_PREFIX}:{get_script_prefix()}:{etag}"
 
 
 def _page_body(url: str, page: paging.MessagePage, *, before: int | None, after: int | None) -> dict:
