@@ -9,7 +9,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.cache import cache
 
 from tools.tiny_model import write_tiny_gguf
 
@@ -24,18 +23,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _clear_cache() -> None:
     """Empty this environment's cache keys only (a shared Redis may hold other environments')."""
-    from django.conf import settings
+    from core.cache_backends import clear_environment
 
-    if "redis" in settings.CACHES["default"]["BACKEND"].lower():
-        client = cache._cache.get_client(write=True)
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    else:
-        from django.core.cache import caches
-
-        for name in settings.CACHES:
-            caches[name].clear()
+    clear_environment()
 
 
 @pytest.fixture(autouse=True)
