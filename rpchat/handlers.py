@@ -17,6 +17,16 @@ isolation of per-request threads is kept. When every pooled thread is busy (long
 hold theirs), the request gets a fresh thread as Django would give it, and that thread's
 connections are closed when the request ends.
 
+A sync view's request runs in one trip to that thread. Django's async stack, which uvicorn gets,
+crosses between the event loop and the thread several times per request even with the sync
+middleware grouped (`rpchat.middleware.sync_from_here`): into the thread for the sessions-to-CSP
+middleware, back to the loop for the URL resolution and view middleware, into the thread for
+CSRF's process_view, again for the view, and back out each time, about 0.1 ms a crossing. Here a
+request whose URL resolves to a sync view goes through a second, all-sync copy of the middleware
+stack (`SyncStack`, Django's WSGI shape) on the borrowed thread, in one crossing. An async view
+(the reply streams, impersonation) or a path that resolves to no view (static files, which
+ServeStatic serves only async, and 404s) still goes through Django's async stack, as before.
+
 It also runs what a request deferred until its response was sent (core.after_response: the
 generation of a reply it started).
 """
@@ -27,9 +37,13 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
 from django.db import connections
+from django.urls import get_resolver, set_urlconf
+from django.utils.module_loading import import_string
 
 from core import after_response
 
@@ -68,6 +82,31 @@ class RequestThreads:
         executor.shutdown(wait=False)
 
 
+class SyncStack(BaseHandler):
+    """settings.MIDDLEWARE built sync, as under WSGI, without the middleware that can only run
+    async (ServeStatic: the static files it serves resolve to no view, so never come here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load_middleware(is_async=False)
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        every = settings.MIDDLEWARE
+        settings.MIDDLEWARE = [path for path in every if getattr(import_string(path), "sync_capable", True)]
+        try:
+            super().load_middleware(is_async=False)
+        finally:
+            settings.MIDDLEWARE = every
+
+    def resolve_request(self, request):
+        # Already resolved by the ASGI handler to choose this stack: not twice.
+        match = request.__dict__.pop("_rpchat_resolved", None)
+        if match is None or hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        request.resolver_match = match
+        return match
+
+
 class PooledThreadsASGIHandler(ASGIHandler):
     """Django's ASGIHandler, running each request's sync code on a borrowed long-lived thread."""
 
@@ -76,6 +115,7 @@ class PooledThreadsASGIHandler(ASGIHandler):
         if threads is None:
             threads = int(os.getenv("RPCHAT_REQUEST_THREADS", DEFAULT_THREADS))
         self.threads = RequestThreads(max(threads, 0))
+        self.sync_stack = SyncStack()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -89,3 +129,15 @@ class PooledThreadsASGIHandler(ASGIHandler):
             self.threads.give_back(executor, pooled)
             # Sent (or the request ended without a response): what it deferred starts now.
             after_response.run(deferred, token)
+
+    async def get_response_async(self, request):
+        """A sync view's request through the sync stack, in one trip to the request's thread."""
+        set_urlconf(settings.ROOT_URLCONF)
+        try:
+            match = get_resolver().resolve(request.path_info)
+        except Exception:  # Resolver404, or a path converter's error: Django's own stack answers it
+            match = None
+        if match is None or iscoroutinefunction(match.func):
+            return await super().get_response_async(request)
+        request._rpchat_resolved = match
+        return await sync_to_async(self.sync_stack.get_response, thread_sensitive=True)(request)

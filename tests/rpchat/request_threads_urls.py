@@ -47,4 +47,14 @@ def defer(request):
     return JsonResponse({"deferred": True})
 
 
-urlpatterns = [path("probe/", probe), path("hold/", hold), path("defer/", defer)]
+async def async_probe(request):
+    """Where an async view runs: the event loop's thread."""
+    return JsonResponse({"thread": threading.get_ident()})
+
+
+urlpatterns = [
+    path("probe/", probe),
+    path("hold/", hold),
+    path("defer/", defer),
+    path("async-probe/", async_probe),
+]

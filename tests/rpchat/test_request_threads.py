@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,13 +22,14 @@ from tests.rpchat import request_threads_urls as views
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.rpchat.request_threads_urls")]
 
 
-async def _get(app, path: str, *, on_send=None) -> dict:
+async def _request(app, path: str, *, method: str = "GET", on_send=None) -> tuple[int, dict, bytes]:
+    """Status, headers and body of one request, driven through the ASGI handler as uvicorn does."""
     path, _, query = path.partition("?")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -54,8 +56,14 @@ async def _get(app, path: str, *, on_send=None) -> dict:
             on_send(message)
 
     await app(scope, receive, send)
-    assert sent[0]["status"] == 200, sent
-    return json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    headers = {name.decode().lower(): value.decode() for name, value in sent[0]["headers"]}
+    return sent[0]["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def _get(app, path: str, *, on_send=None) -> dict:
+    status, _, body = await _request(app, path, on_send=on_send)
+    assert status == 200, body
+    return json.loads(body)
 
 
 def _run(coroutine_function):
@@ -216,3 +224,62 @@ def test_work_deferred_after_the_request_ended_runs_at_once():
     deferred.run()
     deferred.add(lambda: done.append("late"))
     assert done == ["queued", "late"]
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """The request thread, counting the trips the event loop makes to it."""
+
+    trips = 0
+
+    def submit(self, *args, **kwargs):
+        self.trips += 1
+        return super().submit(*args, **kwargs)
+
+
+def _trips_for(path: str, *, method: str = "GET") -> tuple[int, int, dict, bytes]:
+    app = PooledThreadsASGIHandler(threads=1)
+    executor = _CountingExecutor(max_workers=1)
+    app.threads.idle.append(executor)
+    app.threads.made = 1
+    status, headers, body = _run(lambda: _request(app, path, method=method))
+    executor.shutdown()
+    return executor.trips, status, headers, body
+
+
+def test_a_sync_view_runs_with_all_its_middleware_in_one_trip_to_the_request_thread():
+    """Django's async stack would cross to the thread and back for the middleware, the URL's view
+    middleware (CSRF), and the view: six trips or more. Here: the request_started signal, the
+    whole stack with the view, and the response's close."""
+    trips, status, headers, body = _trips_for("/probe/?label=trips")
+    assert status == 200
+    assert trips == 3
+    # Every middleware still ran, the first (its timing) to the last (the page's headers).
+    assert "app;dur=" in headers["server-timing"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_sync_stack_still_runs_view_middleware_and_turns_errors_into_pages():
+    trips, status, _, body = _trips_for("/probe/", method="POST")  # no CSRF token
+    assert status == 403 and b"CSRF" in body
+    assert trips == 3
+    _, status, _, _ = _trips_for("/defer/?fail=1")  # the view raises
+    assert status == 500
+
+
+def test_async_views_and_paths_of_no_view_keep_django_async_stack():
+    """An async view runs on the event loop (a reply stream holds no thread); a path that resolves
+    to no view (a static file, a 404) goes where ServeStatic, async only, can answer it."""
+    app = PooledThreadsASGIHandler(threads=1)
+
+    async def both():
+        loop_thread = threading.get_ident()
+        answer = await _get(app, "/async-probe/")
+        missing = await _request(app, "/no-such-page/")
+        static = await _request(app, "/static/js/chat.js")
+        return loop_thread, answer, missing, static
+
+    loop_thread, answer, missing, static = _run(both)
+    assert answer["thread"] == loop_thread
+    assert missing[0] == 404
+    assert static[0] == 200 and static[1]["content-type"].startswith("text/javascript")
