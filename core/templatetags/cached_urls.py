@@ -23,12 +23,22 @@ from django.dispatch import receiver
 from django.template import defaulttags
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
 # The arguments kept as keys: exactly these types (True, 1 and 1.0 are equal keys but not equal
-# URLs; a model instance or a lazy string goes through Django's tag).
+# URLs; a model instance or a lazy string goes through Django's tag). A quoted name or argument in
+# a template is a SafeString: kept as the plain string it reverses the same as.
 _KEYS = frozenset({str, int, uuid.UUID})
+_UNCACHED = object()
+
+
+def _key(value):
+    kind = type(value)
+    if kind is SafeString:
+        return str.__str__(value)  # str(value) is the SafeString itself
+    return value if kind in _KEYS else _UNCACHED
 # A chat's own URLs are about fifteen; this holds those of a few hundred chats and every page's.
 MAX_URLS = 8192
 
@@ -59,10 +69,10 @@ class CachedURLNode(defaulttags.URLNode):
     def render(self, context):
         if self.asvar:
             return super().render(context)
-        view_name = self.view_name.resolve(context)
-        args = tuple(arg.resolve(context) for arg in self.args)
-        kwargs = tuple(sorted((name, value.resolve(context)) for name, value in self.kwargs.items()))
-        if type(view_name) is not str or not all(type(v) in _KEYS for v in (*args, *(v for _, v in kwargs))):
+        view_name = _key(self.view_name.resolve(context))
+        args = tuple(_key(arg.resolve(context)) for arg in self.args)
+        kwargs = tuple(sorted((name, _key(value.resolve(context))) for name, value in self.kwargs.items()))
+        if type(view_name) is not str or any(a is _UNCACHED for a in args) or any(v is _UNCACHED for _, v in kwargs):
             return super().render(context)
         url = _reversed(view_name, args, kwargs, _current_app(context), get_urlconf(), get_script_prefix())
         return conditional_escape(url) if context.autoescape else url

@@ -35,11 +35,19 @@ def test_a_url_is_reversed_once_and_is_what_django_gives():
             reverse("characters:gallery"),
         ]
     )
-    misses = cached_urls._reversed.cache_info().misses
+    before = cached_urls._reversed.cache_info()
     assert render(source, code=CODE) == first
-    assert cached_urls._reversed.cache_info().misses == misses  # all three from the cache
+    after = cached_urls._reversed.cache_info()
+    # All three from the cache: quoted names are SafeStrings, and must still be keys.
+    assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
     other = uuid.uuid4()
     assert render("{% url 'chats:send' code %}", code=other) == reverse("chats:send", args=[other])
+    # A quoted argument, as a template writes it, is reversed as Django reverses it, and kept.
+    literal = "{% url 'chats:send' '" + str(other) + "' %}"
+    assert render(literal) == reverse("chats:send", args=[str(other)])
+    before = cached_urls._reversed.cache_info().hits
+    render(literal)
+    assert cached_urls._reversed.cache_info().hits == before + 1
 
 
 def test_the_script_prefix_is_part_of_the_answer():
