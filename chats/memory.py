@@ -37,6 +37,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from core.prepared import PreparedQuery
 from core.search import Term, fts5_expression, pg_tsquery
 from core.tokens import estimate_tokens
 
@@ -488,13 +489,22 @@ def enqueue(session_id: int, *, delay: float = 0) -> None:
         logger.exception("could not queue the summaries of chat %s", session_id)
 
 
-def mark_stale(session_id: int, first_seq: int, last_seq: int | None = None) -> int:
-    """Mark the summaries covering messages first_seq..last_seq (to the end when None) stale, and
-    queue their rewrite after the commit. Returns how many were marked."""
-    rows = Memory.objects.filter(session_id=session_id, end_seq__gte=first_seq, stale=False)
-    if last_seq is not None:
-        rows = rows.filter(start_seq__lte=last_seq)
-    marked = rows.update(stale=True, version=F("version") + 1)
+def _covering(*, session: int, first: int, last: int):
+    return Memory.objects.filter(session_id=session, end_seq__gte=first, start_seq__lte=last, stale=False)
+
+
+# Whether any summary covers the messages: an edit in a chat with none (most edits: a chat's
+# newest messages are not summarized yet) skips building the UPDATE, about 0.7 ms of the ORM.
+_ANY_COVERING = PreparedQuery(Memory, lambda **bounds: _covering(**bounds).values_list("pk")[:1])
+
+
+def mark_stale(session_id: int, first_seq: int, last_seq: int) -> int:
+    """Mark the summaries covering messages first_seq..last_seq stale, and queue their rewrite
+    after the commit. Returns how many were marked."""
+    bounds = {"session": session_id, "first": first_seq, "last": last_seq}
+    if not _ANY_COVERING.rows(**bounds):
+        return 0
+    marked = _covering(**bounds).update(stale=True, version=F("version") + 1)
     if marked:
         transaction.on_commit(lambda: enqueue(session_id))
     return marked

@@ -157,6 +157,8 @@ def test_an_edit_makes_the_same_queries_at_any_length_and_shows_the_new_text(own
     data = {"content": "A long chat.", "version": version()}
     with CaptureQueriesContext(connection) as long:
         owner_client.post(url, data)
-    # the chat, the message; in a savepoint here: the versioned UPDATE and the memory's stale
-    # marking; no re-read
+    # the chat, the message; in a savepoint here: the versioned UPDATE and whether a summary
+    # covers the message; no re-read
     assert len(short) == len(long) <= 6, [q["sql"][:150] for q in long.captured_queries]
+    # No summary covers it: no UPDATE of the memory is built or run (test_memory.py: one that does).
+    assert not [q for q in long.captured_queries if "UPDATE" in q["sql"] and "chats_memory" in q["sql"]]
