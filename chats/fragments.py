@@ -27,6 +27,7 @@ import datetime as dt
 import decimal
 import hashlib
 import uuid
+import zlib
 from functools import lru_cache
 
 import orjson
@@ -38,7 +39,7 @@ from django.template.context import make_context
 from django.template.loader import get_template
 from django.template.smartif import TokenBase
 from django.utils import timezone, translation
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 from settings_app.models import SiteSettings
 
@@ -47,6 +48,8 @@ from .models import Message
 TEMPLATE = "chats/message.html"
 CACHE_PREFIX = "msgfrag:3"
 CACHE_TIMEOUT = 7 * 24 * 3600
+# Whole pages' HTML (render_rows), zlib-compressed: a page of fifty messages of 100 KB is about 6 KB.
+PAGE_CACHE = "pages"
 
 # Filters whose output depends only on their input (and the language or time zone, both keyed).
 PURE_FILTERS = frozenset(
@@ -285,38 +288,64 @@ def _render(request, session, messages, prepare) -> dict[int, str]:
     return fresh
 
 
-def _with_token(request, html: list[str]) -> list[SafeString]:
+def _with_token(request, html: str) -> SafeString:
+    """The messages' HTML with this response's CSRF token in place of the placeholder."""
     placeholder = csrf_placeholder()
-    if any(placeholder in h for h in html):
-        token = get_token(request)  # one masked token for the page, as one render would use
-        html = [h.replace(placeholder, token) for h in html]
-    return [mark_safe(h) for h in html]  # noqa: S308 - our template's output
+    if placeholder in html:
+        html = html.replace(placeholder, get_token(request))  # one masked token for the page
+    return SafeString(html)  # our template's output
 
 
-def render_rows(request, session, rows: list[dict], load, prepare) -> list[SafeString]:
-    """The HTML of each message of a page read as plain rows (with `columns()` and `seq`), in
-    order: the cached ones found by their rows' keys, the rest loaded (`load(seqs)`: their
-    instances) and rendered. A message gone between the two reads is left out."""
+def _page_key(prefix: str, cols: tuple, rows: list[dict]) -> str | None:
+    """The key of a whole page's HTML: the digest of every row's fragment key values, in order
+    (each fragment is a pure function of its values, so the page is of all of them)."""
+    if any(r["status"] == Message.Status.STREAMING for r in rows):
+        return None
+    return _key(f"{prefix}:page", tuple(r[c] for r in rows for c in cols))
+
+
+def _stored_page(html: str) -> bytes:
+    return zlib.compress(html.encode("utf-8", "surrogatepass"), 1)
+
+
+def _read_page(stored: bytes) -> str:
+    return zlib.decompress(stored).decode("utf-8", "surrogatepass")
+
+
+def render_rows(request, session, rows: list[dict], load, prepare) -> SafeString:
+    """The HTML of the messages of a page read as plain rows (with `columns()` and `seq`), in
+    order. The whole page's HTML is kept under the digest of all its rows (PAGE_CACHE, compressed);
+    else the cached messages are found by their rows' keys and the rest loaded (`load(seqs)`:
+    their instances) and rendered. A message gone between the two reads is left out."""
     found = plan()
     cols = columns()
     prefix = _prefix(request, session, found) if found is not None and cols is not None else None
     if prefix is None:
         return render_messages(request, session, load([r["seq"] for r in rows]), prepare)
+    page_key = _page_key(prefix, cols, rows) if rows else None
+    pages = caches[PAGE_CACHE]
+    if page_key is not None and (stored := pages.get(page_key)) is not None:
+        return _with_token(request, _read_page(stored))
     keys = [_row_key(prefix, cols, r) for r in rows]
     wanted = [k for k in keys if k]
     cache = caches["default"]
     cached = cache.get_many(wanted) if wanted else {}
     missing = [r["seq"] for r, k in zip(rows, keys, strict=True) if k is None or k not in cached]
     by_seq: dict[int, str] = {}
+    # Whether every message rendered here was as its row was read (else the page is not kept).
+    as_read = True
     if missing:
         messages = load(missing)
         fresh = _render(request, session, messages, prepare)
+        row_keys = {r["seq"]: k for r, k in zip(rows, keys, strict=True)}
         new = {}
         for m in messages:
             by_seq[m.seq] = fresh[id(m)]
             # Under the key of what was rendered (the row may have changed since the first read).
-            if (key := _instance_key(prefix, cols, m)) is not None:
+            key = _instance_key(prefix, cols, m)
+            if key is not None:
                 new[key] = fresh[id(m)]
+            as_read = as_read and key is not None and key == row_keys.get(m.seq)
         if new:
             cache.set_many(new, timeout=CACHE_TIMEOUT)
     html = []
@@ -325,10 +354,14 @@ def render_rows(request, session, rows: list[dict], load, prepare) -> list[SafeS
             html.append(cached[k])
         elif r["seq"] in by_seq:
             html.append(by_seq[r["seq"]])
-    return _with_token(request, html)
+    joined = "".join(html)
+    # Kept only as the rows were read: none changed before it was rendered, none deleted since.
+    if page_key is not None and as_read and len(html) == len(rows):
+        pages.set(page_key, _stored_page(joined), timeout=CACHE_TIMEOUT)
+    return _with_token(request, joined)
 
 
-def render_messages(request, session, messages, prepare) -> list[SafeString]:
+def render_messages(request, session, messages, prepare) -> SafeString:
     """Each message's HTML, in order; `prepare(request, session, messages)` attaches what the
     template reads (URLs, rendered Markdown) to the messages that have to be rendered."""
     found = plan()
@@ -346,8 +379,8 @@ def render_messages(request, session, messages, prepare) -> list[SafeString]:
     new = {k: fresh[id(m)] for m, k in zip(messages, keys, strict=True) if k is not None and id(m) in fresh}
     if new:
         cache.set_many(new, timeout=CACHE_TIMEOUT)
-    html = [
+    html = "".join(
         cached[k] if k is not None and k in cached else fresh[id(m)]
         for m, k in zip(messages, keys, strict=True)
-    ]
+    )
     return _with_token(request, html)

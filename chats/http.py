@@ -93,7 +93,7 @@ def prerender(request, session: ChatSession, messages, *, markdown: bool = True)
 
 def render_messages(request, session: ChatSession, messages) -> SafeString:
     """The messages' HTML, one `chats/message.html` each, cached per message (chats/fragments.py)."""
-    return mark_safe("".join(fragments.render_messages(request, session, messages, prerender)))  # noqa: S308
+    return fragments.render_messages(request, session, messages, prerender)
 
 
 def page_fields() -> tuple | None:
@@ -110,7 +110,7 @@ def render_rows(request, session: ChatSession, rows: list[dict]) -> SafeString:
         found = {m.seq: m for m in paging.messages_by_seq(session, seqs)}
         return [found[seq] for seq in seqs if seq in found]
 
-    return mark_safe("".join(fragments.render_rows(request, session, rows, load, prerender)))  # noqa: S308
+    return fragments.render_rows(request, session, rows, load, prerender)
 
 
 def render_message(request, session: ChatSession, message: Message) -> str:

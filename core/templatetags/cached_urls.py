@@ -39,6 +39,8 @@ def _key(value):
     if kind is SafeString:
         return str.__str__(value)  # str(value) is the SafeString itself
     return value if kind in _KEYS else _UNCACHED
+
+
 # A chat's own URLs are about fifteen; this holds those of a few hundred chats and every page's.
 MAX_URLS = 8192
 
@@ -72,7 +74,11 @@ class CachedURLNode(defaulttags.URLNode):
         view_name = _key(self.view_name.resolve(context))
         args = tuple(_key(arg.resolve(context)) for arg in self.args)
         kwargs = tuple(sorted((name, _key(value.resolve(context))) for name, value in self.kwargs.items()))
-        if type(view_name) is not str or any(a is _UNCACHED for a in args) or any(v is _UNCACHED for _, v in kwargs):
+        if (
+            type(view_name) is not str
+            or any(a is _UNCACHED for a in args)
+            or any(v is _UNCACHED for _, v in kwargs)
+        ):
             return super().render(context)
         url = _reversed(view_name, args, kwargs, _current_app(context), get_urlconf(), get_script_prefix())
         return conditional_escape(url) if context.autoescape else url

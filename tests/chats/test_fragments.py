@@ -159,3 +159,43 @@ def test_a_form_in_a_cached_message_carries_this_responses_csrf_token(owner_clie
 
 def _messages_html_raw(html: str) -> str:
     return html[html.index('<div class="messages"') : html.index('id="load-newer"')]
+
+
+def test_a_page_seen_before_comes_whole_from_the_cache_without_a_key_per_message(
+    owner_client, chat, monkeypatch
+):
+    url = chat.get_absolute_url()
+    first = _messages_html(owner_client.get(url).content.decode())
+
+    def no_row_keys(*args):
+        raise AssertionError("the page was put together message by message")
+
+    monkeypatch.setattr(fragments, "_row_key", no_row_keys)
+    second = owner_client.get(url).content.decode()
+    assert _messages_html(second) == first and first.count("<article ") == 12
+    assert fragments.csrf_placeholder() not in second  # this response's token, filled in
+    # A change to any message is a new page key: the edit shows.
+    monkeypatch.undo()
+    last = Message.objects.get(session=chat, seq=12)
+    owner_client.post(
+        reverse("chats:message_edit", args=[chat.code, 12]), {"content": "Changed.", "version": last.version}
+    )
+    assert "Changed." in _article(owner_client.get(url).content.decode(), 12)
+
+
+def test_a_page_whose_message_changed_while_it_was_put_together_is_not_kept(rf, owner, chat):
+    from chats import paging
+    from chats.http import page_fields, render_rows
+
+    request = rf.get(chat.get_absolute_url())
+    request.user = owner
+    rows = paging.messages_before(chat, fields=page_fields()).messages
+    # Edited after the page's rows were read, before its messages were loaded to be rendered.
+    Message.objects.filter(session=chat, seq=12).update(content="Written in between.")
+    assert "Written in between." in render_rows(request, chat, rows)
+    prefix = fragments._prefix(request, chat, fragments.plan())
+    assert caches[fragments.PAGE_CACHE].get(fragments._page_key(prefix, fragments.columns(), rows)) is None
+    # Read again, the page is kept under its new rows.
+    rows = paging.messages_before(chat, fields=page_fields()).messages
+    render_rows(request, chat, rows)
+    assert caches[fragments.PAGE_CACHE].get(fragments._page_key(prefix, fragments.columns(), rows)) is not None
