@@ -26,7 +26,7 @@ from django.core.cache import cache
 
 from core import crypto, tokens
 
-from .egress import AddressRefused, client_options
+from .egress import AddressRefused, client_options, tls_context
 from .models import ConnectionProfile, SiteSettings
 
 logger = logging.getLogger(__name__)
@@ -538,7 +538,7 @@ def _tokenize_request(
 def tokenize_counts(config: EngineConfig, texts: list[str]) -> list[int]:
     """How many tokens each of `texts` is for the engine, in as few requests as the sizes allow."""
     counts: list[int] = []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, verify=tls_context(trust_env=True)) as client:
         start = 0
         while start < len(texts):
             end, size = start, 0
@@ -568,7 +568,7 @@ def tokenize_counts(config: EngineConfig, texts: list[str]) -> list[int]:
 
 def _probe_tokenizer(config: EngineConfig) -> bool:
     try:
-        with httpx.Client(timeout=3) as client:
+        with httpx.Client(timeout=3, verify=tls_context(trust_env=True)) as client:
             return bool(_tokenize_request(client, config, "a"))
     except (EngineError, httpx.HTTPError, httpx.InvalidURL, ValueError):
         return False
@@ -589,7 +589,7 @@ def template_overheads(config: EngineConfig, count) -> dict[str, int]:
 
     x = "x"
     last = {"role": "user", "content": x}
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=tls_context(trust_env=True)) as client:
         alone = render([last])
         # A message of each role before the same last one: the difference is what the role costs.
         texts = {

@@ -4,6 +4,7 @@ the host is resolved once, every address checked, and the connection made to a c
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -186,3 +187,19 @@ def test_counting_tokens_for_a_users_own_server_does_not_probe_it(tiny_engine_ur
     counter = engines.token_counter(guarded(tiny_engine_url, allow_private=True))
     assert not counter.exact
     assert counter.count("Hello there, traveler") > 0
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_every_client_shares_one_verifying_tls_context(guarded):
+    """Made per client, the context (certifi's whole CA bundle, parsed) took about 45 ms of the
+    event loop for every reply. Still the checks of httpx's default: the certificate and the name."""
+    config = engines.EngineConfig(label="Any", base_url="https://example.com/v1", model="m", guarded=guarded)
+
+    def context_of(client) -> object:
+        return client._transport._pool._ssl_context
+
+    first, second = config.client(), config.client()
+    assert context_of(first) is context_of(second)
+    context = context_of(first)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.get_ca_certs()  # certifi's authorities
