@@ -348,10 +348,14 @@ class Bench:
             data={"content": content, "client_token": ""},
             headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Referer": self.base_url + "/"},
         )
+        # Read to its end (the server closes the stream after "done"): a stream left unfinished
+        # costs its connection, and the next row's request would pay for a new one.
+        done = False
         async with client.stream("GET", response.json()["stream_url"]) as stream:
             async for line in stream.aiter_lines():
-                if line.startswith("event: done"):
-                    break
+                done = done or line.startswith("event: done")
+        if not done:
+            raise CommandError("A reply's stream ended without its done event.")
         return sample
 
     async def measure_sends(self, client: httpx.AsyncClient, chat: dict) -> Result:
