@@ -198,4 +198,6 @@ def test_a_page_whose_message_changed_while_it_was_put_together_is_not_kept(rf, 
     # Read again, the page is kept under its new rows.
     rows = paging.messages_before(chat, fields=page_fields()).messages
     render_rows(request, chat, rows)
-    assert caches[fragments.PAGE_CACHE].get(fragments._page_key(prefix, fragments.columns(), rows)) is not None
+    assert (
+        caches[fragments.PAGE_CACHE].get(fragments._page_key(prefix, fragments.columns(), rows)) is not None
+    )

@@ -2,11 +2,13 @@
 
 import threading
 
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
 
 from core import after_response
+from core.databases import release_connection
 
 # Set by the test to let a request held in `hold/` finish.
 release = threading.Event()
@@ -47,6 +49,26 @@ def defer(request):
     return JsonResponse({"deferred": True})
 
 
+async def between_queries(request):
+    """As a reply stream reads: each query on the request's thread, its connection released after."""
+
+    @sync_to_async
+    def read():
+        try:
+            return _where(request)
+        finally:
+            release_connection()
+
+    response = await read()
+    seen["released"] = await connection_after_release()
+    return response
+
+
+@sync_to_async
+def connection_after_release():
+    return connection.connection
+
+
 async def async_probe(request):
     """Where an async view runs: the event loop's thread."""
     return JsonResponse({"thread": threading.get_ident()})
@@ -57,4 +79,5 @@ urlpatterns = [
     path("hold/", hold),
     path("defer/", defer),
     path("async-probe/", async_probe),
+    path("between-queries/", between_queries),
 ]

@@ -250,7 +250,7 @@ def test_a_sync_view_runs_with_all_its_middleware_in_one_trip_to_the_request_thr
     """Django's async stack would cross to the thread and back for the middleware, the URL's view
     middleware (CSRF), and the view: six trips or more. Here: the request_started signal, the
     whole stack with the view, and the response's close."""
-    trips, status, headers, body = _trips_for("/probe/?label=trips")
+    trips, status, headers, _ = _trips_for("/probe/?label=trips")
     assert status == 200
     assert trips == 3
     # Every middleware still ran, the first (its timing) to the last (the page's headers).
@@ -283,3 +283,22 @@ def test_async_views_and_paths_of_no_view_keep_django_async_stack():
     assert answer["thread"] == loop_thread
     assert missing[0] == 404
     assert static[0] == 200 and static[1]["content-type"].startswith("text/javascript")
+
+
+def test_a_stream_releasing_its_connection_leaves_sqlites_open_for_the_threads_next_request():
+    """A reply stream gives its connection back between queries (core.databases.release_connection):
+    to the pool on PostgreSQL; on SQLite the file stays open, or the thread's next request would
+    open it again and read the schema (about 2 ms)."""
+    app = PooledThreadsASGIHandler(threads=1)
+
+    async def stream_then_probe():
+        streamed = await _get(app, "/between-queries/?label=stream")
+        after = await _get(app, "/probe/?label=after-stream")
+        return streamed, after
+
+    streamed, after = _run(stream_then_probe)
+    assert streamed["thread"] == after["thread"]
+    if connection.vendor == "sqlite":
+        assert views.seen["released"] is views.seen["stream"] is views.seen["after-stream"]
+    else:
+        assert views.seen["released"] is None  # given back
