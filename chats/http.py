@@ -6,13 +6,13 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
-from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from core import ratelimit
 from core.http import once_per_request
 from core.markdown import render_cached
 from core.prepared import PreparedQuery
+from core.urlcache import cached_reverse
 from settings_app.engines import BUILTIN_LABEL
 from settings_app.models import SiteSettings
 
@@ -78,7 +78,7 @@ def prerender(request, session: ChatSession, messages, *, markdown: bool = True)
         speaker = m.character or session.character
         if m.role == Message.Role.ASSISTANT and speaker.thumbnail:
             if speaker.pk not in thumbs:
-                thumbs[speaker.pk] = reverse("characters:thumbnail", args=[speaker.code])
+                thumbs[speaker.pk] = cached_reverse("characters:thumbnail", args=[speaker.code])
             m.thumb_url = thumbs[speaker.pk]
     if not markdown:
         return messages
@@ -201,7 +201,7 @@ def int_param(request, name: str) -> int | None:
 
 
 def reply_stream_url(session: ChatSession, message: Message) -> str:
-    return reverse("chats:message_stream", args=[session.code, message.seq])
+    return cached_reverse("chats:message_stream", args=[session.code, message.seq])
 
 
 def message_action(request, code, seq, action) -> JsonResponse:

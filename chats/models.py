@@ -4,10 +4,10 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Substr
-from django.urls import reverse
 from django.utils import timezone
 
 from characters.models import LONG_FIELDS, Character
+from core.urlcache import cached_reverse
 from settings_app.models import ConnectionProfile, Persona
 
 
@@ -133,7 +133,7 @@ class ChatSession(models.Model):
         return self.title or f"Chat {self.code}"
 
     def get_absolute_url(self) -> str:
-        return reverse("chats:detail", args=[self.code])
+        return cached_reverse("chats:detail", args=[self.code])
 
 
 # The ChatSession columns naming a preset, and the kind of preset each takes.

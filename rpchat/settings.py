@@ -149,6 +149,8 @@ TEMPLATES = [
             ],
             # {% url %} reversed once per process (core/templatetags/cached_urls.py).
             "builtins": ["core.templatetags.cached_urls"],
+            # {% static %}'s URLs asked for once per path (core/templatetags/cached_static.py).
+            "libraries": {"static": "core.templatetags.cached_static"},
         },
     },
 ]

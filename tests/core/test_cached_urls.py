@@ -9,7 +9,9 @@ import pytest
 from django.template import Context, Template, engines
 from django.test import override_settings
 from django.urls import NoReverseMatch, reverse, set_script_prefix
+from django.utils.functional import SimpleLazyObject
 
+from core import urlcache
 from core.templatetags import cached_urls
 
 CODE = uuid.UUID("63c6c2fc-8197-44b2-8d17-b5bf269c8ab7")
@@ -25,7 +27,7 @@ def test_the_tag_is_every_templates_url_tag():
 
 
 def test_a_url_is_reversed_once_and_is_what_django_gives():
-    cached_urls._reversed.cache_clear()
+    urlcache.reversed_url.cache_clear()
     source = "{% url 'chats:send' code %}|{% url 'chats:older' code=code %}|{% url 'characters:gallery' %}"
     first = render(source, code=CODE)
     assert first == "|".join(
@@ -35,9 +37,9 @@ def test_a_url_is_reversed_once_and_is_what_django_gives():
             reverse("characters:gallery"),
         ]
     )
-    before = cached_urls._reversed.cache_info()
+    before = urlcache.reversed_url.cache_info()
     assert render(source, code=CODE) == first
-    after = cached_urls._reversed.cache_info()
+    after = urlcache.reversed_url.cache_info()
     # All three from the cache: quoted names are SafeStrings, and must still be keys.
     assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
     other = uuid.uuid4()
@@ -45,9 +47,9 @@ def test_a_url_is_reversed_once_and_is_what_django_gives():
     # A quoted argument, as a template writes it, is reversed as Django reverses it, and kept.
     literal = "{% url 'chats:send' '" + str(other) + "' %}"
     assert render(literal) == reverse("chats:send", args=[str(other)])
-    before = cached_urls._reversed.cache_info().hits
+    before = urlcache.reversed_url.cache_info().hits
     render(literal)
-    assert cached_urls._reversed.cache_info().hits == before + 1
+    assert urlcache.reversed_url.cache_info().hits == before + 1
 
 
 def test_the_script_prefix_is_part_of_the_answer():
@@ -91,3 +93,22 @@ def test_equal_arguments_of_other_types_are_not_answered_from_the_cache():
     assert render(source, code=CODE, seq=1) == reverse("chats:message_edit", args=[CODE, 1])
     with pytest.raises(NoReverseMatch):  # Django writes True as "True", which is no seq
         render(source, code=CODE, seq=True)
+
+
+def test_cached_reverse_gives_what_reverse_gives_and_keeps_it():
+    """For the URLs code builds on every page: a chat's address, a reply's stream, an avatar."""
+    urlcache.reversed_url.cache_clear()
+    assert urlcache.cached_reverse("chats:message_stream", args=[CODE, 7]) == reverse(
+        "chats:message_stream", args=[CODE, 7]
+    )
+    urlcache.cached_reverse("chats:message_stream", args=[CODE, 7])
+    assert urlcache.reversed_url.cache_info().hits == 1
+    try:
+        set_script_prefix("/rp/")
+        assert urlcache.cached_reverse("chats:detail", args=[CODE]) == f"/rp/chats/{CODE}/"
+    finally:
+        set_script_prefix("/")
+    # An argument that is not a plain string, int or UUID is reversed by Django every time.
+    lazy = SimpleLazyObject(lambda: str(CODE))
+    assert urlcache.cached_reverse("chats:detail", args=[lazy]) == f"/chats/{CODE}/"
+    assert urlcache.reversed_url.cache_info().currsize == 2
