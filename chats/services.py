@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from characters.models import Character
 from core import ratelimit
+from core.prepared import PreparedQuery
 from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
@@ -68,10 +69,26 @@ def _user_name(user, persona: Persona | None) -> str:
     return user.get_username() or SiteSettings.load().default_user_name
 
 
+# The chat's row, locked (on PostgreSQL; SQLite's transactions take the database's write lock) for
+# its last seq; and whether a reply is being written in it. Compiled once (core/prepared.py): a send
+# runs both on every message.
+_LOCKED_LAST_SEQ = PreparedQuery(
+    ChatSession, lambda *, pk: ChatSession.objects.select_for_update().filter(pk=pk).values_list("last_seq")
+)
+_STREAMING = PreparedQuery(
+    Message,
+    lambda *, session: Message.objects.filter(
+        session_id=session, status=Message.Status.STREAMING
+    ).values_list("pk")[:1],
+)
+
+
 def _take_seqs(session: ChatSession, n: int) -> int:
     """Reserve n sequence numbers in the chat; returns the first. Call inside a transaction."""
-    locked = ChatSession.objects.select_for_update().only("last_seq").get(pk=session.pk)
-    first = locked.last_seq + 1
+    found = _LOCKED_LAST_SEQ.rows(pk=session.pk)
+    if not found:
+        raise ChatSession.DoesNotExist("The chat is gone.")
+    first = found[0][0] + 1
     ChatSession.objects.filter(pk=session.pk).update(
         last_seq=F("last_seq") + n,
         message_count=F("message_count") + n,
@@ -198,9 +215,9 @@ def message_send(
     try:
         with transaction.atomic():
             first = _take_seqs(session, 2)
-            if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
+            if _STREAMING.rows(session=session.pk):
                 raise ChatBusy
-            user_message = Message.objects.create(
+            user_message = Message(
                 session=session,
                 seq=first,
                 role=Message.Role.USER,
@@ -209,7 +226,7 @@ def message_send(
                 token_count=estimate_tokens(content),
                 client_token=client_token[:64],
             )
-            reply = Message.objects.create(
+            reply = Message(
                 session=session,
                 seq=first + 1,
                 role=Message.Role.ASSISTANT,
@@ -217,6 +234,8 @@ def message_send(
                 character=character,
                 status=Message.Status.STREAMING,
             )
+            # One INSERT of both rows (their ids come back with them, as from create()).
+            Message.objects.bulk_create([user_message, reply])
             transaction.on_commit(lambda: generation.start_generation(reply.pk))
     except IntegrityError:
         # Another request took the same token or started a generation in between.
