@@ -502,12 +502,21 @@ class Bench:
         passwords = data["passwords"]
         bench = await self.login("bench", passwords["bench"])
         try:
-            for chat in data["chats"]:
+            if self.config.concurrency == 1:
+                # Every chat size in the same turns: a machine that slows down during the run (it
+                # does, by a fifth over minutes, the raw-SQL floor too) slows every size alike, so
+                # comparing 100,000 messages with 100 compares the sizes, not two moments.
+                sizes = ", ".join(f"{chat['size']:,}" for chat in data["chats"])
+                self.write(f"Chats of {sizes} messages, in turns\n")
+                await self.round_robin(
+                    [row for chat in data["chats"] for row in self._chat_reads(bench, chat, api_chat)]
+                )
+                await self.round_robin(
+                    [row for chat in data["chats"] for row in self._chat_writes(bench, chat)]
+                )
+            for chat in data["chats"] if self.config.concurrency > 1 else []:
                 code, last, size = chat["code"], chat["last_seq"], chat["size"]
                 self.write(f"Chat of {size:,} messages\n")
-                if self.config.concurrency == 1:
-                    await self._chat_round_robin(bench, chat, api_chat)
-                    continue
                 await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
                 await self.measure_write_floor(bench, size, code)
                 await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
@@ -585,8 +594,8 @@ class Bench:
         for st_set in st_sets:
             await self.side_by_side(st_set)
 
-    async def _chat_round_robin(self, bench: httpx.AsyncClient, chat: dict, api_chat: str) -> None:
-        """One chat's reads in turns with the floor, then its writes in turns with the write floor."""
+    def _chat_reads(self, bench: httpx.AsyncClient, chat: dict, api_chat: str) -> list[tuple]:
+        """One chat's reads and its floor, as round-robin rows."""
         code, last, size = chat["code"], chat["last_seq"], chat["size"]
         json_url = api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
         reads = [
@@ -597,7 +606,11 @@ class Bench:
             ("older_middle", f"/chats/{code}/older/?before={max(last // 2, 2)}"),
             ("older_start", f"/chats/{code}/older/?before={min(51, last)}"),
         ]
-        await self.round_robin([(op, size, "messages", self._get(bench, url), "") for op, url in reads])
+        return [(op, size, "messages", self._get(bench, url), "") for op, url in reads]
+
+    def _chat_writes(self, bench: httpx.AsyncClient, chat: dict) -> list[tuple]:
+        """One chat's writes and its write floor, as round-robin rows."""
+        code, size = chat["code"], chat["size"]
         count = iter(range(10**9))
 
         async def floor_write():
@@ -616,13 +629,11 @@ class Bench:
         async def send():
             return await self._send_one(bench, code, "Benchmark message: the lantern flickers.")
 
-        await self.round_robin(
-            [
-                ("floor_write", size, "messages", floor_write, ""),
-                ("edit", size, "messages", edit_step, "version-checked"),
-                ("send", size, "messages", send, "reply not generated (offline engine)"),
-            ]
-        )
+        return [
+            ("floor_write", size, "messages", floor_write, ""),
+            ("edit", size, "messages", edit_step, "version-checked"),
+            ("send", size, "messages", send, "reply not generated (offline engine)"),
+        ]
 
     # --- SillyTavern's data ---------------------------------------------------------------------
 
