@@ -48,8 +48,12 @@ from .models import Message
 TEMPLATE = "chats/message.html"
 CACHE_PREFIX = "msgfrag:3"
 CACHE_TIMEOUT = 7 * 24 * 3600
-# Whole pages' HTML (render_rows), zlib-compressed: a page of fifty messages of 100 KB is about 6 KB.
+# Whole pages' HTML (render_rows), zlib-compressed (the benchmark's page of 100 KB is 6 KB; prose
+# compresses about 3x), in the cache the API's pages use: at most PAGE_MAX_BYTES compressed, for an
+# hour (each message sent makes the newest page a new key; the old one is not read again).
 PAGE_CACHE = "pages"
+PAGE_MAX_BYTES = 64 * 1024
+PAGE_TIMEOUT = 3600
 
 # Filters whose output depends only on their input (and the language or time zone, both keyed).
 PURE_FILTERS = frozenset(
@@ -357,7 +361,9 @@ def render_rows(request, session, rows: list[dict], load, prepare) -> SafeString
     joined = "".join(html)
     # Kept only as the rows were read: none changed before it was rendered, none deleted since.
     if page_key is not None and as_read and len(html) == len(rows):
-        pages.set(page_key, _stored_page(joined), timeout=CACHE_TIMEOUT)
+        stored = _stored_page(joined)
+        if len(stored) <= PAGE_MAX_BYTES:
+            pages.set(page_key, stored, timeout=PAGE_TIMEOUT)
     return _with_token(request, joined)
 
 

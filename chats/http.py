@@ -6,6 +6,7 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
+from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from core import ratelimit
@@ -201,7 +202,8 @@ def int_param(request, name: str) -> int | None:
 
 
 def reply_stream_url(session: ChatSession, message: Message) -> str:
-    return cached_reverse("chats:message_stream", args=[session.code, message.seq])
+    # Not from the URL cache: every reply's is its own, and would push out the pages' URLs.
+    return reverse("chats:message_stream", args=[session.code, message.seq])
 
 
 def message_action(request, code, seq, action) -> JsonResponse:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Max
 from django.db.models.deletion import get_candidate_relations_to_delete
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from characters.models import Character
@@ -71,7 +72,8 @@ def _user_name(user, persona: Persona | None) -> str:
 
 # The chat's row, locked (on PostgreSQL; SQLite's transactions take the database's write lock) for
 # its last seq; and whether a reply is being written in it. Compiled once (core/prepared.py): a send
-# runs both on every message.
+# runs both on every message. Prepared queries go where the router sends reads, which for the chats
+# app is always the primary (core/routers.py), as the lock must.
 _LOCKED_LAST_SEQ = PreparedQuery(
     ChatSession, lambda *, pk: ChatSession.objects.select_for_update().filter(pk=pk).values_list("last_seq")
 )
@@ -85,6 +87,9 @@ _STREAMING = PreparedQuery(
 
 def _take_seqs(session: ChatSession, n: int) -> int:
     """Reserve n sequence numbers in the chat; returns the first. Call inside a transaction."""
+    if not connection.in_atomic_block:
+        # The ORM says so when it compiles a SELECT ... FOR UPDATE; a prepared one is compiled once.
+        raise TransactionManagementError("_take_seqs locks the chat: call it inside a transaction.")
     found = _LOCKED_LAST_SEQ.rows(pk=session.pk)
     if not found:
         raise ChatSession.DoesNotExist("The chat is gone.")
@@ -234,8 +239,12 @@ def message_send(
                 character=character,
                 status=Message.Status.STREAMING,
             )
-            # One INSERT of both rows (their ids come back with them, as from create()).
-            Message.objects.bulk_create([user_message, reply])
+            if connection.features.can_return_rows_from_bulk_insert:
+                # One INSERT of both rows; their ids come back with them, as from create().
+                Message.objects.bulk_create([user_message, reply])
+            else:  # SQLite before 3.35 gives no ids back from a multi-row INSERT
+                user_message.save(force_insert=True)
+                reply.save(force_insert=True)
             transaction.on_commit(lambda: generation.start_generation(reply.pk))
     except IntegrityError:
         # Another request took the same token or started a generation in between.

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.db import connections
@@ -82,6 +83,12 @@ class RequestThreads:
         executor.shutdown(wait=False)
 
 
+# The middleware that can only run async, left out of SyncStack: what each does never concerns a
+# path that resolves to a view. Any other async-only middleware is refused at startup (a security
+# middleware silently missing from every page would be worse than a slower stack).
+ASYNC_ONLY_MIDDLEWARE = frozenset({"servestatic.middleware.ServeStaticMiddleware"})
+
+
 class SyncStack(BaseHandler):
     """settings.MIDDLEWARE built sync, as under WSGI, without the middleware that can only run
     async (ServeStatic: the static files it serves resolve to no view, so never come here)."""
@@ -91,8 +98,17 @@ class SyncStack(BaseHandler):
         self.load_middleware(is_async=False)
 
     def load_middleware(self, is_async: bool = False) -> None:
-        every = settings.MIDDLEWARE
-        settings.MIDDLEWARE = [path for path in every if getattr(import_string(path), "sync_capable", True)]
+        every = list(settings.MIDDLEWARE)
+        async_only = [path for path in every if not getattr(import_string(path), "sync_capable", True)]
+        if unknown := set(async_only) - ASYNC_ONLY_MIDDLEWARE:
+            raise ImproperlyConfigured(
+                f"{', '.join(sorted(unknown))} can only run async; rpchat.handlers.SyncStack runs every "
+                "page's middleware sync. Make it sync-capable, or list it in ASYNC_ONLY_MIDDLEWARE if "
+                "it never concerns a path that resolves to a view."
+            )
+        # Django builds the stack from settings.MIDDLEWARE, so the list is narrowed while it does:
+        # once, when the handler is made (rpchat/asgi.py, at import).
+        settings.MIDDLEWARE = [path for path in every if path not in async_only]
         try:
             super().load_middleware(is_async=False)
         finally:

@@ -15,8 +15,8 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import threading
 import typing
-from functools import lru_cache
 
 import httpcore
 import httpx
@@ -112,14 +112,22 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-@lru_cache(maxsize=2)
+_tls = threading.local()
+
+
 def tls_context(*, trust_env: bool) -> ssl.SSLContext:
     """httpx's TLS settings (certifi's CAs; SSL_CERT_FILE or SSL_CERT_DIR when `trust_env`), made
-    once per process. Made per client, as httpx does by default, it read and parsed the CA bundle
-    on every reply: about 45 ms of CPU (twice that guarded) on the event loop, every other request waiting. A context is
-    safe to share between connections and threads; httpcore only sets the same ALPN list on it
-    (HTTP/1.1: no client here asks for HTTP/2) before each TLS connection."""
-    return httpx.create_ssl_context(trust_env=trust_env)
+    once per thread. Made per client, as httpx does by default, it read and parsed the CA bundle
+    on every reply: about 45 ms of CPU (twice that guarded) on the event loop, every other request
+    waiting. Per thread, not per process: httpcore sets the ALPN list on the context before each TLS
+    connection, and OpenSSL copies that list when the connection is made, outside the GIL, so two
+    threads sharing one context could race. Each loop and worker thread keeps its own."""
+    name = "with_env" if trust_env else "without_env"
+    context = getattr(_tls, name, None)
+    if context is None:
+        context = httpx.create_ssl_context(trust_env=trust_env)
+        setattr(_tls, name, context)
+    return context
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

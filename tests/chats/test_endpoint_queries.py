@@ -10,6 +10,7 @@ from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from chats import generation
 from chats.models import Message, MessageAlternative
 from core import metrics
 from tests.factories import add_messages, make_character, make_chat
@@ -163,3 +164,23 @@ def test_an_edit_makes_the_same_queries_at_any_length_and_shows_the_new_text(own
     assert len(short) == len(long) <= 6, [q["sql"][:150] for q in long.captured_queries]
     # No summary covers it: no UPDATE of the memory is built or run (test_memory.py: one that does).
     assert not [q for q in long.captured_queries if "UPDATE" in q["sql"] and "chats_memory" in q["sql"]]
+
+
+def test_a_send_on_a_database_that_returns_no_ids_from_a_bulk_insert_still_starts_its_reply(
+    owner_client, chat, monkeypatch, django_capture_on_commit_callbacks
+):
+    """SQLite before 3.35: the two messages go in one INSERT each, and the reply's generation is
+    started with its id."""
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    started = []
+    monkeypatch.setattr(
+        generation, "start_generation", lambda message_id, **kwargs: started.append(message_id)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(reverse("chats:send", args=[chat.code]), {"content": "Hello"})
+    assert response.status_code == 200
+    reply = Message.objects.get(session=chat, seq=response.json()["reply_seq"])
+    assert started == [reply.pk]
+    assert reply.status == Message.Status.STREAMING
+    assert response.json()["stream_url"].endswith(f"/messages/{reply.seq}/stream/")
+    assert Message.objects.filter(session=chat, role="user", content="Hello").count() == 1

@@ -201,3 +201,20 @@ def test_a_page_whose_message_changed_while_it_was_put_together_is_not_kept(rf, 
     assert (
         caches[fragments.PAGE_CACHE].get(fragments._page_key(prefix, fragments.columns(), rows)) is not None
     )
+
+
+def test_a_page_bigger_than_the_limit_is_not_kept(rf, owner, chat, monkeypatch):
+    from chats import paging
+    from chats.http import page_fields, render_rows
+
+    request = rf.get(chat.get_absolute_url())
+    request.user = owner
+    rows = paging.messages_before(chat, fields=page_fields()).messages
+    prefix = fragments._prefix(request, chat, fragments.plan())
+    key = fragments._page_key(prefix, fragments.columns(), rows)
+    monkeypatch.setattr(fragments, "PAGE_MAX_BYTES", 100)  # compressed, this page is more
+    assert render_rows(request, chat, rows).count("<article ") == 12
+    assert caches[fragments.PAGE_CACHE].get(key) is None
+    monkeypatch.undo()
+    render_rows(request, chat, rows)
+    assert caches[fragments.PAGE_CACHE].get(key) is not None

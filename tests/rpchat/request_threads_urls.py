@@ -69,6 +69,19 @@ def connection_after_release():
     return connection.connection
 
 
+class AsyncOnlyMiddleware:
+    """For the test that the sync stack refuses an async-only middleware it would leave out."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    async def __call__(self, request):
+        return await self.get_response(request)
+
+
 async def async_probe(request):
     """Where an async view runs: the event loop's thread."""
     return JsonResponse({"thread": threading.get_ident()})

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from core import after_response
@@ -302,3 +303,11 @@ def test_a_stream_releasing_its_connection_leaves_sqlites_open_for_the_threads_n
         assert views.seen["released"] is views.seen["stream"] is views.seen["after-stream"]
     else:
         assert views.seen["released"] is None  # given back
+
+
+def test_an_async_only_middleware_the_sync_stack_would_leave_out_is_refused_at_startup(settings):
+    """Only ServeStatic may be missing from the pages' (sync) stack; anything else async-only would
+    silently not run on any page."""
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.rpchat.request_threads_urls.AsyncOnlyMiddleware"]
+    with pytest.raises(ImproperlyConfigured, match="AsyncOnlyMiddleware can only run async"):
+        PooledThreadsASGIHandler(threads=1)

@@ -190,16 +190,25 @@ def test_counting_tokens_for_a_users_own_server_does_not_probe_it(tiny_engine_ur
 
 
 @pytest.mark.parametrize("guarded", [True, False])
-def test_every_client_shares_one_verifying_tls_context(guarded):
+def test_a_threads_clients_share_one_verifying_tls_context_and_threads_do_not(guarded):
     """Made per client, the context (certifi's whole CA bundle, parsed) took about 45 ms of the
-    event loop for every reply. Still the checks of httpx's default: the certificate and the name."""
+    event loop for every reply. Still the checks of httpx's default: the certificate and the name.
+    One per thread: httpcore changes a context (its ALPN list) before each connection."""
     config = engines.EngineConfig(label="Any", base_url="https://example.com/v1", model="m", guarded=guarded)
 
-    def context_of(client) -> object:
-        return client._transport._pool._ssl_context
+    def context_of() -> ssl.SSLContext:
+        client = config.client()
+        try:
+            return client._transport._pool._ssl_context
+        finally:
+            async_to_sync(client.aclose)()
 
-    first, second = config.client(), config.client()
-    assert context_of(first) is context_of(second)
-    context = context_of(first)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert context.get_ca_certs()  # certifi's authorities
+    first, second = context_of(), context_of()
+    assert first is second
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    assert first.get_ca_certs()  # certifi's authorities
+    other: list = []
+    thread = threading.Thread(target=lambda: other.append(context_of()))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
