@@ -147,10 +147,10 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "settings_app.context_processors.site",
             ],
-            # {% url %} reversed once per process (core/templatetags/cached_urls.py).
-            "builtins": ["core.templatetags.cached_urls"],
-            # {% static %}'s URLs asked for once per path (core/templatetags/cached_static.py).
-            "libraries": {"static": "core.templatetags.cached_static"},
+            # {% url %} reversed once per process (core/templatetags/cached_urls.py), and {% static %}
+            # asking the storage once per path (core/templatetags/cached_static.py): our templates
+            # use both without {% load %} ({% load static %} would put Django's own tag back).
+            "builtins": ["core.templatetags.cached_urls", "core.templatetags.cached_static"],
         },
     },
 ]

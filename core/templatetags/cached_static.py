@@ -1,5 +1,6 @@
-"""Django's `static` template library (`{% load static %}`), with `{% static %}` asking the storage
-once per path and process (settings.TEMPLATES: this module takes the library's label).
+"""`{% static %}` asking the storage once per path and process: a template builtin
+(settings.TEMPLATES), used by our templates without `{% load static %}`, which would put Django's
+own tag back (a test checks that no template loads it).
 
 The manifest storage's url() hashes and joins the path on every call: about 45 µs a tag, four or
 more on every page. A path's URL is fixed for the life of the process (the manifest is read when
@@ -19,8 +20,6 @@ from django.urls import get_script_prefix
 from django.utils.safestring import SafeString
 
 register = template.Library()
-register.tags.update(django_static.register.tags)
-register.filters.update(django_static.register.filters)
 
 STATIC_SETTINGS = frozenset(
     {"STATIC_URL", "STATIC_ROOT", "STORAGES", "STATICFILES_DIRS", "FORCE_SCRIPT_NAME"}
