@@ -237,7 +237,7 @@ def test_the_chat_page_reads_the_settings_once_however_many_messages_it_shows(ow
     owner_client.get(long.get_absolute_url())
     reads_long = _default_cache_reads() - before
     # the session, the session's user, the settings row (the view, the context processor), the
-    # model's label (its generation, then the label), the messages' HTML (one get_many); the first
-    # time, also their Markdown (one get_many)
-    assert reads_short == reads_long <= 7
-    assert reads_long_first == reads_long + 1
+    # model's label (its generation, then the label); the page's messages come whole from the
+    # pages cache. The first time, also each message's HTML and their Markdown (one get_many each)
+    assert reads_short == reads_long <= 6
+    assert reads_long_first == reads_long + 2
