@@ -25,14 +25,20 @@ from django.utils.safestring import SafeString
 # URLs; a model instance or a lazy string goes through Django's tag). A quoted name or argument in
 # a template is a SafeString: kept as the plain string it reverses the same as.
 _KEYS = frozenset({str, int, uuid.UUID})
-UNCACHED = object()
+_UNCACHED = object()
 
 
 def key(value):
     kind = type(value)
     if kind is SafeString:
         return str.__str__(value)  # str(value) is the SafeString itself
-    return value if kind in _KEYS else UNCACHED
+    return value if kind in _KEYS else _UNCACHED
+
+
+def keys(values) -> tuple | None:
+    """The values as cache keys, or None when one of them cannot be one."""
+    found = tuple(key(value) for value in values)
+    return None if any(k is _UNCACHED for k in found) else found
 
 
 # A chat's own URLs are about fifteen; this holds those of a few hundred chats and every page's.
@@ -46,12 +52,12 @@ def reversed_url(view_name, args: tuple, kwargs: tuple, current_app, urlconf, pr
 
 def cached_reverse(view_name: str, args=()) -> str:
     """django.urls.reverse(view_name, args=args) from the same cache as the tag, for the URLs code
-    builds on every page (a chat's own address, a reply's stream): for str, int and UUID arguments;
+    builds on every page (a chat's own address, an avatar): for str, int and UUID arguments;
     anything else is reversed by Django each time."""
-    keys = tuple(key(arg) for arg in args)
-    if type(view_name) is not str or any(k is UNCACHED for k in keys):
+    arg_keys = keys(args)
+    if type(view_name) is not str or arg_keys is None:
         return reverse(view_name, args=args)
-    return reversed_url(view_name, keys, (), None, get_urlconf(), get_script_prefix())
+    return reversed_url(view_name, arg_keys, (), None, get_urlconf(), get_script_prefix())
 
 
 @receiver(setting_changed)

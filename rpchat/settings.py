@@ -241,8 +241,9 @@ else:
 CACHES = {
     "default": {**_cache, "METRICS_LABEL": "default"},
     "cachalot": {**_cache, "METRICS_LABEL": "cachalot"},
-    # The API's message pages (chats/api.py), up to 64 KB each: in local memory a store of their own
-    # with few entries, so they never push out fragments and query results nor grow the process.
+    # Whole pages of messages, up to 64 KB each: the API's JSON (chats/api.py) and the chat page's
+    # HTML, compressed (chats/fragments.py). In local memory a store of their own with few entries,
+    # so they never push out fragments and query results nor grow the process.
     "pages": {
         **_cache,
         "METRICS_LABEL": "pages",

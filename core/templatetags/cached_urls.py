@@ -13,7 +13,7 @@ from django.template import defaulttags
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.html import conditional_escape
 
-from core.urlcache import UNCACHED, key, reversed_url
+from core.urlcache import key, keys, reversed_url
 
 register = template.Library()
 
@@ -33,14 +33,12 @@ class CachedURLNode(defaulttags.URLNode):
         if self.asvar:
             return super().render(context)
         view_name = key(self.view_name.resolve(context))
-        args = tuple(key(arg.resolve(context)) for arg in self.args)
-        kwargs = tuple(sorted((name, key(value.resolve(context))) for name, value in self.kwargs.items()))
-        if (
-            type(view_name) is not str
-            or any(a is UNCACHED for a in args)
-            or any(v is UNCACHED for _, v in kwargs)
-        ):
+        args = keys(arg.resolve(context) for arg in self.args)
+        names = sorted(self.kwargs)
+        values = keys(self.kwargs[name].resolve(context) for name in names)
+        if type(view_name) is not str or args is None or values is None:
             return super().render(context)
+        kwargs = tuple(zip(names, values, strict=True))
         url = reversed_url(view_name, args, kwargs, _current_app(context), get_urlconf(), get_script_prefix())
         return conditional_escape(url) if context.autoescape else url
 
