@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
+from core.databases import mapped_reads
 from core.search import Term, fts5_expression, highlight, parse_query, pg_tsquery
 
 from .models import ChatSession
@@ -120,7 +121,7 @@ def search_messages(
         before = None
     limit = max(1, min(limit, MAX_LIMIT))
     sql, params = message_search_sql(terms, user_id=user.pk, session=session, before=before, limit=limit + 1)
-    with connection.cursor() as cursor:
+    with mapped_reads(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     hits = [

@@ -2,7 +2,6 @@ import os
 import stat
 
 from django.apps import AppConfig
-from django.core.signals import request_finished
 from django.db.backends.signals import connection_created
 
 
@@ -41,8 +40,5 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self):
-        from .databases import unmap_sqlite_files
-
         connection_created.connect(_install_query_wrapper, dispatch_uid="core-query-metrics")
         connection_created.connect(_private_sqlite_files, dispatch_uid="core-private-sqlite")
-        request_finished.connect(unmap_sqlite_files, dispatch_uid="core-unmap-sqlite")

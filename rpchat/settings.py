@@ -158,9 +158,9 @@ TEMPLATES = [
 # Database: SQLite file by default. WAL lets readers run beside the writer; IMMEDIATE takes the
 # write lock at BEGIN, so read-then-write transactions queue on the busy timeout instead of failing
 # with "database is locked" half-way through.
-# Reads of the file through a memory map; given back at the end of each request by the connections
-# kept open between requests (core.databases.unmap_sqlite_files), so they do not hold on to it.
-SQLITE_MMAP_BYTES = 134217728
+# No memory map of the file, except around the reads that cross much of it (message search:
+# core.databases.mapped_reads, up to SQLITE_MMAP_BYTES; 0 turns that off too).
+SQLITE_MMAP_BYTES = envint("SQLITE_MMAP_BYTES", "134217728")
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": envint("SQLITE_BUSY_TIMEOUT", "20"),
@@ -169,7 +169,7 @@ SQLITE_OPTIONS = {
         "PRAGMA synchronous=NORMAL;"
         "PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY;"
-        f"PRAGMA mmap_size={SQLITE_MMAP_BYTES};"
+        "PRAGMA mmap_size=0;"
     ),
 }
 DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")

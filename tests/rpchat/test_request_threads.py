@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from core import after_response
+from core.databases import mapped_reads
 from rpchat.handlers import PooledThreadsASGIHandler
 from tests.rpchat import request_threads_urls as views
 
@@ -153,21 +154,78 @@ def _file_maps(path: str) -> int:
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
-def test_a_kept_connection_gives_back_its_map_of_the_database_file_after_each_request():
-    """Kept open between requests, a connection would otherwise keep the pages it read mapped,
-    counted in the process's resident memory (a search over a big chat: about 100 MB)."""
+def test_a_kept_connection_holds_no_map_of_the_database_file_between_requests():
+    """Kept open between requests, a connection that read through a map would keep the pages it
+    read mapped, counted in the process's resident memory once per request thread."""
     app = PooledThreadsASGIHandler(threads=1)
-    path = connection.settings_dict["NAME"]
-    before = _file_maps(str(path))
+    path = str(connection.settings_dict["NAME"])
+    before = _file_maps(path)
 
     async def probe():
         return await _get(app, "/probe/?label=mapped")
 
     _run(probe)
     assert views.seen["mapped"] is not None  # still open, for the next request
-    assert _file_maps(str(path)) == before
+    assert _file_maps(path) == before
     with views.seen["mapped"] as kept:
-        assert kept.execute("PRAGMA mmap_size").fetchone()[0] > 0  # mapped again on the next read
+        assert kept.execute("PRAGMA mmap_size").fetchone()[0] == 0
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
+def test_mapped_reads_maps_the_file_inside_the_block_only(settings):
+    """Message search reads through a map (much of the file, faster than copying each page);
+    the map is given back when the block ends, an error included."""
+    settings.SQLITE_MMAP_BYTES = 64 * 1024 * 1024
+    path = str(connection.settings_dict["NAME"])
+
+    def read():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM django_migrations")
+            cursor.fetchone()
+
+    read()
+    outside = _file_maps(path)
+    with pytest.raises(RuntimeError), mapped_reads():
+        read()
+        assert _file_maps(path) > outside
+        assert connection.connection.execute("PRAGMA mmap_size").fetchone()[0] == 64 * 1024 * 1024
+        raise RuntimeError("the block failed")
+    assert _file_maps(path) == outside
+    assert connection.connection.execute("PRAGMA mmap_size").fetchone()[0] == 0
+
+    settings.SQLITE_MMAP_BYTES = 0  # turned off: no map at all
+    with mapped_reads():
+        read()
+        assert _file_maps(path) == outside
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
+def test_only_one_block_at_a_time_reads_through_a_map(settings):
+    """Each connection maps the file on its own: eight searches at once would count the same pages
+    eight times in the resident memory. A second block meanwhile reads without a map."""
+    settings.SQLITE_MMAP_BYTES = 64 * 1024 * 1024
+    inside, done = threading.Event(), threading.Event()
+
+    def first():
+        try:
+            with mapped_reads():
+                inside.set()
+                done.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        assert inside.wait(timeout=30)
+        with mapped_reads():
+            connection.ensure_connection()
+            assert connection.connection.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        done.set()
+        holder.join()
+    with mapped_reads():  # free again
+        assert connection.connection.execute("PRAGMA mmap_size").fetchone()[0] == 64 * 1024 * 1024
 
 
 def test_work_a_request_defers_runs_once_its_response_is_sent():
