@@ -21,6 +21,7 @@ from ..http import (
     message_action,
     posted_version,
     render_message,
+    render_messages,
     reply_stream_url,
     too_fast,
 )
@@ -48,7 +49,7 @@ def message_send(request, code):
         return too_fast(exc.wait)
     return JsonResponse(
         {
-            "html": render_message(request, session, user_message) + render_message(request, session, reply),
+            "html": render_messages(request, session, [user_message, reply]),
             "reply_seq": reply.seq,
             "stream_url": reply_stream_url(session, reply),
         }
