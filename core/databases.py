@@ -26,13 +26,11 @@ def mapped_reads(alias: str = "default") -> Iterator[None]:
     SQLITE_MMAP_BYTES) instead of copying each page into the connection's page cache; the map is
     given back when the block ends.
 
-    For the reads that cross much of the file (a search over every message: about 1.2x slower
-    without it). Everything else reads without one: a connection is kept open between requests
-    (rpchat/handlers.py), and a map held by each of eight request threads at once counted the same
-    pages of the file up to eight times in the process's resident memory (docs/performance.md).
-    One block at a time in the process maps: each connection maps the file on its own, so eight
-    searches at once would count the same pages eight times (about 170 MB more at the peak). A block
-    that finds the map taken reads without one.
+    For the reads that cross much of the file (the searches: about 1.2x slower without it).
+    Everything else reads without one. Each connection maps the file on its own, so the request
+    threads' maps counted the same pages once per thread in the process's resident memory: eight
+    searches at once, about 170 MB more at the peak (docs/performance.md). So one block at a time
+    in the process maps, and a block that finds the map taken reads without one.
 
     A no-op on other databases and with SQLITE_MMAP_BYTES=0."""
     wrapper = connections[alias]
