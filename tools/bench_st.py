@@ -7,16 +7,13 @@ chats, as SillyTavern does for the same folder.
 
 With a live SillyTavern (`--sillytavern http://127.0.0.1:PORT`, serving that data folder), every
 row is timed interleaved: one SillyTavern request, then the rpchat requests of the same row, over
-one keep-alive connection each, `--warmup` rounds untimed, then `--requests` rounds. Each request
-is followed by a pause as long as it took, so that neither server's after-work (SillyTavern's
-garbage collection) is timed as the other's. Without one,
+one keep-alive connection each, `--warmup` rounds untimed, then `--requests` rounds. Without one,
 SillyTavern's column is the reference figures of `shared/bench/SILLYTAVERN-REFERENCE.md`, labelled
 as such: those were measured on another day, under another load.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import time
@@ -144,21 +141,12 @@ class SillyTavernClient:
 Step = Callable[[], Awaitable[tuple[float, int]]]
 
 
-# After each request, a pause as long as it took (at most this): what a server does once it has
-# answered (SillyTavern's garbage collection after reading a 100,000-message file whole, about 1 GB)
-# would otherwise run during the next server's timed request. Unpaused, rpchat's chat page beside a
-# 100,000-message SillyTavern chat measured 15.7 ms, against 5.7 ms alone and 5.7 ms at 100.
-SETTLE_MAX_S = 2.0
-
-
 async def interleaved(steps: dict[str, Step], *, requests: int, warmup: int) -> dict[str, Timing]:
-    """Run each step once per round, in turn, `warmup` rounds untimed, then `requests` timed ones,
-    each followed by a pause as long as it took (SETTLE_MAX_S at most)."""
+    """Run each step once per round, in turn, `warmup` rounds untimed, then `requests` timed ones."""
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in steps}
     for i in range(warmup + requests):
         for name, step in steps.items():
             sample = await step()
-            await asyncio.sleep(min(sample[0] / 1000, SETTLE_MAX_S))
             if i >= warmup:
                 samples[name].append(sample)
     return {name: _timing(s) for name, s in samples.items()}

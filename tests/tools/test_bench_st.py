@@ -30,31 +30,6 @@ def test_steps_run_in_turns_and_warm_ups_are_not_timed():
     assert (timings["st"].median_ms, timings["html"].median_ms) == (4.0, 2.0)
 
 
-def test_each_request_is_followed_by_a_pause_as_long_as_it_took(monkeypatch):
-    """So a server's work after its answer (SillyTavern's garbage collection after a whole
-    100,000-message file) is not timed as the next request's."""
-    order = []
-
-    async def sleep(seconds):
-        order.append(("pause", seconds))
-
-    def step(name, ms):
-        async def run():
-            order.append(name)
-            return ms, 10
-
-        return run
-
-    monkeypatch.setattr(bench_st.asyncio, "sleep", sleep)
-    asyncio.run(
-        bench_st.interleaved({"st": step("st", 1900.0), "html": step("html", 5.0)}, requests=1, warmup=0)
-    )
-    assert order == ["st", ("pause", 1.9), "html", ("pause", 0.005)]
-    order.clear()
-    asyncio.run(bench_st.interleaved({"st": step("st", 9000.0)}, requests=1, warmup=0))
-    assert order == ["st", ("pause", bench_st.SETTLE_MAX_S)]
-
-
 def _row(op, size, st, source, **rpchat):
     return bench_st.SideRow(
         op,
