@@ -45,10 +45,22 @@ def mapped_reads(alias: str = "default") -> Iterator[None]:
         try:
             yield
         finally:
-            if wrapper.connection is not None:
-                wrapper.connection.execute("PRAGMA mmap_size=0")
+            _unmap(wrapper)
     finally:
         _MAPPED.release()
+
+
+def _unmap(wrapper) -> None:
+    """Give the map back; SQLite keeps it while a statement of the connection is still reading (it
+    answers with the old size), so such a connection is closed instead, outside a transaction."""
+    if wrapper.connection is None:
+        return
+    try:
+        unmapped = wrapper.connection.execute("PRAGMA mmap_size=0").fetchone()[0] == 0
+    except wrapper.Database.Error:  # the driver's own (sent to it directly, not through Django)
+        unmapped = False
+    if not unmapped and not wrapper.in_atomic_block:
+        wrapper.close()
 
 
 def sqlite_path(alias: str = "default") -> Path | None:

@@ -158,8 +158,8 @@ TEMPLATES = [
 # Database: SQLite file by default. WAL lets readers run beside the writer; IMMEDIATE takes the
 # write lock at BEGIN, so read-then-write transactions queue on the busy timeout instead of failing
 # with "database is locked" half-way through.
-# No memory map of the file, except around the reads that cross much of it (message search:
-# core.databases.mapped_reads, up to SQLITE_MMAP_BYTES; 0 turns that off too).
+# No memory map of the file, except around the reads that cross much of it (the message and
+# character searches: core.databases.mapped_reads, up to SQLITE_MMAP_BYTES; 0 turns that off too).
 SQLITE_MMAP_BYTES = envint("SQLITE_MMAP_BYTES", "134217728")
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",

@@ -16,7 +16,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from core import after_response
+from core import after_response, databases
 from core.databases import mapped_reads
 from rpchat.handlers import PooledThreadsASGIHandler
 from tests.rpchat import request_threads_urls as views
@@ -159,6 +159,8 @@ def test_a_kept_connection_holds_no_map_of_the_database_file_between_requests():
     read mapped, counted in the process's resident memory once per request thread."""
     app = PooledThreadsASGIHandler(threads=1)
     path = str(connection.settings_dict["NAME"])
+    connection.ensure_connection()  # pages out of the write-ahead log, where a map would see them
+    connection.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = _file_maps(path)
 
     async def probe():
@@ -183,6 +185,9 @@ def test_mapped_reads_maps_the_file_inside_the_block_only(settings):
             cursor.execute("SELECT COUNT(*) FROM django_migrations")
             cursor.fetchone()
 
+    # SQLite maps only what is in the main file, not what is still in its write-ahead log.
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     read()
     outside = _file_maps(path)
     with pytest.raises(RuntimeError), mapped_reads():
@@ -192,11 +197,31 @@ def test_mapped_reads_maps_the_file_inside_the_block_only(settings):
         raise RuntimeError("the block failed")
     assert _file_maps(path) == outside
     assert connection.connection.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    assert not databases._MAPPED.locked()  # free for the next search
 
     settings.SQLITE_MMAP_BYTES = 0  # turned off: no map at all
     with mapped_reads():
         read()
         assert _file_maps(path) == outside
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
+def test_a_map_still_in_use_at_the_end_of_the_block_goes_with_its_connection(settings):
+    """SQLite keeps the map while a statement of the connection is still reading; a connection kept
+    open between requests would then hold it for good. It is closed instead."""
+    settings.SQLITE_MMAP_BYTES = 64 * 1024 * 1024
+    path = str(connection.settings_dict["NAME"])
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with mapped_reads():
+        reading = connection.connection.execute("SELECT name FROM django_migrations")
+        reading.fetchone()  # left half read
+    assert connection.connection is None
+    del reading  # SQLite closes the file, and its map, once its last statement is gone
+    assert _file_maps(path) == 0
+    with connection.cursor() as cursor:  # the next query opens a new connection, with no map
+        cursor.execute("PRAGMA mmap_size")
+        assert cursor.fetchone()[0] == 0
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's memory map of its file")
