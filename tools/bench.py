@@ -698,10 +698,10 @@ class Bench:
 
             return step
 
-        async def row(op: str, size: int, steps: dict, st_what: str) -> None:
+        async def row(op: str, size: int, steps: dict, st_what: str, primers: dict | None = None) -> None:
             if not st:
                 steps.pop("sillytavern", None)
-            timings = await bench_st.interleaved(steps, requests=c.requests, warmup=c.warmup)
+            timings = await bench_st.interleaved(steps, requests=c.requests, warmup=c.warmup, primers=primers)
             st_timing, source = timings.pop("sillytavern", None), "live" if st else ""
             if st_timing is None and (op, size) in bench_st.REFERENCE:
                 med, p95 = bench_st.REFERENCE[(op, size)]
@@ -768,6 +768,8 @@ class Bench:
                     chat_info["messages"],
                     steps,
                     "POST /api/chats/save (the whole chat, as its browser sends after each message)",
+                    # A send primed by a send would add two more messages to the chat each round.
+                    primers={"send": steps["edit"]},
                 )
         finally:
             await client.aclose()

@@ -7,7 +7,8 @@ chats, as SillyTavern does for the same folder.
 
 With a live SillyTavern (`--sillytavern http://127.0.0.1:PORT`, serving that data folder), every
 row is timed interleaved: one SillyTavern request, then the rpchat requests of the same row, over
-one keep-alive connection each, `--warmup` rounds untimed, then `--requests` rounds. Without one,
+one keep-alive connection each, `--warmup` rounds untimed, then `--requests` rounds, each timed
+request right after the same one untimed (see `interleaved`). Without one,
 SillyTavern's column is the reference figures of `shared/bench/SILLYTAVERN-REFERENCE.md`, labelled
 as such: those were measured on another day, under another load.
 """
@@ -141,11 +142,29 @@ class SillyTavernClient:
 Step = Callable[[], Awaitable[tuple[float, int]]]
 
 
-async def interleaved(steps: dict[str, Step], *, requests: int, warmup: int) -> dict[str, Timing]:
-    """Run each step once per round, in turn, `warmup` rounds untimed, then `requests` timed ones."""
+async def interleaved(
+    steps: dict[str, Step],
+    *,
+    requests: int,
+    warmup: int,
+    primed: bool = True,
+    primers: dict[str, Step] | None = None,
+) -> dict[str, Timing]:
+    """Run each step once per round, in turn, `warmup` rounds untimed, then `requests` timed ones.
+
+    `primed`: each timed request comes right after an untimed one to the same server: the same
+    request, or its entry in `primers` (a write that must not change more than the timed one
+    does). On a machine that gives an idle process's CPU and memory to others (a small VM), the
+    first request after a pause runs several times slower: rpchat's chat page after 2 s idle took
+    10 to 28 ms of app time against 3.2, so its rows beside a 2-second SillyTavern request measured
+    SillyTavern's length, not rpchat. Primed, each server's timed request follows one of its own,
+    as on a busy server."""
+    primers = primers or {}
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in steps}
     for i in range(warmup + requests):
         for name, step in steps.items():
+            if primed and i >= warmup:
+                await primers.get(name, step)()
             sample = await step()
             if i >= warmup:
                 samples[name].append(sample)

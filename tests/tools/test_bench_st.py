@@ -23,11 +23,42 @@ def test_steps_run_in_turns_and_warm_ups_are_not_timed():
         return run
 
     timings = asyncio.run(
-        bench_st.interleaved({"st": step("st", 4.0), "html": step("html", 2.0)}, requests=3, warmup=2)
+        bench_st.interleaved(
+            {"st": step("st", 4.0), "html": step("html", 2.0)}, requests=3, warmup=2, primed=False
+        )
     )
     assert calls == ["st", "html"] * 5
     assert timings["st"].requests == timings["html"].requests == 3
     assert (timings["st"].median_ms, timings["html"].median_ms) == (4.0, 2.0)
+
+
+def test_each_timed_request_comes_right_after_the_same_request_untimed():
+    """A server left idle through the other's long request would be timed waking up."""
+    calls = []
+
+    def step(name):
+        async def run():
+            calls.append(name)
+            # The untimed twin is slow (a server waking up): it must not be what is timed.
+            return (50.0 if len(calls) % 2 else 2.0), 10
+
+        return run
+
+    timings = asyncio.run(
+        bench_st.interleaved({"st": step("st"), "html": step("html")}, requests=2, warmup=1)
+    )
+    assert calls == ["st", "html"] + ["st", "st", "html", "html"] * 2
+    assert timings["st"].requests == timings["html"].requests == 2
+    assert timings["st"].median_ms == timings["html"].median_ms == 2.0
+
+    # A write is primed with what it is given instead (a send with an edit: no extra messages).
+    calls.clear()
+    asyncio.run(
+        bench_st.interleaved(
+            {"edit": step("edit"), "send": step("send")}, requests=1, warmup=0, primers={"send": step("edit")}
+        )
+    )
+    assert calls == ["edit", "edit", "edit", "send"]
 
 
 def _row(op, size, st, source, **rpchat):
