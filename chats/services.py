@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from characters.models import Character
 from core import ratelimit
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, PreparedUpdate
 from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
@@ -84,6 +84,16 @@ _STREAMING = PreparedQuery(
     ).values_list("pk")[:1],
 )
 
+_TAKE_SEQS = PreparedUpdate(
+    ChatSession,
+    lambda *, pk: ChatSession.objects.filter(pk=pk),
+    lambda *, n, now: {
+        "last_seq": F("last_seq") + n,
+        "message_count": F("message_count") + n,
+        "last_message_at": now,
+    },
+)
+
 
 def _take_seqs(session: ChatSession, n: int) -> int:
     """Reserve n sequence numbers in the chat; returns the first. Call inside a transaction."""
@@ -94,11 +104,7 @@ def _take_seqs(session: ChatSession, n: int) -> int:
     if not found:
         raise ChatSession.DoesNotExist("The chat is gone.")
     first = found[0][0] + 1
-    ChatSession.objects.filter(pk=session.pk).update(
-        last_seq=F("last_seq") + n,
-        message_count=F("message_count") + n,
-        last_message_at=timezone.now(),
-    )
+    _TAKE_SEQS.run(keys={"pk": session.pk}, values={"n": n, "now": timezone.now()})
     return first
 
 
@@ -446,6 +452,22 @@ def reply_continue(*, message: Message) -> Message:
     return message
 
 
+# A message's text replaced, if it is still at `version` and not being written (compiled once per
+# connection: core.prepared).
+_EDIT = PreparedUpdate(
+    Message,
+    lambda *, pk, version: Message.objects.filter(pk=pk, version=version).exclude(
+        status=Message.Status.STREAMING
+    ),
+    lambda *, content, token_count, updated_at: {
+        "content": content,
+        "token_count": token_count,
+        "version": F("version") + 1,
+        "updated_at": updated_at,
+    },
+)
+
+
 def message_edit(*, message: Message, content: str, version: int) -> Message:
     """Replace a message's text, refused (EditConflict) when it changed since `version`."""
     content = content.strip()
@@ -457,10 +479,9 @@ def message_edit(*, message: Message, content: str, version: int) -> Message:
     tokens = estimate_tokens(content)
     now = timezone.now()
     with transaction.atomic():
-        updated = (
-            Message.objects.filter(pk=message.pk, version=version)
-            .exclude(status=Message.Status.STREAMING)
-            .update(content=content, token_count=tokens, version=F("version") + 1, updated_at=now)
+        updated = _EDIT.run(
+            keys={"pk": message.pk, "version": version},
+            values={"content": content, "token_count": tokens, "updated_at": now},
         )
         if not updated:
             raise EditConflict

@@ -26,6 +26,7 @@ its column converters) and, on the next call, only fills in the new values:
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from itertools import count
@@ -174,3 +175,139 @@ class PreparedQuery:
                 setattr(instance, name, row[position])
             instances.append(instance)
         return instances
+
+
+def _set_examples(values: dict, offset: int) -> dict:
+    """Example values for an UPDATE's new values: of the same types, unlike any a query holds."""
+    examples = {}
+    for position, (name, value) in enumerate(sorted(values.items())):
+        serial = 2_013_500_000 + offset * 10_000 + position  # apart from the keys' (_examples)
+        if isinstance(value, str):
+            examples[name] = f"rpchat-prepared-{serial}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            examples[name] = serial
+        elif isinstance(value, dt.datetime):
+            examples[name] = dt.datetime(2001, 2, 3, 4, 5, 6, serial % 1_000_000, tzinfo=dt.UTC)
+        else:
+            raise TypeError(
+                f"A prepared update's new values are str, int or datetime, not {type(value).__name__}."
+            )
+    return examples
+
+
+@dataclass(frozen=True)
+class _CompiledUpdate:
+    sql: str
+    params: tuple
+    keys: tuple[tuple[int, str], ...]  # (index in params, key name): the WHERE's ints and UUIDs
+    fields: tuple[tuple[int, str, object], ...]  # (index, value name, its field or None: a number)
+
+
+class PreparedUpdate:
+    """`queryset.update(**values)`, its SQL compiled by the ORM once per connection, then run with
+    new values: an edit's versioned UPDATE took 0.6 ms through the ORM, 0.15 ms prepared.
+
+        edit = PreparedUpdate(
+            Message,
+            lambda *, pk, version: Message.objects.filter(pk=pk, version=version),
+            lambda *, content: {"content": content, "version": F("version") + 1},
+        )
+        edit.run(keys={"pk": 7, "version": 3}, values={"content": "Hello"})  # rows changed
+
+    - `where(**keys)` gives the rows (keys are ints and UUIDs, as PreparedQuery's parameters), and
+      `changes(**values)` the `update()` arguments: each a value passed in (str, int or datetime,
+      prepared for the database by its field on every run, as `update()` does), a constant
+      expression (`F("version") + 1`), or one with a number passed in (`F("count") + n`).
+    - Like `update()`, it sends no signals and does not touch `auto_now` fields.
+    - Not for tables cachalot caches (refused): they would keep results this UPDATE changed.
+    """
+
+    def __init__(self, model, where, changes):
+        self.model = model
+        self.where = where
+        self.changes = changes
+        self.name = getattr(where, "__qualname__", "update")
+        self.key = next(_serial)
+
+    def _compile(self, keys: dict, values: dict, alias: str) -> _CompiledUpdate:
+        from cachalot.settings import cachalot_settings
+        from django.db.models.sql.subqueries import UpdateQuery
+
+        table = self.model._meta.db_table
+        cachable = cachalot_settings.CACHALOT_ONLY_CACHABLE_TABLES
+        if cachalot_settings.CACHALOT_ENABLED and (not cachable or table in cachable):
+            raise ImproperlyConfigured(f"{self.name}: {table} is cached by cachalot; use update().")
+        connection = connections[alias]
+        compiled = []
+        for offset in (1, 2):
+            key_examples, value_examples = _examples(keys, offset), _set_examples(values, offset)
+            query = self.where(**key_examples).query.chain(UpdateQuery)
+            query.add_update_values(self.changes(**value_examples))
+            sql, params = query.get_compiler(using=alias).as_sql()
+            compiled.append((sql, tuple(params), key_examples, value_examples, query))
+        (sql, one, key_one, value_one, query), (other_sql, two, key_two, value_two, _) = compiled
+        if sql != other_sql or len(one) != len(two):
+            raise ImproperlyConfigured(f"{self.name}: a parameter changes the SQL.")
+        by_value = {_db_value(value, connection): ("key", name, None) for name, value in key_one.items()}
+        for name, value in value_one.items():
+            field = next((f for f, _model, new in query.values if new is value), None)
+            if field is not None:
+                by_value[field.get_db_prep_save(value, connection)] = ("value", name, field)
+            elif isinstance(value, int):  # a number inside an expression: F("count") + n
+                by_value[_db_value(value, connection)] = ("number", name, None)
+            else:
+                raise ImproperlyConfigured(
+                    f"{self.name}: {name} is neither a field's new value nor a number."
+                )
+        key_slots, field_slots = [], []
+        for index, (a, b) in enumerate(zip(one, two, strict=True)):
+            if a == b:
+                continue
+            found = by_value.get(a)
+            if found is None:
+                raise ImproperlyConfigured(f"{self.name}: parameter {index} is none of the keys or values.")
+            kind, name, field = found
+            if kind == "key":
+                expected = _db_value(key_two[name], connection)
+            elif kind == "number":
+                expected = _db_value(value_two[name], connection)
+            else:
+                expected = field.get_db_prep_save(value_two[name], connection)
+            if b != expected:
+                raise ImproperlyConfigured(f"{self.name}: parameter {index} is not {name} alone.")
+            if kind == "key":
+                key_slots.append((index, name))
+            else:
+                field_slots.append((index, name, field))
+        if {name for _i, name in key_slots} != set(keys) or {name for _i, name, _f in field_slots} != set(
+            values
+        ):
+            raise ImproperlyConfigured(f"{self.name}: a key or value is not a parameter of the SQL.")
+        return _CompiledUpdate(sql, one, tuple(key_slots), tuple(field_slots))
+
+    def run(self, *, keys: dict, values: dict) -> int:
+        """Run the UPDATE; the number of rows it changed."""
+        alias = router.db_for_write(self.model) or "default"
+        connection = connections[alias]
+        cache = connection.__dict__.setdefault(_ATTRIBUTE, {})
+        compiled = cache.get(self.key)
+        if compiled is None:
+            compiled = cache[self.key] = self._compile(keys, values, alias)
+        params = list(compiled.params)
+        for index, name in compiled.keys:
+            params[index] = _db_value(keys[name], connection)
+        for index, name, field in compiled.fields:
+            value = values[name]
+            params[index] = (
+                _db_value(value, connection) if field is None else field.get_db_prep_save(value, connection)
+            )
+        # Marked as the ORM's own query (see PreparedQuery._run): cachalot does not search it for
+        # the tables it writes, which it caches none of (refused above).
+        raw = getattr(connection, "raw", True)
+        connection.raw = False
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(compiled.sql, params)
+                return cursor.rowcount
+        finally:
+            connection.raw = raw

@@ -5,16 +5,19 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.models import F, Value
+from django.db.models.functions import Upper
+from django.utils import timezone
 
 from chats import paging
 from chats.models import ChatSession, Message
 from chats.sillytavern import chat_import_sillytavern
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, PreparedUpdate
 from tests.factories import make_character
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +163,102 @@ def test_prepared_instances_are_the_orms_with_their_related_rows_and_deferrals(c
         PreparedQuery(
             ChatSession, lambda *, user: ChatSession.objects.filter(user=user).prefetch_related("members")
         ).instances(user=owner.pk)
+
+
+def _edit_update():
+    return PreparedUpdate(
+        Message,
+        lambda *, pk, version: Message.objects.filter(pk=pk, version=version).exclude(
+            status=Message.Status.STREAMING
+        ),
+        lambda *, content, token_count, updated_at: {
+            "content": content,
+            "token_count": token_count,
+            "version": F("version") + 1,
+            "updated_at": updated_at,
+        },
+    )
+
+
+def test_a_prepared_update_writes_what_the_orms_update_writes(chat):
+    """The same stored values (a text, a count, a time with its zone, the version expression) as
+    update(), on the rows its keys select, and only while they still match."""
+    first, second = Message.objects.filter(session=chat).order_by("seq")[:2]
+    when = timezone.now() - timedelta(days=3, microseconds=7)
+    edit = _edit_update()
+    assert (
+        edit.run(
+            keys={"pk": first.pk, "version": first.version},
+            values={"content": "Prepared «text»", "token_count": 11, "updated_at": when},
+        )
+        == 1
+    )
+    Message.objects.filter(pk=second.pk, version=second.version).exclude(
+        status=Message.Status.STREAMING
+    ).update(content="Prepared «text»", token_count=11, version=F("version") + 1, updated_at=when)
+    fields = ("content", "token_count", "version", "updated_at")
+    prepared, orm = (Message.objects.values_list(*fields).get(pk=m.pk) for m in (first, second))
+    assert prepared == orm == ("Prepared «text»", 11, first.version + 1, when)
+    assert Message.objects.get(pk=second.pk).seq == second.seq  # nothing else touched
+    # Its old version no longer matches: nothing written, as update() would.
+    assert (
+        edit.run(
+            keys={"pk": first.pk, "version": first.version},
+            values={"content": "late", "token_count": 1, "updated_at": when},
+        )
+        == 0
+    )
+    assert Message.objects.get(pk=first.pk).content == "Prepared «text»"
+
+
+def test_a_prepared_update_is_compiled_once_per_connection(chat):
+    built = []
+
+    def where(*, pk):
+        built.append(pk)
+        return Message.objects.filter(pk=pk)
+
+    hide = PreparedUpdate(Message, where, lambda *, hidden_note: {"error": hidden_note})
+    messages = list(Message.objects.filter(session=chat).order_by("seq")[:3])
+    for m in messages:
+        assert hide.run(keys={"pk": m.pk}, values={"hidden_note": f"note {m.seq}"}) == 1
+    assert len(built) == 2  # two sets of example values, once
+    assert [m.error for m in Message.objects.filter(pk__in=[m.pk for m in messages]).order_by("seq")] == [
+        f"note {m.seq}" for m in messages
+    ]
+
+
+def test_a_prepared_update_refuses_what_it_cannot_keep_right(chat, owner):
+    message = Message.objects.filter(session=chat).first()
+    # A value that is not a field's new value as it is (here, inside an expression).
+    upper = PreparedUpdate(
+        Message, lambda *, pk: Message.objects.filter(pk=pk), lambda *, text: {"content": Upper(Value(text))}
+    )
+    with pytest.raises(ImproperlyConfigured):
+        upper.run(keys={"pk": message.pk}, values={"text": "x"})
+    # A table cachalot caches: its cached results would outlive the UPDATE.
+    character = make_character(owner=owner, name="Cached")
+    renamed = PreparedUpdate(
+        type(character), lambda *, pk: type(character).objects.filter(pk=pk), lambda *, name: {"name": name}
+    )
+    with pytest.raises(ImproperlyConfigured, match="cachalot"):
+        renamed.run(keys={"pk": character.pk}, values={"name": "Renamed"})
+    with pytest.raises(TypeError):
+        _edit_update().run(
+            keys={"pk": message.pk, "version": message.version},
+            values={"content": ["not", "text"], "token_count": 1, "updated_at": timezone.now()},
+        )
+
+
+def test_a_number_inside_an_expression_is_a_parameter_too(chat):
+    """A send reserves two sequence numbers at once, a regenerate one: `F(...) + n` for each."""
+    take = PreparedUpdate(
+        ChatSession,
+        lambda *, pk: ChatSession.objects.filter(pk=pk),
+        lambda *, n: {"last_seq": F("last_seq") + n, "message_count": F("message_count") + n},
+    )
+    before = ChatSession.objects.values_list("last_seq", "message_count").get(pk=chat.pk)
+    assert take.run(keys={"pk": chat.pk}, values={"n": 2}) == 1
+    assert take.run(keys={"pk": chat.pk}, values={"n": 1}) == 1
+    after = ChatSession.objects.values_list("last_seq", "message_count").get(pk=chat.pk)
+    assert after == (before[0] + 3, before[1] + 3)
