@@ -14,7 +14,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-from chats import paging
+from chats import paging, services
 from chats.models import ChatSession, Message
 from chats.sillytavern import chat_import_sillytavern
 from core.prepared import PreparedQuery, PreparedUpdate
@@ -166,18 +166,9 @@ def test_prepared_instances_are_the_orms_with_their_related_rows_and_deferrals(c
 
 
 def _edit_update():
-    return PreparedUpdate(
-        Message,
-        lambda *, pk, version: Message.objects.filter(pk=pk, version=version).exclude(
-            status=Message.Status.STREAMING
-        ),
-        lambda *, content, token_count, updated_at: {
-            "content": content,
-            "token_count": token_count,
-            "version": F("version") + 1,
-            "updated_at": updated_at,
-        },
-    )
+    """An edit's UPDATE (the text replaced if still at its version and not streaming), new: its
+    first run compiles it on this connection."""
+    return PreparedUpdate(Message, services._EDIT.where, services._EDIT.changes)
 
 
 def test_a_prepared_update_writes_what_the_orms_update_writes(chat):
