@@ -31,9 +31,11 @@ import uuid
 from dataclasses import dataclass
 from itertools import count
 
+from cachalot.settings import cachalot_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.db.models.query import get_related_populators
+from django.db.models.sql.subqueries import UpdateQuery
 
 _ATTRIBUTE = "_rpchat_prepared"
 _serial = count()
@@ -230,9 +232,6 @@ class PreparedUpdate:
         self.key = next(_serial)
 
     def _compile(self, keys: dict, values: dict, alias: str) -> _CompiledUpdate:
-        from cachalot.settings import cachalot_settings
-        from django.db.models.sql.subqueries import UpdateQuery
-
         table = self.model._meta.db_table
         cachable = cachalot_settings.CACHALOT_ONLY_CACHABLE_TABLES
         if cachalot_settings.CACHALOT_ENABLED and (not cachable or table in cachable):
