@@ -100,5 +100,6 @@
   enhanceAll(document);
   document.querySelectorAll(".lore-entries details").forEach(function (details) {
     details.addEventListener("toggle", function () { openInPlace(details); });
+    openInPlace(details);  // one opened before this script ran
   });
 })();

@@ -37,6 +37,9 @@ def test_write_a_lorebook_attach_it_and_see_its_entry_fire(page, app, signed_up,
     expect(page.locator(".flash")).to_contain_text("created")
     new_entry = page.locator("#new-entry")
     new_entry.get_by_label("Title").fill("The lighthouse")
+    # The keys box turns into tags once the editor's script has run; typing before that would go
+    # into the plain field the script then replaces.
+    expect(new_entry.locator(".tag-input")).to_have_count(2)  # keys and secondary keys
     keys = new_entry.get_by_label("Keys", exact=True)
     keys.fill("lighthouse")
     keys.press("Enter")
@@ -91,3 +94,31 @@ def test_write_a_lorebook_attach_it_and_see_its_entry_fire(page, app, signed_up,
     expect(page.locator("table.lore-decisions tr", has_text="The lighthouse")).to_contain_text(
         "key matched: beacon"
     )
+
+
+def test_an_entry_opened_before_the_editor_script_ran_still_opens_in_place(page, app, signed_up):
+    page.goto(app.base_url + "/characters/lorebooks/")
+    page.get_by_role("link", name="Write a new lorebook").click()
+    page.get_by_label("Name").fill("Slow line")
+    page.get_by_role("button", name="Create").click()
+    new_entry = page.locator("#new-entry")
+    expect(new_entry.locator(".tag-input")).to_have_count(2)
+    new_entry.get_by_label("Title").fill("The harbour")
+    new_entry.get_by_label("Keys", exact=True).fill("harbour")
+    new_entry.get_by_label("Content").fill("Boats come in at dawn.")
+    new_entry.get_by_role("button", name="Add entry").click()
+    expect(page.locator(".flash")).to_contain_text("saved")
+
+    # On a slow line the page is shown before its script runs: here the script waits for the test.
+    def held(route):
+        script = route.fetch().text()
+        route.fulfill(body="window.runEditor = function () {" + script + "};", content_type="text/javascript")
+
+    page.route(re.compile(r"/lorebook-editor[^/]*\.js$"), held)
+    page.reload()
+    entry = page.locator(".lore-entries > li").first
+    entry.locator("summary").click()
+    expect(entry.get_by_role("link", name="Edit this entry")).to_be_visible()
+    page.evaluate("window.runEditor()")
+    expect(entry.get_by_label("Keys are regular expressions")).to_be_visible()
+    expect(entry.get_by_label("Content")).to_have_value("Boats come in at dawn.")
