@@ -109,8 +109,7 @@
       .catch(function () {});
   }
 
-  form.addEventListener("input", function (event) {
-    var field = event.target;
+  function changed(field) {
     if (!field.matches || !field.matches("textarea, input[type=text]")) return;
     var target = countFor(field);
     if (!target) return;
@@ -121,5 +120,13 @@
         recount(field, target);
       }, 300)
     );
+  }
+
+  form.addEventListener("input", function (event) {
+    changed(event.target);
+  });
+  // Text typed before this script ran (a slow line) is counted too.
+  form.querySelectorAll("textarea, input[type=text]").forEach(function (field) {
+    if (field.value !== field.defaultValue) changed(field);
   });
 })();

@@ -164,3 +164,18 @@ def slow_engine(browser, app):
     yield server
     admin_set_engine(browser, app, base_url=None, name=name)
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def slow_line(page):
+    """RPCHAT_E2E_LATENCY=<ms>: every request of the browser tests waits that long (Chromium's own
+    network emulation), as on a slow line: the page is shown before its deferred scripts run, so a
+    test that types before a script is ready fails here as it would, rarely, in CI."""
+    latency = os.getenv("RPCHAT_E2E_LATENCY")
+    if latency:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": int(latency), "downloadThroughput": -1, "uploadThroughput": -1},
+        )

@@ -144,3 +144,19 @@ def test_two_tabs_the_second_save_is_refused_with_the_text_kept(page, app, signe
     page.get_by_role("button", name="Overwrite with my version").click()
     expect(page.locator(".flash")).to_contain_text("Saved as version 3")
     expect(page.get_by_label("Description")).to_have_value("Written in the first tab.")
+
+
+def test_text_typed_before_the_editor_script_ran_is_counted(page, app, signed_up):
+    # On a slow line the form is shown before its script runs: here the script waits for the test.
+    def held(route):
+        script = route.fetch().text()
+        route.fulfill(body="window.runEditor = function () {" + script + "};", content_type="text/javascript")
+
+    page.route(re.compile(r"/character-editor[^/]*\.js$"), held)
+    page.goto(app.base_url + "/characters/")
+    page.get_by_role("link", name="Write a character").click()
+    page.get_by_label("Description").fill("A lighthouse keeper who counts ships.")
+    count = page.locator("[data-count-for=description] span")
+    expect(count).to_have_text("0")
+    page.evaluate("window.runEditor()")
+    expect(count).not_to_have_text("0")
