@@ -30,7 +30,7 @@ import httpx
 from django.conf import settings
 from django.core.management import CommandError
 
-from tools import bench_st
+from tools import bench_browser, bench_st
 from tools.bench_floor import PREFIX as FLOOR_PREFIX
 from tools.bench_floor import WRITE_PREFIX as FLOOR_WRITE_PREFIX
 from tools.servers import BENCH_APP, Server, percentile, uvicorn_process
@@ -91,6 +91,8 @@ class Config:
     # SillyTavern data folders (gen_st_data.py) and, paired in order, live SillyTavern URLs serving them.
     st_data: list[Path] = field(default_factory=list)
     st_urls: list[str] = field(default_factory=list)
+    # Timed rounds of the browser rows (tools.bench_browser); 0: none.
+    browser_rounds: int = 0
     api_chat_url: str = ""
     search_url: str = ""
     search_term: str = "lantern"
@@ -698,10 +700,17 @@ class Bench:
 
             return step
 
-        async def row(op: str, size: int, steps: dict, st_what: str, primers: dict | None = None) -> None:
+        async def row(
+            op: str, size: int, steps: dict, st_what: str, primers: dict | None = None, rounds: int = 0
+        ) -> None:
             if not st:
                 steps.pop("sillytavern", None)
-            timings = await bench_st.interleaved(steps, requests=c.requests, warmup=c.warmup, primers=primers)
+            timings = await bench_st.interleaved(
+                steps,
+                requests=rounds or c.requests,
+                warmup=1 if rounds else c.warmup,
+                primers=primers,
+            )
             st_timing, source = timings.pop("sillytavern", None), "live" if st else ""
             if st_timing is None and (op, size) in bench_st.REFERENCE:
                 med, p95 = bench_st.REFERENCE[(op, size)]
@@ -728,6 +737,8 @@ class Bench:
                     },
                     "POST /api/chats/get (the whole chat)",
                 )
+            if c.browser_rounds:
+                await self.browser_rows(st_set, chats, avatar, row)
             await row(
                 "list_characters",
                 info["characters_count"],
@@ -775,6 +786,44 @@ class Bench:
             await client.aclose()
             if st:
                 await st.aclose()
+
+    async def browser_rows(self, st_set: dict, chats: dict, avatar: str, row) -> None:
+        """Each chat opened in Chromium until its messages are on screen (tools.bench_browser):
+        rpchat's page beside SillyTavern's interface, one tab each."""
+        info, url = st_set["manifest"], st_set["url"]
+        browser = bench_browser.Browser()
+        await browser.start()
+        try:
+            tab = await browser.rpchat_tab(self.base_url, st_set["username"], st_set["password"])
+            st_tab = await browser.sillytavern_tab(url, avatar) if url and avatar else None
+            page_size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
+            for chat_info in info.get("chats", []):
+                chat = chats.get(chat_info["file_name"])
+                if not chat:
+                    continue
+                size = chat_info["messages"]
+                steps = {
+                    "html": bench_browser.rpchat_open(
+                        tab, f"{self.base_url}/chats/{chat['code']}/", expected=min(size, page_size)
+                    )
+                }
+                if st_tab:
+                    steps = {
+                        "sillytavern": bench_browser.sillytavern_open(
+                            st_tab, avatar, chat_info["file_name"], expected=min(size, bench_browser.ST_SHOWN)
+                        ),
+                        **steps,
+                    }
+                await row(
+                    "open_chat_browser",
+                    size,
+                    steps,
+                    f"its interface's reloadCurrentChat: the whole chat read, the newest "
+                    f"{bench_browser.ST_SHOWN} drawn (rpchat's page: the newest {page_size})",
+                    rounds=self.config.browser_rounds,
+                )
+        finally:
+            await browser.close()
 
     def _st_save_step(self, st, st_set: dict, chat_info: dict):
         """SillyTavern's write: the whole chat posted back, one message changed (bodies encoded

@@ -53,6 +53,16 @@ class Command(BaseCommand):
             "position, timed interleaved with rpchat; without it SillyTavern's column is its reference figures",
         )
         parser.add_argument(
+            "--browser",
+            type=int,
+            nargs="?",
+            const=5,
+            default=0,
+            metavar="ROUNDS",
+            help="also open each --sillytavern-data chat in Chromium until its messages are on screen, "
+            "rpchat beside the live SillyTavern, ROUNDS timed rounds (default 5)",
+        )
+        parser.add_argument(
             "--api-chat-url",
             default="",
             help="the JSON API's chat page, with {code} (found by itself when present)",
@@ -86,6 +96,7 @@ class Command(BaseCommand):
             redis_url=options["redis_url"],
             st_data=[Path(d).resolve() for d in options["sillytavern_data"]],
             st_urls=options["sillytavern"],
+            browser_rounds=options["browser"],
             api_chat_url=options["api_chat_url"],
             search_url=options["search_url"],
             command="manage.py bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
