@@ -595,6 +595,10 @@ class Bench:
                 await client.aclose()
         for st_set in st_sets:
             await self.side_by_side(st_set)
+        # In the browser last: SillyTavern's interface reading its largest chat leaves its server
+        # busy collecting garbage for a while, which slowed the requests timed after it.
+        for st_set in st_sets if self.config.browser_rounds else ():
+            await self.side_by_side(st_set, browser=True)
 
     def _chat_reads(self, bench: httpx.AsyncClient, chat: dict, api_chat: str) -> list[tuple]:
         """One chat's reads and its floor, as round-robin rows."""
@@ -666,16 +670,17 @@ class Bench:
             )
         return {"data_dir": data_dir, "url": url, "manifest": info, **described}
 
-    async def side_by_side(self, st_set: dict) -> None:
+    async def side_by_side(self, st_set: dict, *, browser: bool = False) -> None:
         """The rows of SillyTavern's report on the same data: SillyTavern (live, or its reference
-        figures) and rpchat, interleaved request by request on one keep-alive connection each."""
+        figures) and rpchat, interleaved request by request on one keep-alive connection each;
+        with `browser`, the rows timed in Chromium instead (browser_rows)."""
         c = self.config
         info, url = st_set["manifest"], st_set["url"]
         cards = info["characters_count"]
         dataset = f"{Path(st_set['data_dir']).name} ({cards:,} card{'' if cards == 1 else 's'})"
         self.write(
             f"Beside SillyTavern {'at ' + url if url else '(reference figures)'} on {dataset}, "
-            f"as {st_set['username']}\n"
+            f"as {st_set['username']}{', in Chromium' if browser else ''}\n"
         )
         client = await self.login(st_set["username"], st_set["password"], connections=1)
         st = bench_st.SillyTavernClient(url) if url else None
@@ -722,6 +727,9 @@ class Bench:
             self.write(f"  {result.label:<44} SillyTavern {st_cell}  rpchat {cells}\n")
 
         try:
+            if browser:
+                await self.browser_rows(st_set, chats, avatar, row)
+                return
             for chat_info in info.get("chats", []):
                 chat = chats.get(chat_info["file_name"])
                 if not chat:
@@ -737,8 +745,6 @@ class Bench:
                     },
                     "POST /api/chats/get (the whole chat)",
                 )
-            if c.browser_rounds:
-                await self.browser_rows(st_set, chats, avatar, row)
             await row(
                 "list_characters",
                 info["characters_count"],
@@ -788,8 +794,8 @@ class Bench:
                 await st.aclose()
 
     async def browser_rows(self, st_set: dict, chats: dict, avatar: str, row) -> None:
-        """Each chat opened in Chromium until its messages are on screen (tools.bench_browser):
-        rpchat's page beside SillyTavern's interface, one tab each."""
+        """Each chat opened, and the character list shown, in Chromium until they are on screen
+        (tools.bench_browser): rpchat's pages beside SillyTavern's interface, one tab each."""
         info, url = st_set["manifest"], st_set["url"]
         browser = bench_browser.Browser()
         await browser.start()
@@ -822,6 +828,31 @@ class Bench:
                     f"{bench_browser.ST_SHOWN} drawn (rpchat's page: the newest {page_size})",
                     rounds=self.config.browser_rounds,
                 )
+            cards = info["characters_count"]
+            gallery_size = settings.RPCHAT["GALLERY_PAGE_SIZE"]
+            steps = {
+                "html": bench_browser.rpchat_open(
+                    tab,
+                    f"{self.base_url}/characters/",
+                    expected=min(cards, gallery_size),
+                    selector=".character-card",
+                )
+            }
+            if st_tab:
+                steps = {
+                    "sillytavern": bench_browser.sillytavern_list(
+                        st_tab, expected=min(cards, bench_browser.ST_LIST_SHOWN)
+                    ),
+                    **steps,
+                }
+            await row(
+                "list_characters_browser",
+                cards,
+                steps,
+                f"its interface's getCharacters: every card read, the first {bench_browser.ST_LIST_SHOWN} "
+                f"drawn (rpchat's gallery: the first {gallery_size})",
+                rounds=self.config.browser_rounds,
+            )
         finally:
             await browser.close()
 

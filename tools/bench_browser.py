@@ -49,6 +49,15 @@ ST_OPEN = """async ([avatar, file]) => {
     await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
     return document.querySelectorAll("#chat .mes").length;
 }"""
+# Its character list read and drawn again, as its interface does at start and after an import:
+# `/api/characters/all` (every card) and the first page of the list (50 cards by default).
+ST_LIST = """async () => {
+    const script = await import("/script.js");  // the interface's own module, already loaded
+    await script.getCharacters();
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    return document.querySelectorAll("#rm_print_characters_block .character_select").length;
+}"""
+ST_LIST_SHOWN = 50
 ST_SELECT = """async (avatar) => {
     const context = SillyTavern.getContext();
     const id = context.characters.findIndex(c => c.avatar === avatar);
@@ -119,33 +128,39 @@ class Browser:
             await self.playwright.stop()
 
 
-def rpchat_open(page, url: str, *, expected: int):
-    """A step: rpchat's chat page loaded until its messages are drawn -> (ms, 0)."""
+def rpchat_open(page, url: str, *, expected: int, selector: str = "article.message"):
+    """A step: an rpchat page loaded until what it lists (`selector`) is drawn -> (ms, 0)."""
 
     async def step() -> tuple[float, int]:
         started = time.perf_counter()
         await page.goto(url, wait_until="domcontentloaded")
         await page.evaluate(PAINTED)
         elapsed = (time.perf_counter() - started) * 1000
-        shown = await page.locator("article.message").count()
+        shown = await page.locator(selector).count()
         if shown < expected:
-            raise CommandError(f"rpchat's {url} showed {shown} messages in the browser, not {expected}.")
-        return elapsed, shown
+            raise CommandError(f"rpchat's {url} showed {shown} {selector} in the browser, not {expected}.")
+        return elapsed, 0
 
     return step
 
 
 def sillytavern_open(page, avatar: str, file_name: str, *, expected: int):
     """A step: SillyTavern's interface reads and draws one chat -> (ms, 0)."""
+    return _sillytavern_step(page, ST_OPEN, [avatar, file_name], expected=expected, what=file_name)
 
+
+def sillytavern_list(page, *, expected: int):
+    """A step: SillyTavern's interface reads and draws its character list -> (ms, 0)."""
+    return _sillytavern_step(page, ST_LIST, None, expected=expected, what="its character list")
+
+
+def _sillytavern_step(page, script: str, arg, *, expected: int, what: str):
     async def step() -> tuple[float, int]:
         started = time.perf_counter()
-        shown = await page.evaluate(ST_OPEN, [avatar, file_name])
+        shown = await page.evaluate(script, arg)
         elapsed = (time.perf_counter() - started) * 1000
         if shown < expected:
-            raise CommandError(
-                f"SillyTavern's interface showed {shown} messages of {file_name}, not {expected}."
-            )
+            raise CommandError(f"SillyTavern's interface showed {shown} items of {what}, not {expected}.")
         return elapsed, 0
 
     return step

@@ -45,6 +45,7 @@ REFERENCE_SOURCE = "reference figures from shared/bench/SILLYTAVERN-REFERENCE.md
 OPERATIONS = {
     "open_chat": ("open a chat", "messages"),
     "open_chat_browser": ("open a chat in Chromium", "messages"),
+    "list_characters_browser": ("list characters in Chromium", "cards"),
     "list_characters": ("list characters", "cards"),
     "list_chats": ("list one character's chats", "chats"),
     "write": ("write one message", "messages"),

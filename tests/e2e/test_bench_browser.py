@@ -1,5 +1,5 @@
 """`manage.py bench --browser`'s rpchat side: a tab logged in through the login page opens a chat and
-counts the messages drawn, and a page drawing fewer than expected stops the benchmark."""
+the gallery and counts what they draw, and a page drawing fewer than expected stops the benchmark."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ def test_the_browser_row_opens_a_chat_and_refuses_a_page_showing_too_few_message
         try:
             tab = await browser.rpchat_tab(app.base_url, signed_up, "a-long-pass-phrase-7")
             ms, _ = await bench_browser.rpchat_open(tab, chat_url, expected=1)()
-            with pytest.raises(CommandError, match="showed 1 messages in the browser, not 2"):
+            await bench_browser.rpchat_open(
+                tab, app.base_url + "/characters/", expected=1, selector=".character-card"
+            )()
+            with pytest.raises(CommandError, match=r"showed 1 article\.message in the browser, not 2"):
                 await bench_browser.rpchat_open(tab, chat_url, expected=2)()
             return ms
         finally:
