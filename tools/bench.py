@@ -803,55 +803,48 @@ class Bench:
             tab = await browser.rpchat_tab(self.base_url, st_set["username"], st_set["password"])
             st_tab = await browser.sillytavern_tab(url, avatar) if url and avatar else None
             page_size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
+            gallery_size = settings.RPCHAT["GALLERY_PAGE_SIZE"]
+            # The least any page costs in this Chromium: /healthz (two bytes of text) loaded the
+            # same way, in the same rounds.
+            empty = bench_browser.rpchat_open(tab, f"{self.base_url}/healthz", expected=1, selector="body")
+
+            async def browser_row(op: str, size: int, rpchat, sillytavern, st_what: str) -> None:
+                steps = {"sillytavern": sillytavern} if st_tab else {}
+                steps.update(html=rpchat, empty_page=empty)
+                await row(op, size, steps, st_what, rounds=self.config.browser_rounds)
+
             for chat_info in info.get("chats", []):
                 chat = chats.get(chat_info["file_name"])
                 if not chat:
                     continue
                 size = chat_info["messages"]
-                steps = {
-                    "html": bench_browser.rpchat_open(
-                        tab, f"{self.base_url}/chats/{chat['code']}/", expected=min(size, page_size)
-                    )
-                }
-                if st_tab:
-                    steps = {
-                        "sillytavern": bench_browser.sillytavern_open(
-                            st_tab, avatar, chat_info["file_name"], expected=min(size, bench_browser.ST_SHOWN)
-                        ),
-                        **steps,
-                    }
-                await row(
+                await browser_row(
                     "open_chat_browser",
                     size,
-                    steps,
+                    bench_browser.rpchat_open(
+                        tab, f"{self.base_url}/chats/{chat['code']}/", expected=min(size, page_size)
+                    ),
+                    st_tab
+                    and bench_browser.sillytavern_open(
+                        st_tab, avatar, chat_info["file_name"], expected=min(size, bench_browser.ST_SHOWN)
+                    ),
                     f"its interface's reloadCurrentChat: the whole chat read, the newest "
                     f"{bench_browser.ST_SHOWN} drawn (rpchat's page: the newest {page_size})",
-                    rounds=self.config.browser_rounds,
                 )
             cards = info["characters_count"]
-            gallery_size = settings.RPCHAT["GALLERY_PAGE_SIZE"]
-            steps = {
-                "html": bench_browser.rpchat_open(
+            await browser_row(
+                "list_characters_browser",
+                cards,
+                bench_browser.rpchat_open(
                     tab,
                     f"{self.base_url}/characters/",
                     expected=min(cards, gallery_size),
                     selector=".character-card",
-                )
-            }
-            if st_tab:
-                steps = {
-                    "sillytavern": bench_browser.sillytavern_list(
-                        st_tab, expected=min(cards, bench_browser.ST_LIST_SHOWN)
-                    ),
-                    **steps,
-                }
-            await row(
-                "list_characters_browser",
-                cards,
-                steps,
+                ),
+                st_tab
+                and bench_browser.sillytavern_list(st_tab, expected=min(cards, bench_browser.ST_LIST_SHOWN)),
                 f"its interface's getCharacters: every card read, the first {bench_browser.ST_LIST_SHOWN} "
                 f"drawn (rpchat's gallery: the first {gallery_size})",
-                rounds=self.config.browser_rounds,
             )
         finally:
             await browser.close()

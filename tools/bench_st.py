@@ -181,11 +181,14 @@ def table(rows: list[dict]) -> list[list[str]]:
         if st:
             st_cell = f"{st['median_ms']:,.1f}" + ("" if r["st_source"] == "live" else " (ref.)")
         cells = []
-        for key in ("html", "json") if r["op"] != "write" else ("edit", "send"):
+        keys = ("html", "json") if r["op"] != "write" else ("edit", "send")
+        for key in keys:
             t = r["rpchat"].get(key)
             cells.append(f"{t['median_ms']:,.1f}" + (f" ({key})" if r["op"] == "write" else "") if t else "–")
-        best = min((t["median_ms"] for t in r["rpchat"].values()), default=None)
-        worst = max((t["median_ms"] for t in r["rpchat"].values()), default=None)
+        if empty := r["rpchat"].get("empty_page"):  # the browser rows: what any page costs there
+            cells[0] += f" (an empty page: {empty['median_ms']:,.1f})"
+        timed = [t["median_ms"] for key, t in r["rpchat"].items() if key in keys]
+        best, worst = min(timed, default=None), max(timed, default=None)
         if st and best:
             ratio = st["median_ms"] / worst
             verdict = f"{ratio:,.1f}x faster" if ratio >= 1 else f"{1 / ratio:,.1f}x SLOWER"

@@ -79,12 +79,21 @@ def test_the_table_marks_reference_figures_and_compares_the_slower_rpchat_column
             _row("open_chat", 100, 3.2, "reference", html=9.6, json=6.4),
             _row("list_characters", 1, 2.0, "live", html=1.0, json=0.5),
             _row("write", 100000, 3000.0, "live", edit=30.0, send=15.0),
+            # In Chromium: the empty page is shown beside the page, and left out of the verdict.
+            _row("open_chat_browser", 100, 290.0, "live", html=110.0, empty_page=60.0),
         ]
     )
     table = bench_st.table(rows)
     assert table[1][1:] == ["open a chat, 100 messages", "3.2 (ref.)", "9.6", "6.4", "3.0x SLOWER"]
     assert table[2][1:] == ["list characters, 1 card", "2.0", "1.0", "0.5", "2.0x faster"]
     assert table[3][3:] == ["30.0 (edit)", "15.0 (send)", "100.0x faster"]
+    assert table[4][1:] == [
+        "open a chat in Chromium, 100 messages",
+        "290.0",
+        "110.0 (an empty page: 60.0)",
+        "–",
+        "2.6x faster",
+    ]
 
 
 def test_a_folder_without_gen_st_datas_manifest_is_refused_with_a_clear_message(tmp_path):
