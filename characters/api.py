@@ -13,7 +13,6 @@ from uuid import UUID
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils.http import urlencode
 from ninja import Field, Query, Router
 from ninja.errors import HttpError
@@ -34,6 +33,7 @@ from core.api import (
 from core.http import etag_of
 from core.pagination import Page, page_of
 from core.table_cache import cached_by_tables
+from core.urlcache import cached_reverse
 
 from .models import Character
 from .search import GALLERY_TABLES, MAX_LIMIT, clean_filters, gallery_characters, search_characters
@@ -102,9 +102,11 @@ class CharacterSearch(Out):
 
 def _image_urls(character: Character) -> dict:
     return {
-        "avatar_url": reverse("characters:avatar", args=[character.code]) if character.avatar else None,
+        "avatar_url": cached_reverse("characters:avatar", args=[character.code])
+        if character.avatar
+        else None,
         "thumbnail_url": (
-            reverse("characters:thumbnail", args=[character.code])
+            cached_reverse("characters:thumbnail", args=[character.code])
             if character.thumbnail or character.avatar
             else None
         ),
@@ -120,12 +122,12 @@ def _summary(character: Character, tags: list[str]) -> dict:
         "tags": tags,
         "summary": description if len(description) <= 200 else description[:199].rstrip() + "…",
         "thumbnail_url": (
-            reverse("characters:thumbnail", args=[character.code])
+            cached_reverse("characters:thumbnail", args=[character.code])
             if character.thumbnail or character.avatar
             else None
         ),
         "updated_at": character.updated_at,
-        "url": reverse("api:character", args=[character.code]),
+        "url": cached_reverse("api:character", args=[character.code]),
     }
 
 
@@ -201,7 +203,7 @@ def character_detail(request, code: UUID, response: HttpResponse):
         **_image_urls(character),
         "created_at": character.created_at,
         "updated_at": character.updated_at,
-        "chats_url": f"{reverse('api:chats')}?{urlencode({'character': character.code})}",
+        "chats_url": f"{cached_reverse('api:chats')}?{urlencode({'character': character.code})}",
     }
 
 
@@ -227,10 +229,10 @@ def character_search(
                 "name": hit.name,
                 "label": hit.label,
                 "snippet": str(hit.snippet),
-                "thumbnail_url": reverse("characters:thumbnail", args=[hit.code])
+                "thumbnail_url": cached_reverse("characters:thumbnail", args=[hit.code])
                 if hit.has_thumbnail
                 else None,
-                "url": reverse("api:character", args=[hit.code]),
+                "url": cached_reverse("api:character", args=[hit.code]),
             }
             for hit in hits
         ]

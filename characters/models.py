@@ -5,7 +5,8 @@ from django.db import models
 from django.db.models.expressions import Col
 from django.db.models.functions import Lower, Substr
 from django.db.models.lookups import Exact
-from django.urls import reverse
+
+from core.urlcache import cached_reverse
 
 # Columns a gallery card shows; everything else (long card text) stays deferred on list pages.
 # avatar too: a card without a thumbnail links to its picture when it has an avatar, and a deferred
@@ -191,7 +192,7 @@ class Character(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("characters:detail", args=[self.code])
+        return cached_reverse("characters:detail", args=[self.code])
 
     @property
     def display_name(self) -> str:

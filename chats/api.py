@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import get_script_prefix, reverse
+from django.urls import get_script_prefix
 from django.utils.http import quote_etag, urlencode
 from ninja import Field, Query, Router
 from ninja.errors import HttpError
@@ -37,6 +37,7 @@ from core.api import (
 from core.http import etag_of
 from core.pagination import Page, page_of
 from core.prepared import PreparedQuery
+from core.urlcache import cached_reverse
 
 from . import paging
 from .models import ChatSession, Message
@@ -146,7 +147,7 @@ def _chat_summary(session: ChatSession) -> dict:
         "message_count": session.message_count,
         "created_at": session.created_at,
         "last_message_at": session.last_message_at,
-        "url": reverse("api:chat", args=[session.code]),
+        "url": cached_reverse("api:chat", args=[session.code]),
     }
 
 
@@ -218,7 +219,7 @@ def chat_detail(request, code: UUID, response: HttpResponse):
         "last_seq": session.last_seq,
         "is_group": session.is_group,
         "archived": session.archived_at is not None,
-        "messages_url": reverse("api:messages", args=[session.code]),
+        "messages_url": cached_reverse("api:messages", args=[session.code]),
         "web_url": session.get_absolute_url(),
     }
 
@@ -294,7 +295,7 @@ def message_list(
             session, *parts, fields=PAGE_FIELDS, before=before, after=after
         )
         body = orjson.dumps(
-            _page_body(reverse("api:messages", args=[code]), page, before=before, after=after)
+            _page_body(cached_reverse("api:messages", args=[code]), page, before=before, after=after)
         )
         streaming = any(m["status"] == Message.Status.STREAMING for m in page.messages)
         # Not a page with a reply being written (its text changes twice a second: each body would be
@@ -367,8 +368,8 @@ def message_search(
                 "speaker": hit.speaker,
                 "created_at": hit.created_at,
                 "snippet": str(hit.snippet),
-                "web_url": f"{reverse('chats:detail', args=[hit.chat_code])}?at={hit.seq}#m{hit.seq}",
-                "messages_url": f"{reverse('api:messages', args=[hit.chat_code])}?before={hit.seq + 1}",
+                "web_url": f"{cached_reverse('chats:detail', args=[hit.chat_code])}?at={hit.seq}#m{hit.seq}",
+                "messages_url": f"{cached_reverse('api:messages', args=[hit.chat_code])}?before={hit.seq + 1}",
             }
             for hit in results.hits
         ],
