@@ -161,6 +161,8 @@ TEMPLATES = [
 # No memory map of the file, except around the reads that cross much of it (the message and
 # character searches: core.databases.mapped_reads, up to SQLITE_MMAP_BYTES; 0 turns that off too).
 SQLITE_MMAP_BYTES = envint("SQLITE_MMAP_BYTES", "134217728")
+# Each connection's page cache (SQLite's default is 2000 KiB); a request thread keeps its own.
+SQLITE_CACHE_KIB = envint("SQLITE_CACHE_KIB", "2000")
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": envint("SQLITE_BUSY_TIMEOUT", "20"),
@@ -170,6 +172,7 @@ SQLITE_OPTIONS = {
         "PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY;"
         "PRAGMA mmap_size=0;"
+        f"PRAGMA cache_size=-{SQLITE_CACHE_KIB};"
     ),
 }
 DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")
