@@ -130,15 +130,18 @@ def redact(url: str) -> str:
     return url
 
 
-def _rss_mib(pid: int) -> float | None:
+def _memory(pid: int) -> dict[str, float]:
+    """The server's VmRSS, VmHWM (its peak RSS), RssAnon (private) and RssFile, in MiB."""
+    found = {}
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    found[name] = round(int(value.split()[0]) / 1024, 1)
     except OSError:
-        return None
-    return None
+        pass
+    return found
 
 
 _VERSION = re.compile(r'data-version="(\d+)"')
@@ -160,6 +163,7 @@ class Bench:
         self.write = write
         self.results: list[Result] = []
         self.notes: list[str] = []
+        self.private_mib = 0.0  # the most RssAnon seen after an operation
         self.side_rows: list[bench_st.SideRow] = []
         self._last_sample: _Sample | None = None
         self.server: Server | None = None
@@ -262,6 +266,14 @@ class Bench:
         )
         return sample, response
 
+    def _sample_memory(self) -> float | None:
+        """VmRSS now (MiB), noting the most private memory seen; None without a server."""
+        if not self.server:
+            return None
+        memory = _memory(self.server.process.pid)
+        self.private_mib = max(self.private_mib, memory.get("RssAnon", 0))
+        return memory.get("VmRSS")
+
     def _result(
         self, op: str, size: int, unit: str, samples: list[_Sample], wall: float | None, note: str = ""
     ) -> Result:
@@ -277,7 +289,7 @@ class Bench:
             max_ms=round(max(times), 2),
             queries=statistics.median(queries) if queries else None,
             bytes=int(statistics.median(s.size for s in samples)),
-            rss_mib=_rss_mib(self.server.process.pid) if self.server else None,
+            rss_mib=self._sample_memory(),
             throughput_rps=round(len(samples) / wall, 1) if wall else None,
             app_ms=round(statistics.median(s.app_ms for s in samples if s.app_ms is not None), 2)
             if queries
@@ -439,7 +451,17 @@ class Bench:
             # In a thread of its own: the caller may already run an event loop (a test, a notebook).
             with ThreadPoolExecutor(1) as pool:
                 pool.submit(asyncio.run, self._measure_all(data, api_chat, search, st_sets)).result()
+            memory = _memory(self.server.process.pid)
         self.server = None
+        if memory:
+            after = max((r.rss_mib for r in self.results if r.rss_mib), default=0)
+            self.notes.append(
+                f"Server memory: at most {after} MiB RSS after an operation (the RSS column), of which "
+                f"at most {self.private_mib} MiB private (RssAnon); its peak while serving (VmHWM) "
+                f"{memory.get('VmHWM')} MiB, which also counts the database file's pages while a "
+                "SQLite search reads them through its memory map (SQLITE_MMAP_BYTES: the OS's page "
+                "cache, given back when the search ends)."
+            )
 
         self.write("Timing prompt building in-process...\n")
         for row in self.probe("prompt", "--repeat", str(max(c.requests, 5))):
@@ -1036,6 +1058,7 @@ def terminal(report: dict) -> str:
             else "Beside SillyTavern (ref. = " + bench_st.REFERENCE_SOURCE + "):",
         ]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines += [""] + [f"- {note}" for note in report["notes"]] if report["notes"] else []
     return "\n".join(lines)
 
 

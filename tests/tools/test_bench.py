@@ -58,6 +58,12 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
     gallery = next(t for t in report["targets"] if t["target"].startswith("gallery first page"))
     assert "10,000" not in gallery["target"] + gallery["detail"]
     assert report["side_by_side"] == []
+    # The server's memory: after each operation, and its peak while serving, which the column misses.
+    memory = next(n for n in report["notes"] if n.startswith("Server memory:"))
+    peak_after = max(r["rss_mib"] for r in report["operations"] if r["rss_mib"])
+    assert f"at most {peak_after} MiB RSS after an operation" in memory
+    assert "(VmHWM)" in memory and "MiB private (RssAnon)" in memory
+    assert "Server memory:" in out.getvalue()
     assert set(report["profile"]) == {"chat-html", "chat-json"}
     markdown = (tmp_path / "out" / "bench.md").read_text()
     for label in (
