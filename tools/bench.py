@@ -266,6 +266,10 @@ class Bench:
         )
         return sample, response
 
+    def _measured(self, rows: list[dict]) -> list[dict]:
+        """The rows of the chat sizes this run measures."""
+        return [row for row in rows if row["size"] in self.config.chat_sizes]
+
     def _sample_memory(self) -> float | None:
         """VmRSS now (MiB), noting the most private memory seen; None without a server."""
         if not self.server:
@@ -422,6 +426,9 @@ class Bench:
         self.manage(*load, stream=True)
         st_sets = [self.import_sillytavern(i, Path(d)) for i, d in enumerate(c.st_data)]
         data = self.probe("describe")
+        # The bench database keeps what earlier runs made; this run measures the sizes it was given.
+        data["chats"] = [ch for ch in data["chats"] if ch["size"] in c.chat_sizes]
+        data["sets"] = [s for s in data["sets"] if s["size"] in c.character_sets]
         routes = data["routes"]
         api_chat = c.api_chat_url or routes["api_chat"]
         search = c.search_url or routes["search"]
@@ -464,7 +471,7 @@ class Bench:
             )
 
         self.write("Timing prompt building in-process...\n")
-        for row in self.probe("prompt", "--repeat", str(max(c.requests, 5))):
+        for row in self._measured(self.probe("prompt", "--repeat", str(max(c.requests, 5)))):
             result = Result(
                 op="prompt",
                 size=row["size"],
@@ -479,7 +486,7 @@ class Bench:
                 note=f"{row['history_included']} messages fit a {row['context_size']}-token context",
             )
             self.results.append(result)
-        for row in self.probe("prompt-memory", "--repeat", str(max(c.requests, 5))):
+        for row in self._measured(self.probe("prompt-memory", "--repeat", str(max(c.requests, 5)))):
             self.results.append(
                 Result(
                     op="prompt_memory",

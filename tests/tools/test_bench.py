@@ -78,3 +78,21 @@ def test_bench_measures_every_operation_and_writes_json_markdown_and_a_plot(tmp_
     assert (tmp_path / "out" / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "out" / "profile-chat-html.html").exists()
     assert "var/rpchat.sqlite3" not in json.dumps(report)
+
+
+@pytest.mark.slow
+def test_a_later_run_measures_only_the_sizes_it_is_given(tmp_path):
+    """The bench database keeps every size an earlier run made; --chat-sizes still says what is timed."""
+    common = ["--requests", "2", "--warmup", "0", "--no-profile", "--var-dir", str(tmp_path / "var")]
+    common += ["--database-url", f"sqlite:///{tmp_path / 'bench.sqlite3'}", "--characters", "10"]
+    call_command(
+        "bench", "--chat-sizes", "10,30", "--output", str(tmp_path / "first"), *common, stdout=StringIO()
+    )
+    call_command(
+        "bench", "--chat-sizes", "30", "--output", str(tmp_path / "second"), *common, stdout=StringIO()
+    )
+    report = json.loads((tmp_path / "second" / "bench.json").read_text())
+    assert report["meta"]["chat_sizes"] == [30]
+    assert {r["size"] for r in report["operations"] if r["unit"] == "messages" and r["op"] != "search"} == {
+        30
+    }
