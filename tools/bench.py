@@ -346,16 +346,6 @@ class Bench:
 
         return step
 
-    async def measure_write_floor(self, client: httpx.AsyncClient, size: int, code: str) -> Result:
-        samples = []
-        for i in range(self.config.warmup + min(self.config.requests, 20)):
-            sample, _ = await self._timed(
-                client, "POST", f"{FLOOR_WRITE_PREFIX}{code}/", content=f"floor {i}"
-            )
-            if i >= self.config.warmup:
-                samples.append(sample)
-        return self._result("floor_write", size, "messages", samples, None, "one at a time")
-
     async def _send_one(self, client: httpx.AsyncClient, code: str, content: str) -> _Sample:
         """POST /send/ (timed), then follow the reply to its end (the offline engine refuses at
         once) so that the chat is free for the next one."""
@@ -375,29 +365,6 @@ class Bench:
         if not done:
             raise CommandError("A reply's stream ended without its done event.")
         return sample
-
-    async def measure_sends(self, client: httpx.AsyncClient, chat: dict) -> Result:
-        """POST /send/ one at a time (a chat has one reply at a time), each reply followed to its end."""
-        samples = []
-        for i in range(self.config.warmup + min(self.config.requests, 20)):
-            sample = await self._send_one(
-                client, chat["code"], f"Benchmark message {i}: the lantern flickers."
-            )
-            if i >= self.config.warmup:
-                samples.append(sample)
-        return self._result(
-            "send", chat["size"], "messages", samples, None, "one at a time; reply not generated"
-        )
-
-    async def measure_edits(self, client: httpx.AsyncClient, chat: dict) -> Result:
-        """Edit the newest message, one at a time: each edit carries the version the last one left."""
-        step = self._edit_step(client, chat)
-        samples = []
-        for i in range(self.config.warmup + min(self.config.requests, 20)):
-            await step()
-            if i >= self.config.warmup:
-                samples.append(self._last_sample)
-        return self._result("edit", chat["size"], "messages", samples, None, "one at a time, version-checked")
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -549,7 +516,6 @@ class Bench:
                 code, last, size = chat["code"], chat["last_seq"], chat["size"]
                 self.write(f"Chat of {size:,} messages\n")
                 await self.measure(bench, "floor", size, "messages", f"{FLOOR_PREFIX}{code}/")
-                await self.measure_write_floor(bench, size, code)
                 await self.measure(bench, "open_chat", size, "messages", f"/chats/{code}/")
                 json_url = (
                     api_chat.format(code=code) if api_chat else f"/chats/{code}/older/?before={last + 1}"
@@ -575,8 +541,12 @@ class Bench:
                 await self.measure(
                     bench, "older_start", size, "messages", f"/chats/{code}/older/?before={min(51, last)}"
                 )
-                await self.measure_sends(bench, chat)
-                await self.measure_edits(bench, chat)
+            if self.config.concurrency > 1 and data["chats"]:
+                # Writes go one at a time whatever the concurrency (a chat has one reply at a time),
+                # in turns across the sizes as with one client: each size after the same neighbours.
+                await self.round_robin(
+                    [row for chat in data["chats"] for row in self._chat_writes(bench, chat)]
+                )
             if search:
                 total = sum(c["size"] for c in data["chats"])
                 await self.measure(
