@@ -172,7 +172,7 @@ SQLITE_OPTIONS = {
         "PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY;"
         "PRAGMA mmap_size=0;"
-        f"PRAGMA cache_size=-{SQLITE_CACHE_KIB};"
+        f"PRAGMA cache_size=-{abs(SQLITE_CACHE_KIB)};"
     ),
 }
 DATABASE_URL = os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'rpchat.sqlite3'}")

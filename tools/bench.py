@@ -131,13 +131,13 @@ def redact(url: str) -> str:
 
 
 def _memory(pid: int) -> dict[str, float]:
-    """The server's VmRSS, VmHWM (its peak RSS), RssAnon (private) and RssFile, in MiB."""
+    """The server's VmRSS, VmHWM (its peak RSS) and RssAnon (its private memory), in MiB."""
     found = {}
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 name, _, value = line.partition(":")
-                if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                if name in ("VmRSS", "VmHWM", "RssAnon"):
                     found[name] = round(int(value.split()[0]) / 1024, 1)
     except OSError:
         pass
@@ -266,9 +266,14 @@ class Bench:
         )
         return sample, response
 
+    def _chat_sizes(self) -> list[int]:
+        """The chat sizes this run measures: --chat-sizes, and the million-message chat of --big."""
+        big = [1_000_000] if self.config.big and 1_000_000 not in self.config.chat_sizes else []
+        return self.config.chat_sizes + big  # generate_load_data --big adds that chat
+
     def _measured(self, rows: list[dict]) -> list[dict]:
         """The rows of the chat sizes this run measures."""
-        return [row for row in rows if row["size"] in self.config.chat_sizes]
+        return [row for row in rows if row["size"] in self._chat_sizes()]
 
     def _sample_memory(self) -> float | None:
         """VmRSS now (MiB), noting the most private memory seen; None without a server."""
@@ -394,7 +399,9 @@ class Bench:
         st_sets = [self.import_sillytavern(i, Path(d)) for i, d in enumerate(c.st_data)]
         data = self.probe("describe")
         # The bench database keeps what earlier runs made; this run measures the sizes it was given.
-        data["chats"] = [ch for ch in data["chats"] if ch["size"] in c.chat_sizes]
+        # Search reads every chat of the bench user, measured or not.
+        data["messages"] = sum(ch["size"] for ch in data["chats"])
+        data["chats"] = [ch for ch in data["chats"] if ch["size"] in self._chat_sizes()]
         data["sets"] = [s for s in data["sets"] if s["size"] in c.character_sets]
         routes = data["routes"]
         api_chat = c.api_chat_url or routes["api_chat"]
@@ -429,12 +436,17 @@ class Bench:
         self.server = None
         if memory:
             after = max((r.rss_mib for r in self.results if r.rss_mib), default=0)
+            mapped = (
+                ", which also counts the database file's pages while a search reads them through "
+                "SQLite's memory map (SQLITE_MMAP_BYTES: the OS's page cache, given back when the "
+                "search ends)"
+                if data.get("vendor") == "sqlite"
+                else ""
+            )
             self.notes.append(
-                f"Server memory: at most {after} MiB RSS after an operation (the RSS column), of which "
-                f"at most {self.private_mib} MiB private (RssAnon); its peak while serving (VmHWM) "
-                f"{memory.get('VmHWM')} MiB, which also counts the database file's pages while a "
-                "SQLite search reads them through its memory map (SQLITE_MMAP_BYTES: the OS's page "
-                "cache, given back when the search ends)."
+                f"Server memory: at most {after} MiB RSS after an operation (the RSS column) and at "
+                f"most {self.private_mib} MiB private (RssAnon); its peak while serving (VmHWM) "
+                f"{memory.get('VmHWM')} MiB{mapped}."
             )
 
         self.write("Timing prompt building in-process...\n")
@@ -548,7 +560,7 @@ class Bench:
                     [row for chat in data["chats"] for row in self._chat_writes(bench, chat)]
                 )
             if search:
-                total = sum(c["size"] for c in data["chats"])
+                total = data["messages"]
                 await self.measure(
                     bench,
                     "search",
@@ -597,7 +609,11 @@ class Bench:
         # In the browser last: SillyTavern's interface reading its largest chat leaves its server
         # busy collecting garbage for a while, which slowed the requests timed after it.
         for st_set in st_sets if self.config.browser_rounds else ():
-            await self.side_by_side(st_set, browser=True)
+            try:
+                await self.side_by_side(st_set, browser=True)
+            except CommandError as exc:  # the rest of the run is still reported
+                self.notes.append(f"The browser rows of {Path(st_set['data_dir']).name} stopped: {exc}")
+                self.write(f"  {self.notes[-1]}\n")
 
     def _chat_reads(self, bench: httpx.AsyncClient, chat: dict, api_chat: str) -> list[tuple]:
         """One chat's reads and its floor, as round-robin rows."""
@@ -715,10 +731,12 @@ class Bench:
                 warmup=1 if rounds else c.warmup,
                 primers=primers,
             )
-            st_timing, source = timings.pop("sillytavern", None), "live" if st else ""
+            st_timing = timings.pop("sillytavern", None)
+            source = "live" if st_timing else ""
             if st_timing is None and (op, size) in bench_st.REFERENCE:
                 med, p95 = bench_st.REFERENCE[(op, size)]
                 st_timing, source = bench_st.Timing(med, p95 or med, 0, 0), "reference"
+            self._sample_memory()
             result = bench_st.SideRow(op, size, dataset, st_timing, source, st_what, timings)
             self.side_rows.append(result)
             cells = "  ".join(f"{k} {v.median_ms:8.2f}" for k, v in timings.items())
@@ -797,8 +815,8 @@ class Bench:
         (tools.bench_browser): rpchat's pages beside SillyTavern's interface, one tab each."""
         info, url = st_set["manifest"], st_set["url"]
         browser = bench_browser.Browser()
-        await browser.start()
         try:
+            await browser.start()
             tab = await browser.rpchat_tab(self.base_url, st_set["username"], st_set["password"])
             st_tab = await browser.sillytavern_tab(url, avatar) if url and avatar else None
             page_size = settings.RPCHAT["MESSAGE_PAGE_SIZE"]
@@ -1035,7 +1053,6 @@ def terminal(report: dict) -> str:
             else "Beside SillyTavern (ref. = " + bench_st.REFERENCE_SOURCE + "):",
         ]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines += [""] + [f"- {note}" for note in report["notes"]] if report["notes"] else []
     return "\n".join(lines)
 
 

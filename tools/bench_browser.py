@@ -46,17 +46,17 @@ ST_OPEN = """async ([avatar, file]) => {
     if (!character || character.avatar !== avatar) { throw new Error("the character is not selected"); }
     character.chat = file;
     await context.reloadCurrentChat();
-    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    await (PAINTED)();
     return document.querySelectorAll("#chat .mes").length;
-}"""
+}""".replace("PAINTED", PAINTED)
 # Its character list read and drawn again, as its interface does at start and after an import:
 # `/api/characters/all` (every card) and the first page of the list (50 cards by default).
 ST_LIST = """async () => {
     const script = await import("/script.js");  // the interface's own module, already loaded
     await script.getCharacters();
-    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    await (PAINTED)();
     return document.querySelectorAll("#rm_print_characters_block .character_select").length;
-}"""
+}""".replace("PAINTED", PAINTED)
 ST_LIST_SHOWN = 50
 ST_SELECT = """async (avatar) => {
     const context = SillyTavern.getContext();
@@ -67,6 +67,16 @@ ST_SELECT = """async (avatar) => {
 }"""
 
 
+def check() -> None:
+    """Refuse at once (CommandError) when Playwright or Chromium is missing."""
+    try:
+        import playwright.async_api  # noqa: F401  (a production install has no Playwright)
+    except ImportError as exc:
+        raise CommandError("--browser needs Playwright (make install-dev).") from exc
+    if not os.path.exists(CHROMIUM):
+        raise CommandError(f"--browser needs Chromium at {CHROMIUM} (apt-get install chromium).")
+
+
 class Browser:
     """Debian's Chromium under Playwright's async API, in the benchmark's own event loop."""
 
@@ -75,12 +85,9 @@ class Browser:
         self.browser = None
 
     async def start(self) -> None:
-        try:
-            from playwright.async_api import async_playwright
-        except ImportError as exc:  # a production install has no Playwright
-            raise CommandError("--browser needs Playwright (make install-dev).") from exc
-        if not os.path.exists(CHROMIUM):
-            raise CommandError(f"--browser needs Chromium at {CHROMIUM} (apt-get install chromium).")
+        check()
+        from playwright.async_api import async_playwright
+
         self.playwright = await async_playwright().start()
         self.browser = await self.playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
 
@@ -112,9 +119,9 @@ class Browser:
                 arg=avatar,
                 timeout=60_000,
             )
-        except Exception as exc:
-            if isinstance(exc, CommandError):
-                raise
+        except CommandError:
+            raise
+        except Exception as exc:  # Playwright's timeouts and script errors, said plainly
             raise CommandError(
                 f"SillyTavern's interface at {url} did not open its character's chat ({exc}). Its data "
                 'folder needs a settings.json with "firstRun": false (docs/performance.md).'

@@ -167,12 +167,14 @@ def slow_engine(browser, app):
 
 
 @pytest.fixture(autouse=True)
-def slow_line(page):
-    """RPCHAT_E2E_LATENCY=<ms>: every request of the browser tests waits that long (Chromium's own
+def slow_line(request):
+    """RPCHAT_E2E_LATENCY=<ms>: every request of a test's `page` waits that long (Chromium's own
     network emulation), as on a slow line: the page is shown before its deferred scripts run, so a
-    test that types before a script is ready fails here as it would, rarely, in CI."""
+    test that types before a script is ready fails here as it would, rarely, in CI. Pages a test
+    opens itself (a second tab, the accessibility checks' own) are not slowed."""
     latency = os.getenv("RPCHAT_E2E_LATENCY")
-    if latency:
+    if latency and "page" in request.fixturenames:
+        page = request.getfixturevalue("page")
         cdp = page.context.new_cdp_session(page)
         cdp.send("Network.enable")
         cdp.send(

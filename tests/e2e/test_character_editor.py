@@ -158,5 +158,6 @@ def test_text_typed_before_the_editor_script_ran_is_counted(page, app, signed_up
     page.get_by_label("Description").fill("A lighthouse keeper who counts ships.")
     count = page.locator("[data-count-for=description] span")
     expect(count).to_have_text("0")
+    page.wait_for_function("() => typeof window.runEditor === 'function'")  # fetched, held back
     page.evaluate("window.runEditor()")
     expect(count).not_to_have_text("0")

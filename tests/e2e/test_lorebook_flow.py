@@ -119,6 +119,7 @@ def test_an_entry_opened_before_the_editor_script_ran_still_opens_in_place(page,
     entry = page.locator(".lore-entries > li").first
     entry.locator("summary").click()
     expect(entry.get_by_role("link", name="Edit this entry")).to_be_visible()
+    page.wait_for_function("() => typeof window.runEditor === 'function'")  # fetched, held back
     page.evaluate("window.runEditor()")
     expect(entry.get_by_label("Keys are regular expressions")).to_be_visible()
     expect(entry.get_by_label("Content")).to_have_value("Boats come in at dawn.")

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -26,8 +22,6 @@ from rpchat.handlers import PooledThreadsASGIHandler
 from tests.rpchat import request_threads_urls as views
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.rpchat.request_threads_urls")]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _request(app, path: str, *, method: str = "GET", on_send=None) -> tuple[int, dict, bytes]:
@@ -400,23 +394,3 @@ def test_an_async_only_middleware_the_sync_stack_would_leave_out_is_refused_at_s
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.rpchat.request_threads_urls.AsyncOnlyMiddleware"]
     with pytest.raises(ImproperlyConfigured, match="AsyncOnlyMiddleware can only run async"):
         PooledThreadsASGIHandler(threads=1)
-
-
-def test_each_sqlite_connections_page_cache_is_set_from_sqlite_cache_kib(tmp_path):
-    """Every request thread keeps a connection, each with its own page cache: the operator sizes it."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cache.sqlite3'}",
-        "RPCHAT_VAR_DIR": str(tmp_path),
-        "SQLITE_CACHE_KIB": "500",
-    }
-    code = "from django.db import connection; print(connection.cursor().execute('PRAGMA cache_size').fetchone()[0])"
-    shown = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert shown[-1] == "-500"

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
 
 from tools import bench_st
 
@@ -101,3 +101,11 @@ def test_a_folder_without_gen_st_datas_manifest_is_refused_with_a_clear_message(
         bench_st.manifest(tmp_path / "st-data")
     (tmp_path / "st-data.manifest.json").write_text(json.dumps({"characters_count": 1}))
     assert bench_st.manifest(tmp_path / "st-data")["characters_count"] == 1
+
+
+def test_browser_rows_without_a_sillytavern_data_set_are_refused_before_the_run(tmp_path):
+    with pytest.raises(CommandError, match="--browser times the --sillytavern-data sets"):
+        call_command(
+            "bench", "--browser", "--output", str(tmp_path / "out"), "--var-dir", str(tmp_path / "var")
+        )
+    assert not (tmp_path / "var").exists()  # nothing was built or served

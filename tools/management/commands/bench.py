@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tools import bench
+from tools import bench, bench_browser
 
 from .generate_load_data import sizes
 
@@ -59,8 +59,9 @@ class Command(BaseCommand):
             const=5,
             default=0,
             metavar="ROUNDS",
-            help="also open each --sillytavern-data chat in Chromium until its messages are on screen, "
-            "rpchat beside the live SillyTavern, ROUNDS timed rounds (default 5)",
+            help="also time, in Chromium, each --sillytavern-data chat opened and the character list "
+            "shown until they are on screen, rpchat beside the live SillyTavern, ROUNDS timed rounds "
+            "(default 5)",
         )
         parser.add_argument(
             "--api-chat-url",
@@ -74,6 +75,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if len(options["sillytavern"]) > len(options["sillytavern_data"]):
             raise CommandError("Give each --sillytavern URL the --sillytavern-data folder it serves.")
+        if options["browser"]:
+            if options["browser"] < 0:
+                raise CommandError("--browser takes a number of rounds, 1 or more.")
+            if not options["sillytavern_data"]:
+                raise CommandError("--browser times the --sillytavern-data sets: give one or more.")
+            bench_browser.check()  # before the run, not after it
         var_dir = Path(options["var_dir"] or Path(settings.BASE_DIR) / "var" / "bench").resolve()
         database_url = options["database_url"]
         if not database_url:
