@@ -1,4 +1,5 @@
-"""`manage.py bench --browser`: a chat opened in Chromium until its messages are on screen.
+"""`manage.py bench --browser`: a chat opened, and the character list shown, in Chromium until they
+are on screen.
 
 What a user waits for, beside SillyTavern on the same data. The server's time alone leaves out
 what each app asks of the browser: rpchat sends the newest page of messages as HTML, SillyTavern
@@ -10,6 +11,10 @@ sends the whole chat file as JSON and builds its messages in the browser.
   chosen and read again as its own "reload chat" does (`reloadCurrentChat`: `/api/chats/get`, the
   whole file, and the newest 100 messages built), then the same two frames. It is the cheapest way
   its interface opens a chat: picking one from its chat list also saves the character each time.
+- The character list: rpchat's gallery loaded the same way, against SillyTavern's `getCharacters`
+  (every card read, the first page of its list drawn).
+- An empty page (`/healthz`) loaded in rpchat's tab in the same rounds: what any navigation costs,
+  which SillyTavern's redraws in place do not pay.
 
 Both are timed by the same clock here (Python's, around the same Playwright calls), in the same
 Chromium (Debian's, `RPCHAT_CHROMIUM`), one tab each, interleaved like the other side-by-side rows.
