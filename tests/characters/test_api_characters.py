@@ -7,6 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from characters.api import CharacterPage
+from characters.models import Character
 from tests.factories import make_character
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +36,21 @@ def test_a_list_entry_has_only_the_fields_a_list_needs(owner_client):
     assert set(entry) == {"code", "name", "label", "tags", "summary", "thumbnail_url", "updated_at", "url"}
     assert len(entry["summary"]) == 200 and sorted(entry["tags"]) == ["a", "b"]
     assert entry["thumbnail_url"] is None
+
+
+def test_the_list_body_is_what_the_documented_schema_gives(owner_client, settings):
+    """Written by orjson, not by ninja's validation pass: exactly what CharacterPage documents."""
+    settings.RPCHAT = {**settings.RPCHAT, "API_PAGE_SIZE": 2}
+    for name in ("Aria", "Bram", "Cassia"):
+        make_character(name=name, tags=["fantasy"], description="A bard. " * 50)
+    url = reverse("api:characters")
+    for params in ({}, {"page": 2}, {"tag": "fantasy"}):
+        data = owner_client.get(url, params).json()
+        assert CharacterPage.model_validate(data).model_dump(mode="json") == data
+        assert data["results"]
+    aria = Character.objects.get(name="Aria")
+    entry = owner_client.get(url).json()["results"][0]
+    assert entry["code"] == str(aria.code) and entry["updated_at"] == aria.updated_at.isoformat()
 
 
 def test_the_list_is_paged_without_counting_and_with_the_same_queries_at_any_size(

@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from chats import generation, paging, services
-from chats.api import MessagePage
+from chats.api import ChatPage, MessagePage
 from chats.models import Message
 from settings_app.auth import api_token_create
 from tests.factories import add_messages, make_character, make_chat
@@ -144,6 +144,23 @@ def test_a_page_body_is_what_the_documented_schema_gives(owner_client, owner):
         assert MessagePage.model_validate(data).model_dump(mode="json") == data
         newest = Message.objects.get(session=chat, seq=data["messages"][0]["seq"])
         assert data["messages"][0]["created_at"] == newest.created_at.isoformat()
+
+
+def test_the_chat_list_body_is_what_the_documented_schema_gives(owner_client, owner, settings):
+    """The list is written by orjson, not by ninja's validation pass: it must still be exactly what
+    the ChatPage schema documents, on every page and filter."""
+    settings.RPCHAT = {**settings.RPCHAT, "API_PAGE_SIZE": 2}
+    mira = make_character(name="Mira")
+    made = [make_chat(user=owner, character=mira, messages=2) for _ in range(3)]
+    url = reverse("api:chats")
+    for params in ({}, {"character": str(mira.code)}, {"page": 2}):
+        data = owner_client.get(url, params).json()
+        assert ChatPage.model_validate(data).model_dump(mode="json") == data
+        assert data["results"]
+    first = owner_client.get(url).json()
+    assert first["next"] == f"{url}?page=2" and first["previous"] is None
+    newest = next(c for c in made if str(c.code) == first["results"][0]["code"])
+    assert first["results"][0]["last_message_at"] == newest.last_message_at.isoformat()
 
 
 @pytest.mark.django_db(transaction=True)
