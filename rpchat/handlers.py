@@ -19,12 +19,15 @@ connections are closed when the request ends.
 
 A sync view's request runs in one trip to that thread. Django's async stack, which uvicorn gets,
 crosses between the event loop and the thread several times per request even with the sync
-middleware grouped (`rpchat.middleware.sync_from_here`): into the thread for the sessions-to-CSP
-middleware, back to the loop for the URL resolution and view middleware, into the thread for
-CSRF's process_view, again for the view, and back out each time, about 0.1 ms a crossing. Here a
-request whose URL resolves to a sync view goes through a second, all-sync copy of the middleware
-stack (`SyncStack`, Django's WSGI shape) on the borrowed thread, in one crossing. An async view
-(the reply streams, impersonation) or a path that resolves to no view (static files, which
+middleware grouped (`rpchat.middleware.sync_from_here`): into the thread for the request_started
+signal, for the sessions-to-CSP middleware, back to the loop for the URL resolution and view
+middleware, into the thread for CSRF's process_view, again for the view, and once more for the
+response's close (the request_finished signal), about 0.1 ms a crossing. Here a request whose URL
+resolves to a sync view makes one: on the borrowed thread, the request_started signal, a second,
+all-sync copy of the middleware stack (`SyncStack`, Django's WSGI shape) with the view, and, for
+a response already whole (not a stream or a file), its close, as a WSGI server's thread does; the
+event loop then sends it. A streamed response is closed after it is sent, as Django does. An async
+view (the reply streams, impersonation) or a path that resolves to no view (static files, which
 ServeStatic serves only async, and 404s) still goes through Django's async stack, as before.
 
 It also runs what a request deferred until its response was sent (core.after_response: the
@@ -39,11 +42,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.db import connections
-from django.urls import get_resolver, set_urlconf
+from django.http import FileResponse
+from django.urls import get_resolver, set_script_prefix, set_urlconf
 from django.utils.module_loading import import_string
 
 from core import after_response
@@ -146,14 +151,63 @@ class PooledThreadsASGIHandler(ASGIHandler):
             # Sent (or the request ended without a response): what it deferred starts now.
             after_response.run(deferred, token)
 
-    async def get_response_async(self, request):
-        """A sync view's request through the sync stack, in one trip to the request's thread."""
-        set_urlconf(settings.ROOT_URLCONF)
+    async def handle(self, scope, receive, send):
+        """A sync view's request in one trip to the request's thread; any other through Django's
+        own handler, which is given the body already read (`_replay`)."""
         try:
-            match = get_resolver().resolve(request.path_info)
-        except Exception:  # Resolver404, or a path converter's error: Django's own stack answers it
-            match = None
-        if match is None or iscoroutinefunction(match.func):
-            return await super().get_response_async(request)
-        request._rpchat_resolved = match
-        return await sync_to_async(self.sync_stack.get_response, thread_sensitive=True)(request)
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            request, _ = self.create_request(scope, body_file)
+            match = _sync_view(request) if request is not None else None
+            if match is None:
+                body_file.seek(0)
+                body = body_file.read()
+                return await super().handle(scope, _replay(body, receive), send)
+            request._rpchat_resolved = match
+            response = await sync_to_async(self._respond, thread_sensitive=True)(request, scope)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size  # as Django's run_get_response does
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:
+                    await sync_to_async(response.close)()
+        finally:
+            body_file.close()
+
+    def _respond(self, request, scope):
+        """On the request's thread: what Django's handler does there in three trips."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response = self.sync_stack.get_response(request)
+        if not response.streaming:
+            # The request_finished signal (closing a connection past its age), before it is sent.
+            response.close()
+        return response
+
+
+def _sync_view(request):
+    """The URL's match when it resolves to a sync view, else None (Django's async stack answers)."""
+    set_urlconf(settings.ROOT_URLCONF)
+    try:
+        match = get_resolver().resolve(request.path_info)
+    except Exception:  # Resolver404, or a path converter's error: Django's own stack answers it
+        return None
+    return None if iscoroutinefunction(match.func) else match
+
+
+def _replay(body: bytes, receive):
+    """`receive` as the server gave it, its body (already read) first again."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

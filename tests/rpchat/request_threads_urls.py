@@ -4,8 +4,10 @@ import threading
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import JsonResponse
+from django.core.signals import request_finished
+from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
 from core import after_response
 from core.databases import release_connection
@@ -82,6 +84,31 @@ class AsyncOnlyMiddleware:
         return await self.get_response(request)
 
 
+def stream(request):
+    """A sync view's streamed answer, its parts noted as they are made."""
+
+    def parts():
+        for n in range(3):
+            events.append(f"part {n}")
+            yield f"part {n};"
+
+    return StreamingHttpResponse(parts(), content_type="text/plain")
+
+
+def finished(sender, **kwargs):
+    events.append("request finished")
+
+
+@csrf_exempt
+def echo(request):
+    return JsonResponse({"body": request.body.decode(), "method": request.method})
+
+
+@csrf_exempt
+async def async_echo(request):
+    return JsonResponse({"body": request.body.decode(), "thread": threading.get_ident()})
+
+
 async def async_probe(request):
     """Where an async view runs: the event loop's thread."""
     return JsonResponse({"thread": threading.get_ident()})
@@ -93,4 +120,7 @@ urlpatterns = [
     path("defer/", defer),
     path("async-probe/", async_probe),
     path("between-queries/", between_queries),
+    path("stream/", stream),
+    path("echo/", echo),
+    path("async-echo/", async_echo),
 ]

@@ -24,7 +24,9 @@ from tests.rpchat import request_threads_urls as views
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.rpchat.request_threads_urls")]
 
 
-async def _request(app, path: str, *, method: str = "GET", on_send=None) -> tuple[int, dict, bytes]:
+async def _request(
+    app, path: str, *, method: str = "GET", on_send=None, body: bytes = b""
+) -> tuple[int, dict, bytes]:
     """Status, headers and body of one request, driven through the ASGI handler as uvicorn does."""
     path, _, query = path.partition("?")
     scope = {
@@ -49,7 +51,7 @@ async def _request(app, path: str, *, method: str = "GET", on_send=None) -> tupl
         nonlocal requested
         if not requested:
             requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await never.wait()  # no disconnect: the handler stops listening when the response is sent
 
     async def send(message):
@@ -331,12 +333,12 @@ def _trips_for(path: str, *, method: str = "GET") -> tuple[int, int, dict, bytes
 
 
 def test_a_sync_view_runs_with_all_its_middleware_in_one_trip_to_the_request_thread():
-    """Django's async stack would cross to the thread and back for the middleware, the URL's view
-    middleware (CSRF), and the view: six trips or more. Here: the request_started signal, the
-    whole stack with the view, and the response's close."""
+    """Django's async stack would cross to the thread and back for the request_started signal, the
+    middleware, the URL's view middleware (CSRF), the view and the response's close: eight trips or
+    more. Here one: the signal, the whole stack with the view, and the close of the whole response."""
     trips, status, headers, _ = _trips_for("/probe/?label=trips")
     assert status == 200
-    assert trips == 3
+    assert trips == 1
     # Every middleware still ran, the first (its timing) to the last (the page's headers).
     assert "app;dur=" in headers["server-timing"]
     assert headers["x-frame-options"] == "DENY"
@@ -346,9 +348,54 @@ def test_a_sync_view_runs_with_all_its_middleware_in_one_trip_to_the_request_thr
 def test_the_sync_stack_still_runs_view_middleware_and_turns_errors_into_pages():
     trips, status, _, body = _trips_for("/probe/", method="POST")  # no CSRF token
     assert status == 403 and b"CSRF" in body
-    assert trips == 3
+    assert trips == 1
     _, status, _, _ = _trips_for("/defer/?fail=1")  # the view raises
     assert status == 500
+
+
+@pytest.fixture
+def finished_events():
+    views.events.clear()
+    views.request_finished.connect(views.finished)
+    yield views.events
+    views.request_finished.disconnect(views.finished)
+
+
+def test_a_whole_response_is_closed_once_before_it_is_sent_and_a_stream_after_its_last_part(finished_events):
+    """request_finished (which closes a database connection past its age) fires once a request:
+    for a page already whole, on its thread before it goes out; for a stream, once it is all sent."""
+
+    def on_send(message):
+        finished_events.append(message["type"])
+
+    status, _, body = _run(lambda: _request(PooledThreadsASGIHandler(threads=1), "/probe/", on_send=on_send))
+    assert status == 200
+    assert finished_events == ["request finished", "http.response.start", "http.response.body"]
+
+    finished_events.clear()
+    status, _, body = _run(lambda: _request(PooledThreadsASGIHandler(threads=1), "/stream/", on_send=on_send))
+    assert body == b"part 0;part 1;part 2;"
+    assert finished_events[-1] == "request finished"
+    assert finished_events.count("request finished") == 1
+    assert finished_events.index("part 2") < finished_events.index("request finished")
+
+
+def test_a_posted_body_reaches_sync_and_async_views_alike():
+    """The handler reads the body to choose the sync stack; an async view, answered by Django's own
+    handler, is given the same body again."""
+    app = PooledThreadsASGIHandler(threads=1)
+
+    async def both():
+        loop_thread = threading.get_ident()
+        sync = await _request(app, "/echo/", method="PUT", body=b"to the sync view")
+        asynchronous = await _request(app, "/async-echo/", method="PUT", body=b"to the async view")
+        return loop_thread, sync, asynchronous
+
+    loop_thread, sync, asynchronous = _run(both)
+    assert sync[0] == 200 and json.loads(sync[2]) == {"body": "to the sync view", "method": "PUT"}
+    assert asynchronous[0] == 200
+    answer = json.loads(asynchronous[2])
+    assert answer == {"body": "to the async view", "thread": loop_thread}
 
 
 def test_async_views_and_paths_of_no_view_keep_django_async_stack():
