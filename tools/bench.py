@@ -825,9 +825,9 @@ class Bench:
             # same way, in the same rounds.
             empty = bench_browser.rpchat_open(tab, f"{self.base_url}/healthz", expected=1, selector="body")
 
-            async def browser_row(op: str, size: int, rpchat, sillytavern, st_what: str) -> None:
+            async def browser_row(op: str, size: int, rpchat, sillytavern, st_what: str, **more) -> None:
                 steps = {"sillytavern": sillytavern} if st_tab else {}
-                steps.update(html=rpchat, empty_page=empty)
+                steps.update(html=rpchat, **more, empty_page=empty)
                 await row(op, size, steps, st_what, rounds=self.config.browser_rounds)
 
             for chat_info in info.get("chats", []):
@@ -849,6 +849,8 @@ class Bench:
                     f"{bench_browser.ST_SHOWN} drawn (rpchat's page: the newest {page_size})",
                 )
             cards = info["characters_count"]
+            # A tab left on the gallery (where logging in lands) for its in-place redraw.
+            list_tab = await browser.rpchat_tab(self.base_url, st_set["username"], st_set["password"])
             await browser_row(
                 "list_characters_browser",
                 cards,
@@ -861,7 +863,8 @@ class Bench:
                 st_tab
                 and bench_browser.sillytavern_list(st_tab, expected=min(cards, bench_browser.ST_LIST_SHOWN)),
                 f"its interface's getCharacters: every card read, the first {bench_browser.ST_LIST_SHOWN} "
-                f"drawn (rpchat's gallery: the first {gallery_size})",
+                f"drawn (rpchat's gallery: the first {gallery_size}, as a page and redrawn in place)",
+                in_place=bench_browser.rpchat_redraw_list(list_tab, expected=min(cards, gallery_size)),
             )
         finally:
             await browser.close()

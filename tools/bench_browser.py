@@ -11,8 +11,9 @@ sends the whole chat file as JSON and builds its messages in the browser.
   chosen and read again as its own "reload chat" does (`reloadCurrentChat`: `/api/chats/get`, the
   whole file, and the newest 100 messages built), then the same two frames. It is the cheapest way
   its interface opens a chat: picking one from its chat list also saves the character each time.
-- The character list: rpchat's gallery loaded the same way, against SillyTavern's `getCharacters`
-  (every card read, the first page of its list drawn).
+- The character list: rpchat's gallery loaded the same way, and redrawn in place as its Filter
+  button does (`gallery.js`: the results fetched and swapped, in a tab left on the gallery),
+  against SillyTavern's `getCharacters` (every card read, the first page of its list drawn).
 - An empty page (`/healthz`) loaded in rpchat's tab in the same rounds: what any navigation costs,
   which SillyTavern's redraws in place do not pay.
 
@@ -63,6 +64,18 @@ ST_LIST = """async () => {
     return document.querySelectorAll("#rm_print_characters_block .character_select").length;
 }""".replace("PAINTED", PAINTED)
 ST_LIST_SHOWN = 50
+# rpchat's gallery redrawn in place, as its Filter button does (static/js/gallery.js): the results
+# read again (`X-Partial`) and swapped in, until drawn.
+RPCHAT_REDRAW = """async () => {
+    const results = document.getElementById("gallery-results");
+    const form = document.querySelector("form[data-live-search]");
+    if (!results || !form) { throw new Error("not on the gallery"); }
+    const updated = new Promise(done => results.addEventListener("gallery:updated", done, {once: true}));
+    form.requestSubmit();
+    await updated;
+    await (PAINTED)();
+    return results.querySelectorAll(".character-card").length;
+}""".replace("PAINTED", PAINTED)
 ST_SELECT = """async (avatar) => {
     const context = SillyTavern.getContext();
     const id = context.characters.findIndex(c => c.avatar === avatar);
@@ -156,23 +169,28 @@ def rpchat_open(page, url: str, *, expected: int, selector: str = "article.messa
     return step
 
 
+def rpchat_redraw_list(page, *, expected: int):
+    """A step: rpchat's gallery, open in `page`, redraws its results in place -> (ms, 0)."""
+    return _in_page_step(page, RPCHAT_REDRAW, None, expected=expected, what="rpchat's gallery")
+
+
 def sillytavern_open(page, avatar: str, file_name: str, *, expected: int):
     """A step: SillyTavern's interface reads and draws one chat -> (ms, 0)."""
-    return _sillytavern_step(page, ST_OPEN, [avatar, file_name], expected=expected, what=file_name)
+    return _in_page_step(page, ST_OPEN, [avatar, file_name], expected=expected, what=file_name)
 
 
 def sillytavern_list(page, *, expected: int):
     """A step: SillyTavern's interface reads and draws its character list -> (ms, 0)."""
-    return _sillytavern_step(page, ST_LIST, None, expected=expected, what="its character list")
+    return _in_page_step(page, ST_LIST, None, expected=expected, what="SillyTavern's character list")
 
 
-def _sillytavern_step(page, script: str, arg, *, expected: int, what: str):
+def _in_page_step(page, script: str, arg, *, expected: int, what: str):
     async def step() -> tuple[float, int]:
         started = time.perf_counter()
         shown = await page.evaluate(script, arg)
         elapsed = (time.perf_counter() - started) * 1000
         if shown < expected:
-            raise CommandError(f"SillyTavern's interface showed {shown} items of {what}, not {expected}.")
+            raise CommandError(f"The browser showed {shown} items of {what}, not {expected}.")
         return elapsed, 0
 
     return step

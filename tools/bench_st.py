@@ -68,7 +68,7 @@ class SideRow:
     sillytavern: Timing | None
     st_source: str  # "live", "reference" or ""
     st_what: str
-    rpchat: dict[str, Timing]  # "html"/"json" or "edit"/"send"
+    rpchat: dict[str, Timing]  # "html"/"json", or as COLUMNS says
 
     @property
     def label(self) -> str:
@@ -173,6 +173,10 @@ async def interleaved(
     return {name: _timing(s) for name, s in samples.items()}
 
 
+# The rpchat figures a row's two columns hold, where not the page ("html") and the API ("json").
+COLUMNS = {"write": ("edit", "send"), "list_characters_browser": ("html", "in_place")}
+
+
 def table(rows: list[dict]) -> list[list[str]]:
     out = [["data", "operation", "SillyTavern ms", "rpchat ms", "rpchat API ms", "rpchat vs SillyTavern"]]
     for r in rows:
@@ -181,10 +185,11 @@ def table(rows: list[dict]) -> list[list[str]]:
         if st:
             st_cell = f"{st['median_ms']:,.1f}" + ("" if r["st_source"] == "live" else " (ref.)")
         cells = []
-        keys = ("html", "json") if r["op"] != "write" else ("edit", "send")
+        keys = COLUMNS.get(r["op"], ("html", "json"))
         for key in keys:
             t = r["rpchat"].get(key)
-            cells.append(f"{t['median_ms']:,.1f}" + (f" ({key})" if r["op"] == "write" else "") if t else "–")
+            named = key not in ("html", "json")  # a column holding something else says what
+            cells.append(f"{t['median_ms']:,.1f}" + (f" ({key.replace('_', ' ')})" if named else "") if t else "–")
         if empty := r["rpchat"].get("empty_page"):  # the browser rows: what any page costs there
             cells[0] += f" (an empty page: {empty['median_ms']:,.1f})"
         timed = [t["median_ms"] for key, t in r["rpchat"].items() if key in keys]

@@ -1,5 +1,6 @@
 """`manage.py bench --browser`'s rpchat side: a tab logged in through the login page opens a chat and
-the gallery and counts what they draw, and a page drawing fewer than expected stops the benchmark."""
+the gallery, and redraws the gallery in place, and counts what they draw; a page drawing fewer than
+expected stops the benchmark."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ def test_the_browser_row_opens_a_chat_and_refuses_a_page_showing_too_few_message
             )()
             with pytest.raises(CommandError, match=r"showed 1 article\.message in the browser, not 2"):
                 await bench_browser.rpchat_open(tab, chat_url, expected=2)()
+            # The gallery redrawn in place (its Filter button), in a tab left on it.
+            gallery = await browser.rpchat_tab(app.base_url, signed_up, "a-long-pass-phrase-7")
+            await gallery.evaluate("window.__samePage = true")
+            redrawn, _ = await bench_browser.rpchat_redraw_list(gallery, expected=4)()
+            assert redrawn > 0 and await gallery.evaluate("window.__samePage === true")
+            with pytest.raises(CommandError, match=r"showed 4 items of rpchat's gallery, not 5"):
+                await bench_browser.rpchat_redraw_list(gallery, expected=5)()
             return ms
         finally:
             await browser.close()

@@ -81,6 +81,8 @@ def test_the_table_marks_reference_figures_and_compares_the_slower_rpchat_column
             _row("write", 100000, 3000.0, "live", edit=30.0, send=15.0),
             # In Chromium: the empty page is shown beside the page, and left out of the verdict.
             _row("open_chat_browser", 100, 290.0, "live", html=110.0, empty_page=60.0),
+            # The gallery as a page and redrawn in place: the faster one ahead, and named.
+            _row("list_characters_browser", 1, 40.0, "live", html=80.0, in_place=30.0, empty_page=70.0),
         ]
     )
     table = bench_st.table(rows)
@@ -93,6 +95,13 @@ def test_the_table_marks_reference_figures_and_compares_the_slower_rpchat_column
         "110.0 (an empty page: 60.0)",
         "–",
         "2.6x faster",
+    ]
+    assert table[5][1:] == [
+        "list characters in Chromium, 1 card",
+        "40.0",
+        "80.0 (an empty page: 70.0)",
+        "30.0 (in place)",
+        "2.0x SLOWER (the faster rpchat column is ahead)",
     ]
 
 
