@@ -4,7 +4,6 @@ import threading
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.core.signals import request_finished
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished
 from django.db import connection
 
 from core import after_response, databases
@@ -356,9 +357,9 @@ def test_the_sync_stack_still_runs_view_middleware_and_turns_errors_into_pages()
 @pytest.fixture
 def finished_events():
     views.events.clear()
-    views.request_finished.connect(views.finished)
+    request_finished.connect(views.finished)
     yield views.events
-    views.request_finished.disconnect(views.finished)
+    request_finished.disconnect(views.finished)
 
 
 def test_a_whole_response_is_closed_once_before_it_is_sent_and_a_stream_after_its_last_part(finished_events):
