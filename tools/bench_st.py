@@ -189,7 +189,9 @@ def table(rows: list[dict]) -> list[list[str]]:
         for key in keys:
             t = r["rpchat"].get(key)
             named = key not in ("html", "json")  # a column holding something else says what
-            cells.append(f"{t['median_ms']:,.1f}" + (f" ({key.replace('_', ' ')})" if named else "") if t else "–")
+            cells.append(
+                f"{t['median_ms']:,.1f}" + (f" ({key.replace('_', ' ')})" if named else "") if t else "–"
+            )
         if empty := r["rpchat"].get("empty_page"):  # the browser rows: what any page costs there
             cells[0] += f" (an empty page: {empty['median_ms']:,.1f})"
         timed = [t["median_ms"] for key, t in r["rpchat"].items() if key in keys]
