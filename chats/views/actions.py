@@ -16,7 +16,7 @@ from ..http import (
     edit_wait,
     generation_limited,
     generation_wait,
-    get_message,
+    get_message_for_user,
     get_session_for_user,
     message_action,
     posted_version,
@@ -59,8 +59,7 @@ def message_send(request, code):
 @login_required
 @require_POST
 def message_stop(request, code, seq):
-    session = get_session_for_user(request, code)
-    message = get_message(session, seq)
+    _, message = get_message_for_user(request, code, seq)
     if message.is_streaming:
         generation.request_stop(message.pk)
     return JsonResponse({"stopping": message.is_streaming})
@@ -120,8 +119,7 @@ def message_hide(request, code, seq):
 @login_required
 @require_POST
 def message_delete(request, code, seq):
-    session = get_session_for_user(request, code)
-    message = get_message(session, seq)
+    _, message = get_message_for_user(request, code, seq)
     try:
         deleted = services.message_delete(message=message, and_after=request.POST.get("and_after") == "1")
     except services.ChatBusy:
@@ -148,8 +146,7 @@ def message_continue(request, code, seq):
 @login_required
 @require_POST
 def message_branch(request, code, seq):
-    session = get_session_for_user(request, code)
-    message = get_message(session, seq)
+    session, message = get_message_for_user(request, code, seq)
     branch = services.chat_branch(session=session, at_seq=message.seq)
     return JsonResponse({"url": branch.get_absolute_url()})
 

@@ -12,7 +12,7 @@ from core.pagination import page_number, page_of
 from core.tokens import estimate_tokens
 
 from .. import memory
-from ..http import get_message, get_session_for_user
+from ..http import get_message_for_user, get_session_for_user
 from ..memory_forms import FactForm, MemorySettingsForm, SummaryForm
 from ..models import ChatMemory, Memory, PinnedFact
 
@@ -211,8 +211,7 @@ def summary_delete(request, code, memory_id):
 @require_POST
 def message_pin(request, code, seq):
     """Pin a message as a fact, in one click from its menu."""
-    session = get_session_for_user(request, code)
-    message = get_message(session, seq)
+    session, message = get_message_for_user(request, code, seq)
     try:
         memory.pin_message(session=session, message=message)
     except ValueError as exc:

@@ -74,15 +74,15 @@ def test_a_swipe_makes_the_same_queries_at_any_chat_length(owner_client, chat, d
     url = reverse("chats:message_swipe", args=[chat.code, 40])
     owner_client.post(url, {"index": 1, "version": message.version})
     message.refresh_from_db()
-    # the chat, the message; savepoint, the alternative, the update, the summary covering
-    # it marked stale; release; re-read
-    with django_assert_num_queries(8):
+    # the message with its chat (one query); savepoint, the alternative, the update, the summary
+    # covering it marked stale; release; re-read
+    with django_assert_num_queries(7):
         data = owner_client.post(url, {"index": 2, "version": message.version}).json()
     assert "Take 2" in data["html"]
     chat.refresh_from_db()
     add_messages(chat, 3000)
     message.refresh_from_db()
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         owner_client.post(url, {"index": 0, "version": message.version})
 
 
@@ -94,17 +94,17 @@ def test_stop_and_retry_make_the_same_queries_at_any_chat_length(
     retry = reverse("chats:message_retry", args=[chat.code, 40])
     owner_client.post(retry)  # warm the settings cache
     Message.objects.filter(session=chat, seq=40).update(status=Message.Status.ERROR)
-    # the chat, the message
-    with django_assert_num_queries(2):
+    # the message with its chat (one query)
+    with django_assert_num_queries(1):
         assert owner_client.post(stop).json() == {"stopping": False}
-    # the chat, the message; savepoint, no reply streaming, the update; release; re-read
-    with django_assert_num_queries(7):
+    # the message with its chat; savepoint, no reply streaming, the update; release; re-read
+    with django_assert_num_queries(6):
         assert owner_client.post(retry).json()["stream_url"]
     add_messages(chat, 3000)
     Message.objects.filter(session=chat, seq=40).update(status=Message.Status.ERROR)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         owner_client.post(stop)
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         owner_client.post(retry)
 
 
@@ -159,9 +159,9 @@ def test_an_edit_makes_the_same_queries_at_any_length_and_shows_the_new_text(own
     data = {"content": "A long chat.", "version": version()}
     with CaptureQueriesContext(connection) as long:
         owner_client.post(url, data)
-    # the chat, the message; in a savepoint here: the versioned UPDATE and whether a summary
-    # covers the message; no re-read
-    assert len(short) == len(long) <= 6, [q["sql"][:150] for q in long.captured_queries]
+    # the message with its chat (one query); in a savepoint here: the versioned UPDATE and whether
+    # a summary covers the message; no re-read
+    assert len(short) == len(long) <= 5, [q["sql"][:150] for q in long.captured_queries]
     # No summary covers it: no UPDATE of the memory is built or run (test_memory.py: one that does).
     assert not [q for q in long.captured_queries if "UPDATE" in q["sql"] and "chats_memory" in q["sql"]]
 

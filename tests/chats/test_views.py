@@ -6,8 +6,9 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from chats.models import Message
+from chats.models import ChatSession, Message
 from tests.factories import add_messages, make_character, make_chat
 
 pytestmark = pytest.mark.django_db
@@ -117,6 +118,39 @@ def test_another_user_gets_404_on_every_chat_url(client, other, long_chat):
         assert client.post(url, {"content": "hi", "index": 0, "version": 1}).status_code == 404, url
     assert str(code) not in client.get(reverse("chats:list")).content.decode()
     assert Message.objects.filter(session=long_chat).count() == 120
+
+
+MESSAGE_ACTIONS = [
+    "chats:message_edit",
+    "chats:message_hide",
+    "chats:message_delete",
+    "chats:message_branch",
+    "chats:message_pin",
+    "chats:message_stop",
+]
+
+
+def test_every_message_action_is_404_for_another_user_a_trashed_chat_or_a_missing_message(
+    client, owner_client, other, long_chat
+):
+    """The message and its chat are read in one query scoped to the user: another user's chat, a
+    chat in the trash and a seq it does not have are all 404, and nothing is changed."""
+    code = long_chat.code
+    before = list(Message.objects.filter(session=long_chat).values_list("seq", "content", "version", "hidden"))
+    form = {"content": "taken over", "version": 1, "hidden": "1", "and_after": "1"}
+    client.force_login(other)
+    for name in MESSAGE_ACTIONS:
+        assert client.post(reverse(name, args=[code, 1]), form).status_code == 404, name
+    for seq in (999, 2**31, 2**63):
+        for name in MESSAGE_ACTIONS:
+            assert owner_client.post(reverse(name, args=[code, seq]), form).status_code == 404, (name, seq)
+    long_chat.deleted_at = timezone.now()
+    long_chat.save(update_fields=["deleted_at"])
+    for name in MESSAGE_ACTIONS:
+        assert owner_client.post(reverse(name, args=[code, 1]), form).status_code == 404, name
+    after = list(Message.objects.filter(session=long_chat).values_list("seq", "content", "version", "hidden"))
+    assert after == before
+    assert ChatSession.objects.filter(user=other).count() == 0  # no branch made for the intruder
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, long_chat):
