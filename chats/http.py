@@ -67,10 +67,12 @@ def get_message(session: ChatSession, seq: int) -> Message:
 # what every message action reads, in one query instead of the two above.
 _USERS_MESSAGE = PreparedQuery(
     Message,
-    lambda *, user, code, seq: Message.objects.for_page()
-    .select_related("session__character")
-    .defer(*(f"session__character__{f}" for f in LONG_FIELDS))
-    .filter(session__user=user, session__deleted_at__isnull=True, session__code=code, seq=seq),
+    lambda *, user, code, seq: (
+        Message.objects.for_page()
+        .select_related("session__character")
+        .defer(*(f"session__character__{f}" for f in LONG_FIELDS))
+        .filter(session__user=user, session__deleted_at__isnull=True, session__code=code, seq=seq)
+    ),
 )
 
 

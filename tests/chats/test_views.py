@@ -136,7 +136,9 @@ def test_every_message_action_is_404_for_another_user_a_trashed_chat_or_a_missin
     """The message and its chat are read in one query scoped to the user: another user's chat, a
     chat in the trash and a seq it does not have are all 404, and nothing is changed."""
     code = long_chat.code
-    before = list(Message.objects.filter(session=long_chat).values_list("seq", "content", "version", "hidden"))
+    before = list(
+        Message.objects.filter(session=long_chat).values_list("seq", "content", "version", "hidden")
+    )
     form = {"content": "taken over", "version": 1, "hidden": "1", "and_after": "1"}
     client.force_login(other)
     for name in MESSAGE_ACTIONS:
