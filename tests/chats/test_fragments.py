@@ -66,6 +66,46 @@ def test_a_page_from_rows_is_the_page_from_model_instances(rf, owner, chat, djan
     assert direct.count("<article ") == 12 and "hidden-msg" in direct
 
 
+def test_a_partial_given_what_it_reads_is_the_partial_given_the_message_itself(rf, owner, chat):
+    """The partial is handed a dict of the attributes it reads (fragments._read), not the instance:
+    the same HTML for every kind of message."""
+    from django.template.context import make_context
+    from django.template.loader import get_template
+
+    from chats.http import prerender
+
+    chat.show_reasoning = True
+    chat.save(update_fields=["show_reasoning"])
+    changes = {
+        1: {"hidden": True},
+        2: {"status": "error", "error": "The engine <b>refused</b>."},
+        3: {"role": "assistant", "status": "incomplete", "content": "Half a"},
+        4: {"status": "streaming", "content": "Typing so", "reasoning": "hmm"},
+        6: {"reasoning": "Thinking it over", "reasoning_ms": 2500, "reasoning_tokens": 1},
+        8: {"alternative_count": 3, "alternative_index": 1, "model_label": "tiny", "sampling_label": "t 0.8"},
+        10: {"finish_reason": "length", "speaker": ""},
+    }
+    for seq, values in changes.items():
+        Message.objects.filter(session=chat, seq=seq).update(**values)
+    messages = list(Message.objects.for_page().filter(session=chat).order_by("seq"))
+    request = rf.get(chat.get_absolute_url())
+    request.user = owner
+    prerender(request, chat, messages)
+    template = get_template(fragments.TEMPLATE).template
+
+    def partial(message) -> str:
+        context = make_context({"session": chat, "csrf_token": fragments.csrf_placeholder()}, request)
+        with context.bind_template(template), context.push(message=message):
+            return str(template.render(context))
+
+    for m in messages:
+        assert partial(fragments._read(m)) == partial(m), m.seq
+    assert isinstance(fragments._read(messages[0]), dict)
+    shown = "".join(partial(fragments._read(m)) for m in messages)
+    assert "hidden-msg" in shown and "The engine &lt;b&gt;refused&lt;/b&gt;." in shown
+    assert "Thought for 2.5 s" in shown and 'class="swipe-pos">2/3<' in shown and "data-stream-url=" in shown
+
+
 def test_the_page_from_the_cache_is_the_page_rendered_afresh(owner_client, chat):
     url = chat.get_absolute_url()
     first = _messages_html(owner_client.get(url).content.decode())
