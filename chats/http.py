@@ -115,6 +115,13 @@ def prerender(request, session: ChatSession, messages, *, markdown: bool = True)
     return messages
 
 
+def content_html(request, message: Message) -> str:
+    """A message's text as the partial shows it (its Markdown, sanitized; from the cache where
+    possible), for a page that already shows the rest of the message."""
+    allow_images = SiteSettings.for_request(request).allow_external_media
+    return render_cached({message.pk: message.content}, allow_images=allow_images)[message.pk]
+
+
 def render_messages(request, session: ChatSession, messages) -> SafeString:
     """The messages' HTML, one `chats/message.html` each, cached per message (chats/fragments.py)."""
     return fragments.render_messages(request, session, messages, prerender)

@@ -223,7 +223,11 @@
         box.hidden = false;
         return;
       }
-      replaceMessage(article, result.html);
+      // Only the text and the version changed: the rest of the message stays as it is.
+      content.innerHTML = result.content_html;
+      article.dataset.version = String(result.version);
+      editor.remove();
+      content.hidden = false;
     });
   }
 

@@ -46,11 +46,18 @@ def test_regenerate_swipe_edit_and_hide(page, app, signed_up):
     # Up in the empty box edits your last message in place.
     page.get_by_label("Your message").press("ArrowUp")
     editor = page.get_by_label(re.compile("Edit message"))
-    editor.fill("Good evening, Professor.")
+    editor.fill("Good *evening*, Professor.")
     page.get_by_role("button", name="Save").click()
-    expect(page.locator("article.message.user").last).to_contain_text("Good evening, Professor.")
-
     mine = page.locator("article.message.user").last
+    expect(mine.locator(".content em")).to_have_text("evening")  # its Markdown, rendered
+    expect(mine.locator("form.edit")).to_have_count(0)
+    # The page keeps the version the edit left: a second edit in the same tab is not a conflict.
+    more(page, mine, "Edit")
+    page.get_by_label(re.compile("Edit message")).fill("Good evening, Professor.")
+    page.get_by_role("button", name="Save").click()
+    expect(mine.locator(".content")).to_have_text("Good evening, Professor.")
+    expect(page.get_by_role("alert").filter(has_text="changed in another tab")).to_have_count(0)
+
     more(page, mine, "Hide from the model")
     expect(page.locator("article.message.user").last.locator(".badge")).to_have_text("hidden")
 
