@@ -152,20 +152,23 @@ class PooledThreadsASGIHandler(ASGIHandler):
             after_response.run(deferred, token)
 
     async def handle(self, scope, receive, send):
-        """A sync view's request in one trip to the request's thread; any other through Django's
-        own handler, which is given the body already read (`_replay`)."""
+        """A sync view's request in one trip to the request's thread; any other (chosen by its path,
+        before its body is read) through Django's own handler."""
+        match = _sync_view(_path_info(scope))
+        if match is None:
+            return await super().handle(scope, receive, send)
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
         try:
             set_script_prefix(get_script_prefix(scope))
-            request, _ = self.create_request(scope, body_file)
-            match = _sync_view(request) if request is not None else None
-            if match is None:
-                body_file.seek(0)
-                body = body_file.read()
-                return await super().handle(scope, _replay(body, receive), send)
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:  # a request Django refuses as it reads it (too many fields, say)
+                await signals.request_started.asend(sender=self.__class__, scope=scope)
+                await self.send_response(error_response, send)
+                await sync_to_async(error_response.close)()
+                return
             request._rpchat_resolved = match
             response = await sync_to_async(self._respond, thread_sensitive=True)(request, scope)
             response._handler_class = self.__class__
@@ -189,25 +192,17 @@ class PooledThreadsASGIHandler(ASGIHandler):
         return response
 
 
-def _sync_view(request):
-    """The URL's match when it resolves to a sync view, else None (Django's async stack answers)."""
+def _path_info(scope) -> str:
+    """The path a request resolves, as Django's ASGIRequest takes it from the scope."""
+    prefix = get_script_prefix(scope)
+    return scope["path"].removeprefix(prefix) if prefix else scope["path"]
+
+
+def _sync_view(path_info: str):
+    """The path's match when it resolves to a sync view, else None (Django's async stack answers)."""
     set_urlconf(settings.ROOT_URLCONF)
     try:
-        match = get_resolver().resolve(request.path_info)
+        match = get_resolver().resolve(path_info)
     except Exception:  # Resolver404, or a path converter's error: Django's own stack answers it
         return None
     return None if iscoroutinefunction(match.func) else match
-
-
-def _replay(body: bytes, receive):
-    """`receive` as the server gave it, its body (already read) first again."""
-    replayed = False
-
-    async def replay():
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

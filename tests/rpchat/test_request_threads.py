@@ -26,10 +26,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.r
 
 
 async def _request(
-    app, path: str, *, method: str = "GET", on_send=None, body: bytes = b""
+    app, path: str, *, method: str = "GET", on_send=None, body: bytes = b"", raw_query: bytes | None = None
 ) -> tuple[int, dict, bytes]:
     """Status, headers and body of one request, driven through the ASGI handler as uvicorn does."""
     path, _, query = path.partition("?")
+    query = query.encode() if raw_query is None else raw_query
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -38,7 +39,7 @@ async def _request(
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": query.encode(),
+        "query_string": query,
         "root_path": "",
         "headers": [(b"host", b"localhost")],
         "client": ("127.0.0.1", 50000),
@@ -382,8 +383,8 @@ def test_a_whole_response_is_closed_once_before_it_is_sent_and_a_stream_after_it
 
 
 def test_a_posted_body_reaches_sync_and_async_views_alike():
-    """The handler reads the body to choose the sync stack; an async view, answered by Django's own
-    handler, is given the same body again."""
+    """The handler chooses its course by the path, before the body is read: the sync stack reads it
+    itself, and an async view's (Django's own handler) is left for Django to read."""
     app = PooledThreadsASGIHandler(threads=1)
 
     async def both():
@@ -397,6 +398,22 @@ def test_a_posted_body_reaches_sync_and_async_views_alike():
     assert asynchronous[0] == 200
     answer = json.loads(asynchronous[2])
     assert answer == {"body": "to the async view", "thread": loop_thread}
+
+
+def test_a_request_django_refuses_as_it_reads_it_is_answered_400_on_either_path():
+    """A query string that is not UTF-8 fails as Django builds the request: 400, for a sync view as
+    for an async one, and the thread is free for the next request."""
+    app = PooledThreadsASGIHandler(threads=1)
+
+    async def both():
+        sync = await _request(app, "/probe/", raw_query=b"label=\xff")
+        asynchronous = await _request(app, "/async-probe/", raw_query=b"label=\xff")
+        after = await _request(app, "/probe/?label=after")
+        return sync, asynchronous, after
+
+    sync, asynchronous, after = _run(both)
+    assert sync[0] == 400 and asynchronous[0] == 400
+    assert after[0] == 200
 
 
 def test_async_views_and_paths_of_no_view_keep_django_async_stack():
