@@ -115,11 +115,12 @@ def prerender(request, session: ChatSession, messages, *, markdown: bool = True)
     return messages
 
 
-def content_html(request, message: Message) -> str:
+def content_response(request, session: ChatSession, message: Message) -> JsonResponse:
     """A message's text as the partial shows it (its Markdown, sanitized; from the cache where
-    possible), for a page that already shows the rest of the message."""
+    possible) and its version, for a page that already shows the rest of the message."""
     allow_images = SiteSettings.for_request(request).allow_external_media
-    return render_cached({message.pk: message.content}, allow_images=allow_images)[message.pk]
+    html = render_cached({message.pk: message.content}, allow_images=allow_images)[message.pk]
+    return JsonResponse({"content_html": html, "version": message.version})
 
 
 def render_messages(request, session: ChatSession, messages) -> SafeString:
@@ -236,8 +237,9 @@ def reply_stream_url(session: ChatSession, message: Message) -> str:
     return reverse("chats:message_stream", args=[session.code, message.seq])
 
 
-def message_action(request, code, seq, action) -> JsonResponse:
-    """Run `action` on one of the user's messages; answer with its new HTML or a readable error."""
+def message_action(request, code, seq, action, respond=None) -> JsonResponse:
+    """Run `action` on one of the user's messages; answer with `respond(request, session, message)`
+    (by default the message's new HTML) or a readable error."""
     session, message = get_message_for_user(request, code, seq)
     try:
         message = action(message)
@@ -247,7 +249,7 @@ def message_action(request, code, seq, action) -> JsonResponse:
         return busy()
     except services.EditConflict:
         return conflict()
-    return message_response(request, session, message)
+    return (respond or message_response)(request, session, message)
 
 
 def message_response(request, session: ChatSession, message: Message) -> JsonResponse:

@@ -13,8 +13,7 @@ from .. import generation, services
 from ..http import (
     busy,
     chosen_speaker,
-    conflict,
-    content_html,
+    content_response,
     edit_wait,
     generation_limited,
     generation_wait,
@@ -97,18 +96,16 @@ def message_edit(request, code, seq):
     # Each edit renders the new text: without a limit one user could keep a worker rendering.
     if wait := edit_wait(request):
         return too_fast(wait, what="edits", setting="EDITS_PER_MINUTE")
-    _, message = get_message_for_user(request, code, seq)
-    try:
-        message = services.message_edit(
-            message=message, content=request.POST.get("content", ""), version=posted_version(request)
-        )
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    except services.EditConflict:
-        return conflict()
-    # Only the text changed, and the version (checked: the rest of the message is as the page
-    # shows it): the text's new HTML, which the page puts in place of the old.
-    return JsonResponse({"content_html": content_html(request, message), "version": message.version})
+    content = request.POST.get("content", "")
+    # Only the text and the version change (and the version check means the rest of the message is
+    # as the page shows it): the answer is the text's new HTML, which the page puts in place.
+    return message_action(
+        request,
+        code,
+        seq,
+        lambda m: services.message_edit(message=m, content=content, version=posted_version(request)),
+        respond=content_response,
+    )
 
 
 @login_required
