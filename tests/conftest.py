@@ -51,6 +51,21 @@ def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_flushdb():
+    """Django's clear() on Redis is FLUSHDB: it empties the caches of the tests that the other
+    xdist workers are running at that moment, which then fail now and then. Refused here, so the
+    mistake fails every time instead; clear_environment() drops this worker's keys only."""
+    from django.core.cache.backends.redis import RedisCache
+
+    def refuse(self):
+        raise AssertionError("RedisCache.clear() flushes every worker's cache: use clear_environment()")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RedisCache, "clear", refuse)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     _clear_cache()
