@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from characters.models import Character
 from core import ratelimit
-from core.prepared import PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from core.tokens import estimate_tokens
 from settings_app.models import Persona, SiteSettings
 
@@ -93,6 +93,10 @@ _TAKE_SEQS = PreparedUpdate(
         "last_message_at": now,
     },
 )
+
+
+# A send's two new messages, the user's and the reply's, in one INSERT compiled once per connection.
+_NEW_MESSAGES = PreparedInsert(Message)
 
 
 def _take_seqs(session: ChatSession, n: int) -> int:
@@ -245,10 +249,9 @@ def message_send(
                 character=character,
                 status=Message.Status.STREAMING,
             )
-            if connection.features.can_return_rows_from_bulk_insert:
-                # One INSERT of both rows; their ids come back with them, as from create().
-                Message.objects.bulk_create([user_message, reply])
-            else:  # SQLite before 3.35 gives no ids back from a multi-row INSERT
+            # One INSERT of both rows, compiled once; their ids come back with them.
+            if not _NEW_MESSAGES.create([user_message, reply]):
+                # SQLite before 3.35 gives no ids back from a multi-row INSERT.
                 user_message.save(force_insert=True)
                 reply.save(force_insert=True)
             transaction.on_commit(lambda: generation.start_generation(reply.pk))

@@ -17,7 +17,7 @@ from django.utils import timezone
 from chats import paging, services
 from chats.models import ChatSession, Message
 from chats.sillytavern import chat_import_sillytavern
-from core.prepared import PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from tests.factories import make_character
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +253,94 @@ def test_a_number_inside_an_expression_is_a_parameter_too(chat):
     assert take.run(keys={"pk": chat.pk}, values={"n": 1}) == 1
     after = ChatSession.objects.values_list("last_seq", "message_count").get(pk=chat.pk)
     assert after == (before[0] + 3, before[1] + 3)
+
+
+def _pair(chat, first_seq: int, **reply_fields) -> list[Message]:
+    """A send's two new messages, the user's and the reply's, not yet stored."""
+    character = chat.character
+    return [
+        Message(session=chat, seq=first_seq, role=Message.Role.USER, speaker="Olivia", content="«Hi» there"),
+        Message(
+            session=chat,
+            seq=first_seq + 1,
+            role=Message.Role.ASSISTANT,
+            speaker=character.name,
+            character=character,
+            status=Message.Status.ERROR,  # one reply streams at a time in a chat
+            error="The engine is down.",
+            meta={"note": "ünïcode", "n": [1, 2]},
+            **reply_fields,
+        ),
+    ]
+
+
+# Every column but the id, the seq and the two times, which differ between any two rows.
+_COLUMNS = [
+    f.attname
+    for f in Message._meta.concrete_fields
+    if f.attname not in ("id", "seq", "created_at", "updated_at")
+]
+
+
+def test_a_prepared_insert_writes_what_bulk_create_writes(chat, django_assert_num_queries):
+    """Each column as bulk_create() stores it (a JSON value, a foreign key, defaults, the auto_now
+    time set), every row given its id, and the instances marked as saved."""
+    before = timezone.now()
+    prepared, orm = _pair(chat, 1001), _pair(chat, 1003)
+    new = PreparedInsert(Message)
+    with django_assert_num_queries(1):
+        assert new.create(prepared) is True
+    Message.objects.bulk_create(orm)
+    assert all(m.pk and not m._state.adding and m._state.db == "default" for m in prepared)
+    assert prepared[1].pk != prepared[0].pk
+    assert [m.seq for m in Message.objects.filter(pk__in=[m.pk for m in prepared]).order_by("pk")] == [
+        1001,
+        1002,
+    ]
+    mine, theirs = (
+        [Message.objects.values_list(*_COLUMNS).get(pk=m.pk) for m in pair] for pair in (prepared, orm)
+    )
+    assert mine == theirs
+    for m in prepared:
+        stored = Message.objects.values_list("created_at", "updated_at").get(pk=m.pk)
+        assert stored == (m.created_at, m.updated_at)  # the default kept, as the instance holds it
+        assert m.updated_at >= before  # auto_now, set by the prepared INSERT as by the ORM's
+    assert Message.objects.get(pk=prepared[1].pk).meta == {"note": "ünïcode", "n": [1, 2]}
+
+
+def test_a_prepared_insert_is_compiled_once_per_connection_and_number_of_rows(chat, monkeypatch):
+    new = PreparedInsert(Message)
+    compiled = []
+    compile_ = new._compile
+    monkeypatch.setattr(
+        new, "_compile", lambda objs, alias: compiled.append(len(objs)) or compile_(objs, alias)
+    )
+    for seq in (2001, 2003, 2005):
+        assert new.create(_pair(chat, seq))
+    assert new.create(_pair(chat, 2007)[:1])
+    assert compiled == [2, 1]
+    assert Message.objects.filter(session=chat, seq__gte=2001).count() == 7
+
+
+def test_values_that_need_other_sql_are_compiled_again_for_that_insert(chat):
+    """An expression among the values takes other placeholders than plain values: that INSERT is
+    compiled for them, and the next plain one still uses the SQL compiled first."""
+    new = PreparedInsert(Message)
+    assert new.create(_pair(chat, 3001))
+    shouted = _pair(chat, 3003, content=Upper(Value("shouted")))
+    assert new.create(shouted)
+    assert new.create(plain := _pair(chat, 3005))
+    assert Message.objects.get(pk=shouted[1].pk).content == "SHOUTED"
+    assert Message.objects.get(pk=plain[0].pk).content == "«Hi» there"
+
+
+def test_a_prepared_insert_refuses_what_it_cannot_keep_right(chat, owner):
+    stored = _pair(chat, 4001)
+    Message.objects.bulk_create(stored)
+    with pytest.raises(ValueError, match="new rows"):
+        PreparedInsert(Message).create(stored)
+    # A table cachalot caches: its cached results would outlive the INSERT.
+    character = make_character(owner=owner, name="Cached")
+    with pytest.raises(ImproperlyConfigured, match="cachalot"):
+        PreparedInsert(type(character)).create([type(character)(owner=owner, name="New")])
+    assert not type(character).objects.filter(name="New").exists()
