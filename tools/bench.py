@@ -448,8 +448,9 @@ class Bench:
                 f"{memory.get('VmHWM')} MiB{mapped}."
             )
 
-        self.write("Timing prompt building in-process...\n")
-        for row in self._measured(self.probe("prompt", "--repeat", str(max(c.requests, 5)))):
+        self.write("Timing prompt building in-process, without memory and with it in turns...\n")
+        prompts = self.probe("prompt", "--repeat", str(max(c.requests, 5)))
+        for row in self._measured(prompts["prompt"]):
             result = Result(
                 op="prompt",
                 size=row["size"],
@@ -464,7 +465,7 @@ class Bench:
                 note=f"{row['history_included']} messages fit a {row['context_size']}-token context",
             )
             self.results.append(result)
-        for row in self._measured(self.probe("prompt-memory", "--repeat", str(max(c.requests, 5)))):
+        for row in self._measured(prompts["prompt_memory"]):
             self.results.append(
                 Result(
                     op="prompt_memory",

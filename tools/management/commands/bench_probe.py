@@ -12,9 +12,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "action", choices=["describe", "describe-st", "st-user", "prompt", "prompt-memory", "profile"]
-        )
+        parser.add_argument("action", choices=["describe", "describe-st", "st-user", "prompt", "profile"])
         parser.add_argument("--repeat", type=int, default=20)
         parser.add_argument("--url", action="append", default=[], help="profile: NAME=URL (repeatable)")
         parser.add_argument(
@@ -30,10 +28,8 @@ class Command(BaseCommand):
             result = bench_inside.st_user(options["user"])
         elif action == "describe-st":
             result = bench_inside.describe_st(options["user"])
-        elif action == "prompt":
+        elif action == "prompt":  # without memory and with it, in turns
             result = bench_inside.time_prompts(repeat=options["repeat"])
-        elif action == "prompt-memory":
-            result = bench_inside.time_prompts(repeat=options["repeat"], use_memory=True)
         else:
             urls = dict(item.split("=", 1) for item in options["url"])
             result = bench_inside.profile_pages(
