@@ -368,6 +368,9 @@ class PreparedInsert:
         placeholders, rows = compiler.assemble_as_sql(fields, self._values(compiler, fields, objs))
         if len(params) != sum(len(row) for row in rows) + len(compiler.returning_params):
             raise ImproperlyConfigured(f"{self.name}: the INSERT's parameters are not its rows' values.")
+        # The compiler is kept for its field preparation, which does not read the rows: let go of
+        # the first INSERT's instances (a user's text) rather than hold them for the connection's life.
+        query.objs = []
         compiled = _CompiledInsert(sql, fields, placeholders, tuple(compiler.returning_params), compiler)
         return compiled, rows
 
